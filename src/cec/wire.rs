@@ -1,0 +1,724 @@
+//! The JSON on the wire: the request body of `queryCallDetailRecord`, the token exchange, and a lenient
+//! single-pass parser for response pages.
+//!
+//! The vendor types times and durations as strings but its own sample returns numbers, and every record
+//! field is optional, so each scalar accepts a number or a numeric string, and an empty string or `null`
+//! means "absent". A record with a bad value is rejected on its own (with a reason) while the rest of its
+//! page still parses: the page is read once, straight into typed records, without an intermediate
+//! `serde_json::Value`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::record::{CallId, CallRecord, CallState, TaskQuery, TaskType};
+
+/// The body of one `queryCallDetailRecord` request. Every value is sent as a JSON string, as the vendor
+/// documents and real clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryRequest {
+    /// Window start, epoch ms.
+    pub start_ms: i64,
+    /// Window end, epoch ms; at most 7 days after `start_ms`.
+    pub end_ms: i64,
+    /// Record offset (records to skip).
+    pub offset: u64,
+    /// Page size, 1–100.
+    pub limit: u32,
+    pub task: TaskQuery,
+}
+
+impl QueryRequest {
+    /// The JSON body, every value a string.
+    pub fn to_json(&self) -> String {
+        format!(
+            r#"{{"startTime":"{}","endTime":"{}","offset":"{}","limit":"{}","taskType":"{}"}}"#,
+            self.start_ms,
+            self.end_ms,
+            self.offset,
+            self.limit,
+            self.task.code()
+        )
+    }
+}
+
+/// The body of a `tokenByAkSk` request.
+#[derive(serde::Serialize)]
+pub struct TokenRequest<'a> {
+    pub app_key: &'a str,
+    pub app_secret: &'a str,
+}
+
+/// A `tokenByAkSk` answer: the token and its lifetime. `Expires` and `CreateTime` may be strings or
+/// numbers.
+#[derive(Debug)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Lifetime in seconds, if the gateway said.
+    pub expires_s: Option<u64>,
+    /// When the gateway created the token, epoch seconds, if it said.
+    pub create_time_s: Option<u64>,
+}
+
+/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error.
+pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
+    #[derive(Deserialize)]
+    struct Wire<'a> {
+        #[serde(rename = "AccessToken", borrow, default)]
+        access_token: Option<Cow<'a, str>>,
+        #[serde(rename = "Expires", borrow, default)]
+        expires: Scalar<'a>,
+        #[serde(rename = "CreateTime", borrow, default)]
+        create_time: Scalar<'a>,
+    }
+    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let access_token = match w.access_token {
+        Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        _ => return Err("no AccessToken in the answer".to_owned()),
+    };
+    Ok(TokenResponse {
+        access_token,
+        expires_s: w.expires.as_u64().ok().flatten(),
+        create_time_s: w.create_time.as_u64().ok().flatten(),
+    })
+}
+
+/// `retCode` of a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetCode {
+    /// `"0"`: records follow.
+    Success,
+    /// `"1"`: no data found; an empty result, not a failure.
+    NoData,
+    /// Anything else: a request error (`"2"` time format, `"4"` paging format, `"12"` caller, …).
+    Error(String),
+}
+
+/// One parsed page of `queryCallDetailRecord`.
+#[derive(Debug)]
+pub struct Page {
+    pub ret_code: RetCode,
+    pub ret_msg: String,
+    /// `total`: matching records in the whole window, if given.
+    pub total: Option<u64>,
+    /// Each entry of `callInfo`, parsed or rejected on its own.
+    pub records: Vec<Result<ParsedRecord, Rejection>>,
+}
+
+/// A record with an identity and a state; its task type is attributed later, with the query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedRecord {
+    pub id: CallId,
+    pub state: CallState,
+    pub record: CallRecord,
+}
+
+/// Why a record was skipped; each is a label value of `cec_exporter_records_rejected_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// The `callInfo` entry is not a JSON object.
+    NotAnObject,
+    MissingSerialNo,
+    /// `callSerialNo` is not a decimal number that fits 64 bits (or came as a float).
+    InvalidSerialNo,
+    MissingState,
+    /// `state` is not 0–3.
+    InvalidState,
+    /// Another field has a value of the wrong kind (for instance a time that is not a number).
+    InvalidField,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::NotAnObject,
+        RejectReason::MissingSerialNo,
+        RejectReason::InvalidSerialNo,
+        RejectReason::MissingState,
+        RejectReason::InvalidState,
+        RejectReason::InvalidField,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::MissingSerialNo => "missing_serial_no",
+            RejectReason::InvalidSerialNo => "invalid_serial_no",
+            RejectReason::MissingState => "missing_state",
+            RejectReason::InvalidState => "invalid_state",
+            RejectReason::InvalidField => "invalid_field",
+        }
+    }
+}
+
+/// A skipped record: the reason, the first offending field, and the serial number when it was readable
+/// (for the log line; never a label).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub field: Option<&'static str>,
+    pub serial: Option<CallId>,
+}
+
+/// Parses one response page. Fails only when the body is not the documented JSON shape at all
+/// (truncated, not JSON, `callInfo` not an array); a bad record is a [`Rejection`] in `records`.
+pub fn parse_page(bytes: &[u8]) -> Result<Page, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Wire<'a> {
+        #[serde(rename = "retCode", borrow, default)]
+        ret_code: Scalar<'a>,
+        #[serde(rename = "retMsg", borrow, default)]
+        ret_msg: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        result: Option<ResultWire<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct ResultWire<'a> {
+        #[serde(borrow, default)]
+        total: Scalar<'a>,
+        #[serde(rename = "callInfo", default)]
+        call_info: Option<Records>,
+    }
+    let w: Wire<'_> = serde_json::from_slice(bytes)?;
+    let ret_code = match &w.ret_code {
+        Scalar::Str(s) => ret_code(s.trim()),
+        Scalar::U(n) => ret_code(&n.to_string()),
+        Scalar::I(n) => ret_code(&n.to_string()),
+        _ => RetCode::Error(String::new()),
+    };
+    let (total, records) = match w.result {
+        Some(r) => (r.total.as_u64().ok().flatten(), r.call_info.map(|r| r.0).unwrap_or_default()),
+        None => (None, Vec::new()),
+    };
+    Ok(Page { ret_code, ret_msg: w.ret_msg.map(Cow::into_owned).unwrap_or_default(), total, records })
+}
+
+fn ret_code(s: &str) -> RetCode {
+    match s {
+        "0" => RetCode::Success,
+        "1" => RetCode::NoData,
+        other => RetCode::Error(other.to_owned()),
+    }
+}
+
+/// A JSON scalar as it came: number, string, or something else. `Absent` is `null` or a missing field.
+#[derive(Debug, Default)]
+enum Scalar<'a> {
+    #[default]
+    Absent,
+    U(u64),
+    I(i64),
+    F(f64),
+    Str(Cow<'a, str>),
+    /// A bool, object or array where a scalar belongs.
+    Wrong,
+}
+
+/// A value that could not be used.
+struct Bad;
+
+impl Scalar<'_> {
+    /// A non-negative integer: a JSON integer, an integral float, or a decimal string. Empty string is
+    /// absent.
+    fn as_u64(&self) -> Result<Option<u64>, Bad> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::U(n) => Ok(Some(*n)),
+            Scalar::I(_) | Scalar::Wrong => Err(Bad),
+            Scalar::F(f) => {
+                if f.fract() == 0.0 && *f >= 0.0 && *f < 9.007_199_254_740_992e15 {
+                    Ok(Some(*f as u64))
+                } else {
+                    Err(Bad)
+                }
+            }
+            Scalar::Str(s) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    Ok(None)
+                } else if s.bytes().all(|b| b.is_ascii_digit()) {
+                    s.parse().map(Some).map_err(|_| Bad)
+                } else {
+                    // "26.0" and the like: accepted when integral.
+                    Scalar::F(s.parse().map_err(|_| Bad)?).as_u64()
+                }
+            }
+        }
+    }
+
+    /// An epoch-ms timestamp: a non-negative integer that fits `i64`.
+    fn as_time(&self) -> Result<Option<i64>, Bad> {
+        match self.as_u64()? {
+            Some(n) => i64::try_from(n).map(Some).map_err(|_| Bad),
+            None => Ok(None),
+        }
+    }
+
+    /// A duration in seconds: a non-negative finite number.
+    fn as_seconds(&self) -> Result<Option<f64>, Bad> {
+        let f = match self {
+            Scalar::Absent => return Ok(None),
+            Scalar::U(n) => *n as f64,
+            Scalar::I(_) | Scalar::Wrong => return Err(Bad),
+            Scalar::F(f) => *f,
+            Scalar::Str(s) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                s.parse::<f64>().map_err(|_| Bad)?
+            }
+        };
+        if f.is_finite() && f >= 0.0 {
+            Ok(Some(f))
+        } else {
+            Err(Bad)
+        }
+    }
+
+    /// `callSerialNo`: a decimal string (or integer) that fits `u64`, never through a float.
+    fn as_serial(&self) -> Result<Option<CallId>, Bad> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::U(n) => Ok(Some(CallId(*n))),
+            Scalar::Str(s) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    Ok(None)
+                } else if s.bytes().all(|b| b.is_ascii_digit()) {
+                    s.parse().map(|n| Some(CallId(n))).map_err(|_| Bad)
+                } else {
+                    Err(Bad)
+                }
+            }
+            Scalar::I(_) | Scalar::F(_) | Scalar::Wrong => Err(Bad),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ScalarVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
+    type Value = Scalar<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number or a string")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Absent)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Absent)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Wrong)
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::U(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(if v >= 0 { Scalar::U(v as u64) } else { Scalar::I(v) })
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::F(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Wrong)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Wrong)
+    }
+}
+
+/// `callInfo`: an array of entries, each parsed or rejected on its own; `null` is an empty list.
+struct Records(Vec<Result<ParsedRecord, Rejection>>);
+
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Records;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of call records")
+            }
+            fn visit_unit<E>(self) -> Result<Records, E> {
+                Ok(Records(Vec::new()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(r) = seq.next_element_seed(RecordSeed)? {
+                    out.push(r);
+                }
+                Ok(Records(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+struct RecordSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordSeed {
+    type Value = Result<ParsedRecord, Rejection>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(RecordVisitor)
+    }
+}
+
+/// The keys the exporter reads; phone numbers and `callData` fall into `Other` and are never kept.
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum Key {
+    #[serde(rename = "callSerialNo")]
+    Serial,
+    #[serde(rename = "state")]
+    State,
+    #[serde(rename = "taskType")]
+    TaskType,
+    #[serde(rename = "reasonCode")]
+    ReasonCode,
+    #[serde(rename = "startTime")]
+    Start,
+    #[serde(rename = "endTime")]
+    End,
+    #[serde(rename = "alertingTime")]
+    Alerting,
+    #[serde(rename = "talkingTime")]
+    Talking,
+    #[serde(rename = "releaseTime")]
+    Release,
+    #[serde(rename = "agentAlertingTime")]
+    AgentAlerting,
+    #[serde(rename = "agentTalkingTime")]
+    AgentTalking,
+    #[serde(rename = "agentReleaseTime")]
+    AgentRelease,
+    #[serde(rename = "talkDuration")]
+    Talk,
+    #[serde(rename = "agentTalkDuration")]
+    AgentTalk,
+    #[serde(other)]
+    Other,
+}
+
+struct RecordVisitor;
+
+impl RecordVisitor {
+    fn not_an_object<E>() -> Result<Result<ParsedRecord, Rejection>, E> {
+        Ok(Err(Rejection { reason: RejectReason::NotAnObject, field: None, serial: None }))
+    }
+}
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Result<ParsedRecord, Rejection>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a call record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut rec = CallRecord::default();
+        let mut serial: Result<Option<CallId>, Bad> = Ok(None);
+        let mut state: Result<Option<u64>, Bad> = Ok(None);
+        // The first field with an unusable value, reported if identity and state are fine.
+        let mut bad_field: Option<&'static str> = None;
+        fn take<T>(
+            r: Result<Option<T>, Bad>,
+            slot: &mut Option<T>,
+            bad: &mut Option<&'static str>,
+            name: &'static str,
+        ) {
+            match r {
+                Ok(v) => *slot = v,
+                Err(Bad) => {
+                    bad.get_or_insert(name);
+                }
+            }
+        }
+        while let Some(key) = map.next_key::<Key>()? {
+            if let Key::Other = key {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let v: Scalar<'de> = map.next_value()?;
+            let b = &mut bad_field;
+            match key {
+                Key::Serial => serial = v.as_serial(),
+                Key::State => state = v.as_u64(),
+                Key::TaskType => match v.as_u64() {
+                    // 0 ("all types") on a record says nothing about the call: treated as absent.
+                    Ok(Some(0)) | Ok(None) => rec.task_type = None,
+                    Ok(Some(n)) => match TaskType::from_code(n) {
+                        Some(t) => rec.task_type = Some(t),
+                        None => {
+                            b.get_or_insert("taskType");
+                        }
+                    },
+                    Err(Bad) => {
+                        b.get_or_insert("taskType");
+                    }
+                },
+                Key::ReasonCode => match v.as_u64() {
+                    Ok(n) => match n.map(u16::try_from).transpose() {
+                        Ok(n) => rec.reason_code = n,
+                        Err(_) => {
+                            b.get_or_insert("reasonCode");
+                        }
+                    },
+                    Err(Bad) => {
+                        b.get_or_insert("reasonCode");
+                    }
+                },
+                Key::Start => take(v.as_time(), &mut rec.start_ms, b, "startTime"),
+                Key::End => take(v.as_time(), &mut rec.end_ms, b, "endTime"),
+                Key::Alerting => take(v.as_time(), &mut rec.alerting_ms, b, "alertingTime"),
+                Key::Talking => take(v.as_time(), &mut rec.talking_ms, b, "talkingTime"),
+                Key::Release => take(v.as_time(), &mut rec.release_ms, b, "releaseTime"),
+                Key::AgentAlerting => take(v.as_time(), &mut rec.agent_alerting_ms, b, "agentAlertingTime"),
+                Key::AgentTalking => take(v.as_time(), &mut rec.agent_talking_ms, b, "agentTalkingTime"),
+                Key::AgentRelease => take(v.as_time(), &mut rec.agent_release_ms, b, "agentReleaseTime"),
+                Key::Talk => take(v.as_seconds(), &mut rec.talk_s, b, "talkDuration"),
+                Key::AgentTalk => take(v.as_seconds(), &mut rec.agent_talk_s, b, "agentTalkDuration"),
+                Key::Other => unreachable!("skipped above"),
+            }
+        }
+        let reject = |reason, field, serial| Ok(Err(Rejection { reason, field, serial }));
+        let id = match serial {
+            Ok(Some(id)) => id,
+            Ok(None) => return reject(RejectReason::MissingSerialNo, Some("callSerialNo"), None),
+            Err(Bad) => return reject(RejectReason::InvalidSerialNo, Some("callSerialNo"), None),
+        };
+        let state = match state {
+            Ok(Some(n)) => match CallState::from_code(n) {
+                Some(s) => s,
+                None => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
+            },
+            Ok(None) => return reject(RejectReason::MissingState, Some("state"), Some(id)),
+            Err(Bad) => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
+        };
+        if let Some(field) = bad_field {
+            return reject(RejectReason::InvalidField, Some(field), Some(id));
+        }
+        Ok(Ok(ParsedRecord { id, state, record: rec }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Self::not_an_object()
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Self::not_an_object()
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Self::not_an_object()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Self::not_an_object()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Self::not_an_object()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Self::not_an_object()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Self::not_an_object()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vendor's own sample answer, verbatim.
+    const VENDOR_SAMPLE: &str = r#"{
+	"result": {
+		"total": 11,
+		"callInfo": [{
+			"releaseTime": 1621577022000,
+			"called": "88889060",
+			"callerPresent": "640003",
+			"agentAlertingTime": 1621576992000,
+			"agentPresent": "640060",
+			"talkingTime": 1621576995000,
+			"alertingTime": 1621576994000,
+			"caller": "88889050",
+			"agentTalkingTime": 1621576994000,
+			"agentReleaseTime": 1621577022000,
+			"agentTalkDuration": 27,
+			"callSerialNo": "1037058396471308289",
+			"startTime": 1621576992000,
+			"endTime": 1621577022000,
+			"talkDuration": 26,
+			"state": 3,
+			"reasonCode": 1
+		}]
+	},
+	"retCode": "0",
+	"retMsg": "Query call detail record successfully"
+}"#;
+
+    fn one(json: &str) -> Result<ParsedRecord, Rejection> {
+        let body = format!(r#"{{"retCode":"0","retMsg":"ok","result":{{"total":1,"callInfo":[{json}]}}}}"#);
+        let mut page = parse_page(body.as_bytes()).expect("page parses");
+        assert_eq!(page.records.len(), 1);
+        page.records.pop().unwrap()
+    }
+
+    #[test]
+    fn vendor_sample_parses_exactly() {
+        let page = parse_page(VENDOR_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(page.ret_code, RetCode::Success);
+        assert_eq!(page.ret_msg, "Query call detail record successfully");
+        assert_eq!(page.total, Some(11));
+        let r = page.records[0].clone().unwrap();
+        assert_eq!(r.id, CallId(1_037_058_396_471_308_289));
+        assert_eq!(r.state, CallState::Ended);
+        assert_eq!(
+            r.record,
+            CallRecord {
+                task_type: None,
+                reason_code: Some(1),
+                start_ms: Some(1_621_576_992_000),
+                end_ms: Some(1_621_577_022_000),
+                alerting_ms: Some(1_621_576_994_000),
+                talking_ms: Some(1_621_576_995_000),
+                release_ms: Some(1_621_577_022_000),
+                agent_alerting_ms: Some(1_621_576_992_000),
+                agent_talking_ms: Some(1_621_576_994_000),
+                agent_release_ms: Some(1_621_577_022_000),
+                talk_s: Some(26.0),
+                agent_talk_s: Some(27.0),
+            }
+        );
+    }
+
+    #[test]
+    fn numbers_as_strings_equal_numbers() {
+        let a = one(r#"{"callSerialNo":"9007199254740993","state":"3","taskType":"2","reasonCode":"5","startTime":"1700000000000","talkDuration":"0","agentTalkDuration":"12"}"#).unwrap();
+        let b = one(r#"{"callSerialNo":"9007199254740993","state":3,"taskType":2,"reasonCode":5,"startTime":1700000000000,"talkDuration":0,"agentTalkDuration":12}"#).unwrap();
+        assert_eq!(a, b);
+        // 2^53 + 1 survives exactly: it never went through a float.
+        assert_eq!(a.id, CallId(9_007_199_254_740_993));
+        assert_eq!(a.record.task_type, Some(TaskType::AnonymousOutbound));
+    }
+
+    #[test]
+    fn serial_as_json_integer_beyond_2_53_is_exact() {
+        let r = one(r#"{"callSerialNo":1037058396471308289,"state":1}"#).unwrap();
+        assert_eq!(r.id, CallId(1_037_058_396_471_308_289));
+    }
+
+    #[test]
+    fn every_field_but_identity_and_state_is_optional() {
+        let r = one(r#"{"callSerialNo":"1","state":0}"#).unwrap();
+        assert_eq!(r.record, CallRecord::default());
+        let r = one(r#"{"callSerialNo":"1","state":"2","endTime":"","reasonCode":null}"#).unwrap();
+        assert_eq!(r.record, CallRecord::default());
+    }
+
+    #[test]
+    fn rejections_name_their_reason() {
+        let cases = [
+            (r#"42"#, RejectReason::NotAnObject, None),
+            (r#""text""#, RejectReason::NotAnObject, None),
+            (r#"[1,2]"#, RejectReason::NotAnObject, None),
+            (r#"{"state":3}"#, RejectReason::MissingSerialNo, Some("callSerialNo")),
+            (r#"{"callSerialNo":"12a","state":3}"#, RejectReason::InvalidSerialNo, Some("callSerialNo")),
+            (r#"{"callSerialNo":1.5e18,"state":3}"#, RejectReason::InvalidSerialNo, Some("callSerialNo")),
+            (
+                r#"{"callSerialNo":"99999999999999999999","state":3}"#,
+                RejectReason::InvalidSerialNo,
+                Some("callSerialNo"),
+            ),
+            (r#"{"callSerialNo":"7"}"#, RejectReason::MissingState, Some("state")),
+            (r#"{"callSerialNo":"7","state":"banana"}"#, RejectReason::InvalidState, Some("state")),
+            (r#"{"callSerialNo":"7","state":4}"#, RejectReason::InvalidState, Some("state")),
+            (
+                r#"{"callSerialNo":"7","state":3,"talkDuration":"long"}"#,
+                RejectReason::InvalidField,
+                Some("talkDuration"),
+            ),
+            (r#"{"callSerialNo":"7","state":3,"startTime":-5}"#, RejectReason::InvalidField, Some("startTime")),
+            (r#"{"callSerialNo":"7","state":3,"reasonCode":70000}"#, RejectReason::InvalidField, Some("reasonCode")),
+            (r#"{"callSerialNo":"7","state":3,"taskType":9}"#, RejectReason::InvalidField, Some("taskType")),
+            (r#"{"callSerialNo":"7","state":3,"endTime":{"a":1}}"#, RejectReason::InvalidField, Some("endTime")),
+        ];
+        for (json, reason, field) in cases {
+            let rej = one(json).expect_err(json);
+            assert_eq!((rej.reason, rej.field), (reason, field), "{json}");
+        }
+        let rej = one(r#"{"callSerialNo":"7","state":"x"}"#).unwrap_err();
+        assert_eq!(rej.serial, Some(CallId(7)));
+    }
+
+    #[test]
+    fn a_bad_record_never_spoils_its_page() {
+        let body = r#"{"retCode":"0","retMsg":"","result":{"total":"4","callInfo":[
+            {"callSerialNo":"1","state":3},
+            42,
+            {"callSerialNo":"2","state":"banana","nested":{"deep":[1,{"x":2}]}},
+            {"callSerialNo":"3","state":2,"callData":"free text, never kept"}]}}"#;
+        let page = parse_page(body.as_bytes()).unwrap();
+        assert_eq!(page.total, Some(4));
+        let ok: Vec<u64> = page.records.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.id.0).collect();
+        assert_eq!(ok, vec![1, 3]);
+        assert_eq!(page.records.iter().filter(|r| r.is_err()).count(), 2);
+    }
+
+    #[test]
+    fn ret_codes() {
+        let p = parse_page(br#"{"retCode":"1","retMsg":"No data is found."}"#).unwrap();
+        assert_eq!((p.ret_code, p.total, p.records.len()), (RetCode::NoData, None, 0));
+        let p = parse_page(br#"{"retCode":2,"retMsg":"bad time"}"#).unwrap();
+        assert_eq!(p.ret_code, RetCode::Error("2".into()));
+        let p = parse_page(br#"{"retCode":"0","result":{"total":0,"callInfo":null}}"#).unwrap();
+        assert_eq!((p.ret_code, p.total, p.records.len()), (RetCode::Success, Some(0), 0));
+    }
+
+    #[test]
+    fn a_broken_body_is_an_error() {
+        assert!(parse_page(br#"{"retCode":"0","result":{"callInfo":[{"callSe"#).is_err());
+        assert!(parse_page(b"<html>502</html>").is_err());
+    }
+
+    #[test]
+    fn request_values_are_strings() {
+        let q = QueryRequest {
+            start_ms: 1_562_786_332_000,
+            end_ms: 1_563_391_072_000,
+            offset: 200,
+            limit: 100,
+            task: TaskQuery::ITA,
+        };
+        let v: serde_json::Value = serde_json::from_str(&q.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"startTime":"1562786332000","endTime":"1563391072000","offset":"200","limit":"100","taskType":"4"})
+        );
+    }
+
+    #[test]
+    fn token_answer_strings_or_numbers() {
+        let t = parse_token(br#"{"AccessToken":"zz","ApplyType":"Bearer","CreateTime":"1545650171","Expires":"600"}"#)
+            .unwrap();
+        assert_eq!((t.access_token.as_str(), t.expires_s, t.create_time_s), ("zz", Some(600), Some(1_545_650_171)));
+        let t = parse_token(br#"{"AccessToken":"zz","CreateTime":1545650171,"Expires":600}"#).unwrap();
+        assert_eq!((t.expires_s, t.create_time_s), (Some(600), Some(1_545_650_171)));
+        assert_eq!(parse_token(br#"{"AccessToken":""}"#).unwrap_err(), "no AccessToken in the answer");
+    }
+}
