@@ -1,0 +1,241 @@
+//! The call metrics as plain data: counters and histograms indexed by label enums, updated by
+//! [`Aggregates::observe`] once per counted call. Plain data so that a poll can commit it together with
+//! the ledger, and so that rendering is a walk over arrays.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::classify::{outcome, Outcome};
+use crate::cec::record::{CallId, CallRecord, TaskType};
+
+/// Upper bounds (seconds) of the talk-duration histograms: a few seconds to an hour.
+pub const TALK_BUCKETS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 2700.0, 3600.0];
+/// Upper bounds (seconds) of the answer-delay histograms: ring times from one second to two minutes.
+pub const DELAY_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0];
+
+/// The call behind a sample, so an operator can look it up in CEC.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exemplar {
+    pub call: CallId,
+    /// The observed value (seconds for histograms, 1 for counters).
+    pub value: f64,
+    /// When the call ended, epoch ms (absent when the record did not say).
+    pub ts_ms: Option<i64>,
+}
+
+/// A histogram: per-bucket (not cumulative) counts, the last bucket being +Inf; one exemplar per bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub buckets: Vec<u64>,
+    pub exemplars: Vec<Option<Exemplar>>,
+    pub count: u64,
+    /// Sum of observed values, seconds.
+    pub sum: f64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &[f64]) -> Histogram {
+        Histogram { buckets: vec![0; bounds.len() + 1], exemplars: vec![None; bounds.len() + 1], count: 0, sum: 0.0 }
+    }
+
+    pub fn observe(&mut self, bounds: &[f64], value: f64, exemplar: Exemplar) {
+        let i = bounds.partition_point(|&b| b < value);
+        self.buckets[i] += 1;
+        self.exemplars[i] = Some(exemplar);
+        self.count += 1;
+        self.sum += value;
+    }
+}
+
+/// The `leg` label of the answer-delay histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leg {
+    /// talkingTime − alertingTime.
+    Customer = 0,
+    /// agentTalkingTime − agentAlertingTime.
+    Agent = 1,
+}
+
+impl Leg {
+    pub const ALL: [Leg; 2] = [Leg::Customer, Leg::Agent];
+    pub fn label(self) -> &'static str {
+        match self {
+            Leg::Customer => "customer",
+            Leg::Agent => "agent",
+        }
+    }
+}
+
+/// A reason code as a map key; [`NO_REASON`] stands for a record without `reasonCode`.
+pub type ReasonKey = u32;
+/// The key of calls that ended without a `reasonCode` (`reason_code="none"`).
+pub const NO_REASON: ReasonKey = u32::MAX;
+
+/// A counter with the exemplar of the latest call it counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExemplarCounter {
+    pub count: u64,
+    pub exemplar: Option<Exemplar>,
+}
+
+/// Every call metric, indexed by `TaskType::index()` (and `Outcome::index()`, `Leg`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aggregates {
+    /// `cec_calls_total{task_type, outcome}`.
+    pub calls: [[u64; Outcome::COUNT]; TaskType::COUNT],
+    /// `cec_call_end_reasons_total{task_type, reason_code, reason}`, by reason code.
+    pub end_reasons: [BTreeMap<ReasonKey, ExemplarCounter>; TaskType::COUNT],
+    /// `cec_call_talk_duration_seconds{task_type}`.
+    pub talk: [Histogram; TaskType::COUNT],
+    /// `cec_call_agent_talk_duration_seconds{task_type}`.
+    pub agent_talk: [Histogram; TaskType::COUNT],
+    /// `cec_call_answer_delay_seconds{task_type, leg}`.
+    pub answer_delay: [[Histogram; 2]; TaskType::COUNT],
+    /// `cec_last_call_end_timestamp_seconds{task_type}`, epoch ms.
+    pub last_call_end_ms: [Option<i64>; TaskType::COUNT],
+}
+
+impl Default for Aggregates {
+    fn default() -> Self {
+        let talk = || std::array::from_fn(|_| Histogram::new(TALK_BUCKETS));
+        Aggregates {
+            calls: [[0; Outcome::COUNT]; TaskType::COUNT],
+            end_reasons: Default::default(),
+            talk: talk(),
+            agent_talk: talk(),
+            answer_delay: std::array::from_fn(|_| std::array::from_fn(|_| Histogram::new(DELAY_BUCKETS))),
+            last_call_end_ms: [None; TaskType::COUNT],
+        }
+    }
+}
+
+impl Aggregates {
+    /// Counts one ended call. Called exactly once per call, by the ledger's admission.
+    pub fn observe(&mut self, id: CallId, task_type: TaskType, record: &CallRecord) {
+        let t = task_type.index();
+        let ended = record.ended_at_ms();
+        let ex = |value| Exemplar { call: id, value, ts_ms: ended };
+
+        self.calls[t][outcome(task_type, record).index()] += 1;
+
+        let key = record.reason_code.map_or(NO_REASON, ReasonKey::from);
+        let c = self.end_reasons[t].entry(key).or_default();
+        c.count += 1;
+        c.exemplar = Some(ex(1.0));
+
+        if let Some(s) = record.customer_talk_seconds().filter(|&s| s > 0.0) {
+            self.talk[t].observe(TALK_BUCKETS, s, ex(s));
+        }
+        if let Some(s) = record.agent_talk_seconds().filter(|&s| s > 0.0) {
+            self.agent_talk[t].observe(TALK_BUCKETS, s, ex(s));
+        }
+        if let Some(d) = record.customer_answer_delay() {
+            self.answer_delay[t][Leg::Customer as usize].observe(DELAY_BUCKETS, d, ex(d));
+        }
+        if let Some(d) = record.agent_answer_delay() {
+            self.answer_delay[t][Leg::Agent as usize].observe(DELAY_BUCKETS, d, ex(d));
+        }
+        if let Some(end) = ended {
+            let last = &mut self.last_call_end_ms[t];
+            *last = Some(last.map_or(end, |l| l.max(end)));
+        }
+    }
+
+    /// Ended calls counted so far, all labels together.
+    pub fn total_calls(&self) -> u64 {
+        self.calls.iter().flatten().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered_ita() -> CallRecord {
+        CallRecord {
+            reason_code: Some(16),
+            start_ms: Some(1_000_000),
+            alerting_ms: Some(1_002_000),
+            talking_ms: Some(1_006_500),
+            release_ms: Some(1_066_500),
+            end_ms: Some(1_066_500),
+            agent_alerting_ms: Some(1_000_500),
+            agent_talking_ms: Some(1_001_500),
+            agent_release_ms: Some(1_066_500),
+            talk_s: Some(60.0),
+            agent_talk_s: Some(65.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_answered_call_feeds_every_metric_once() {
+        let mut a = Aggregates::default();
+        let ita = TaskType::ItaBidirectional;
+        a.observe(CallId(42), ita, &answered_ita());
+        let t = ita.index();
+        assert_eq!(a.total_calls(), 1);
+        assert_eq!(a.calls[t][Outcome::Answered.index()], 1);
+        let reason = a.end_reasons[t][&16];
+        assert_eq!(reason.count, 1);
+        assert_eq!(reason.exemplar.unwrap().call, CallId(42));
+        assert_eq!(reason.exemplar.unwrap().ts_ms, Some(1_066_500));
+        // 60 s lands in the le=60 bucket (bounds are inclusive upper bounds).
+        assert_eq!(a.talk[t].buckets[3], 1);
+        assert_eq!((a.talk[t].count, a.talk[t].sum), (1, 60.0));
+        assert_eq!((a.agent_talk[t].count, a.agent_talk[t].sum), (1, 65.0));
+        assert_eq!(a.agent_talk[t].buckets[4], 1, "65 s is in le=120");
+        let customer = &a.answer_delay[t][Leg::Customer as usize];
+        assert_eq!((customer.count, customer.sum), (1, 4.5));
+        assert_eq!(customer.buckets[3], 1, "4.5 s is in le=5");
+        let agent = &a.answer_delay[t][Leg::Agent as usize];
+        assert_eq!((agent.count, agent.sum), (1, 1.0));
+        assert_eq!(agent.buckets[0], 1, "1 s is in le=1");
+        assert_eq!(a.last_call_end_ms[t], Some(1_066_500));
+    }
+
+    #[test]
+    fn unanswered_call_observes_no_duration() {
+        let mut a = Aggregates::default();
+        let rec = CallRecord {
+            reason_code: Some(5),
+            talk_s: Some(0.0),
+            agent_talk_s: Some(0.0),
+            alerting_ms: Some(10),
+            ..Default::default()
+        };
+        a.observe(CallId(1), TaskType::CecBidirectional, &rec);
+        let t = TaskType::CecBidirectional.index();
+        assert_eq!(a.calls[t][Outcome::NoAnswer.index()], 1);
+        assert_eq!(a.talk[t].count + a.agent_talk[t].count, 0);
+        assert_eq!(a.answer_delay[t][0].count + a.answer_delay[t][1].count, 0);
+        assert_eq!(a.last_call_end_ms[t], None);
+    }
+
+    #[test]
+    fn missing_reason_code_is_its_own_key() {
+        let mut a = Aggregates::default();
+        a.observe(CallId(1), TaskType::Unknown, &CallRecord::default());
+        assert_eq!(a.end_reasons[TaskType::Unknown.index()][&NO_REASON].count, 1);
+    }
+
+    #[test]
+    fn bucket_beyond_the_last_bound_is_inf() {
+        let mut h = Histogram::new(TALK_BUCKETS);
+        let ex = Exemplar { call: CallId(1), value: 5000.0, ts_ms: None };
+        h.observe(TALK_BUCKETS, 5000.0, ex);
+        assert_eq!(h.buckets[TALK_BUCKETS.len()], 1);
+    }
+
+    #[test]
+    fn last_call_end_keeps_the_newest() {
+        let mut a = Aggregates::default();
+        let t = TaskType::VoiceNotification;
+        for end in [5_000, 9_000, 7_000] {
+            let rec = CallRecord { end_ms: Some(end), ..Default::default() };
+            a.observe(CallId(end as u64), t, &rec);
+        }
+        assert_eq!(a.last_call_end_ms[t.index()], Some(9_000));
+    }
+}
