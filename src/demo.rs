@@ -1,0 +1,77 @@
+//! The `demo` subcommand: the simulator and the exporter together on loopback, so a newcomer sees live
+//! call metrics within seconds with one command and no credentials.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::{DemoArgs, RunArgs};
+use crate::config::{parse_listen, Config};
+use crate::simulate::{DEMO_APP_KEY, DEMO_APP_SECRET, DEMO_LATENCY};
+use crate::simulator::{SimConfig, Simulator, Traffic};
+
+/// Where the demo's exporter listens unless `--web.listen-address` says otherwise.
+pub const DEMO_LISTEN: &str = "127.0.0.1:10049";
+
+/// Runs simulator and exporter until `shutdown`.
+pub async fn run(
+    args: DemoArgs,
+    run_args: &RunArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.calls_per_minute.is_finite() && args.calls_per_minute > 0.0,
+        "--sim.calls-per-minute: must be a number above 0"
+    );
+    let sim_addr = parse_listen("--sim.listen", &args.sim_listen)?;
+    let sim_listener = tokio::net::TcpListener::bind(sim_addr)
+        .await
+        .with_context(|| format!("--sim.listen: cannot listen on {sim_addr}"))?;
+    let sim_url = format!("http://{}", sim_listener.local_addr()?);
+    let sim = Simulator::new(SimConfig {
+        app_key: DEMO_APP_KEY.into(),
+        app_secret: DEMO_APP_SECRET.into(),
+        seed: 1,
+        traffic: Traffic::Random {
+            calls_per_minute: args.calls_per_minute,
+            history: Duration::from_secs(3600),
+            duration_scale: 1.0,
+        },
+        max_record_latency: DEMO_LATENCY,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut sim_stop = stop_rx.clone();
+    let sim_task = tokio::spawn(Arc::clone(&sim).serve(sim_listener, async move {
+        let _ = sim_stop.wait_for(|s| *s).await;
+    }));
+
+    // The exporter, with the demo's defaults where the user gave no flag.
+    let mut exporter_args: RunArgs = run_args.clone();
+    exporter_args.cec_url = Some(sim_url.clone());
+    exporter_args.cec_app_key = Some(DEMO_APP_KEY.into());
+    exporter_args.cec_app_secret_file = None;
+    if exporter_args.web_listen_address.is_none() {
+        exporter_args.web_listen_address = Some(DEMO_LISTEN.into());
+    }
+    if exporter_args.poll_interval == "30s" {
+        exporter_args.poll_interval = "5s".into();
+    }
+    let cfg = Config::from_args(&exporter_args, Some(DEMO_APP_SECRET.into()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| {
+        format!("--web.listen-address: cannot listen on {} (is another exporter running?)", cfg.listen)
+    })?;
+    let local = listener.local_addr()?;
+    let shown = if local.ip().is_unspecified() { format!("127.0.0.1:{}", local.port()) } else { local.to_string() };
+    println!("cec-exporter demo: a simulated CEC tenant and the exporter polling it every {:?}.", cfg.poller.interval);
+    println!("  simulator (CEC API):  {sim_url}");
+    println!("  exporter:             http://{shown}/");
+    println!("  metrics:              http://{shown}{}", cfg.telemetry_path);
+    println!("  simulator's truth:    {sim_url}/sim/truth");
+    println!("Press Ctrl-C to stop.");
+    let result = crate::run(cfg, listener, shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = sim_task.await;
+    result
+}

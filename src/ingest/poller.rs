@@ -1,0 +1,198 @@
+//! The background loop: every interval, plan the windows, read every page of every read, and only when
+//! all of them succeeded admit the records and publish the new state. A failed poll leaves no trace: it
+//! is logged once, counted once, and retried after a backoff. A scrape never waits for a poll.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::ledger::{PollSummary, Retention, State};
+use super::plan::{plan, PlanConfig, PollPlan, Read};
+use crate::cec::client::{ApiError, CecClient};
+use crate::cec::record::TaskQuery;
+use crate::cec::wire::ParsedRecord;
+use crate::metrics::expose::Published;
+use crate::metrics::telemetry::Telemetry;
+
+/// The wall clock in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the poller needs; from the validated configuration.
+#[derive(Clone, Debug)]
+pub struct PollerConfig {
+    pub interval: Duration,
+    pub plan: PlanConfig,
+    pub retention: Retention,
+    /// The `taskType` filters each window is read with.
+    pub queries: Vec<TaskQuery>,
+}
+
+/// What the server reads: the last published state and the live telemetry.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub published: RwLock<Arc<Published>>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Shared {
+    pub fn published(&self) -> Arc<Published> {
+        self.published.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The poller: owns the state; publishes a copy of what the server needs after each commit.
+pub struct Poller {
+    client: CecClient,
+    cfg: PollerConfig,
+    state: State,
+    shared: Arc<Shared>,
+    clock: fn() -> i64,
+}
+
+/// A committed poll.
+#[derive(Debug)]
+pub struct PollReport {
+    pub plan: PollPlan,
+    pub summary: PollSummary,
+    pub requests: u64,
+}
+
+impl Poller {
+    pub fn new(client: CecClient, cfg: PollerConfig, state: State, shared: Arc<Shared>) -> Poller {
+        let p = Poller { client, cfg, state, shared, clock: now_ms };
+        p.publish();
+        p
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// One poll: every read, then one commit. On error nothing changed.
+    pub async fn poll_once(&mut self) -> Result<PollReport, ApiError> {
+        let now = (self.clock)();
+        let plan = plan(
+            &self.cfg.plan,
+            now,
+            self.state.ledger.cursor_ms(),
+            &self.cfg.queries,
+            self.state.ledger.open_starts(),
+        );
+        let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::with_capacity(plan.reads.len());
+        let mut requests = 0;
+        for read in &plan.reads {
+            let r = self.client.read_window(read.query, read.window).await?;
+            requests += r.requests;
+            fetched.push((*read, r.records));
+        }
+        let summary =
+            self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), (self.clock)(), self.cfg.retention);
+        self.publish();
+        Ok(PollReport { plan, summary, requests })
+    }
+
+    fn publish(&self) {
+        let p = Published {
+            aggregates: self.state.aggregates.clone(),
+            in_progress: self.state.ledger.in_progress(),
+            remembered_calls: self.state.ledger.counted_len() as u64,
+        };
+        *self.shared.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p);
+    }
+
+    /// Polls until `shutdown` turns true. Catch-up steps follow each other without waiting; failures
+    /// back off exponentially from the interval up to five minutes (or the interval, if longer).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let result = self.poll_once().await;
+            let elapsed = started.elapsed();
+            let telemetry = self.shared.telemetry.clone();
+            let wait = match result {
+                Ok(report) => {
+                    failures = 0;
+                    telemetry.update(|d| {
+                        d.up = true;
+                        d.ready = true;
+                        d.polls += 1;
+                        d.last_poll_seconds = elapsed.as_secs_f64();
+                        d.last_success_ms = Some(now_ms());
+                        d.last_poll_requests = report.requests;
+                        d.open_calls_abandoned += report.summary.abandoned;
+                        d.last_error = None;
+                    });
+                    let s = report.summary;
+                    if s.abandoned > 0 {
+                        tracing::warn!(abandoned = s.abandoned, "gave up open calls CEC never showed ended");
+                    }
+                    tracing::debug!(
+                        window_start_ms = report.plan.main.start_ms,
+                        window_end_ms = report.plan.main.end_ms,
+                        reads = report.plan.reads.len(),
+                        requests = report.requests,
+                        counted = s.counted,
+                        tracked = s.tracked,
+                        already_counted = s.already_counted,
+                        before_horizon = s.before_horizon,
+                        duration_ms = elapsed.as_millis() as u64,
+                        "poll committed"
+                    );
+                    if report.plan.behind {
+                        Duration::ZERO
+                    } else {
+                        self.cfg.interval
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    let wait = backoff(self.cfg.interval, failures);
+                    telemetry.update(|d| {
+                        d.up = false;
+                        d.polls += 1;
+                        d.poll_failures += 1;
+                        d.last_poll_seconds = elapsed.as_secs_f64();
+                        d.last_error = Some(e.to_string());
+                    });
+                    tracing::warn!(
+                        error = %e,
+                        retryable = e.retryable(),
+                        consecutive_failures = failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "poll failed; nothing committed"
+                    );
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// Wait after `failures` consecutive failed polls: the interval, doubled per further failure, capped
+/// at five minutes (or the interval when that is longer).
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    let cap = interval.max(Duration::from_secs(300));
+    interval.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        let i = Duration::from_secs(30);
+        let got: Vec<u64> = (1..=6).map(|f| backoff(i, f).as_secs()).collect();
+        assert_eq!(got, vec![30, 60, 120, 240, 300, 300]);
+        assert_eq!(backoff(Duration::from_secs(600), 3), Duration::from_secs(600));
+        assert_eq!(backoff(Duration::from_secs(1), 40), Duration::from_secs(300));
+    }
+}

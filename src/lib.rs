@@ -1,0 +1,58 @@
+//! cec-exporter: a Prometheus exporter for the call detail records of Huawei Cloud CEC (AICC).
+//!
+//! Data takes one path: [`cec::client`] fetches pages → [`cec::wire`] parses them into typed records →
+//! [`ingest::ledger`] admits each call once → [`metrics::aggregate`] counts it → the poller publishes the
+//! new state, which [`server`] renders on each scrape via [`metrics::expose`].
+
+pub mod cec;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
+pub mod secret;
+pub mod server;
+pub mod simulate;
+pub mod simulator;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// Build information shown in `cec_exporter_build_info` and on the landing page.
+pub fn build_info() -> metrics::expose::BuildInfo {
+    metrics::expose::BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        revision: option_env!("CEC_EXPORTER_REVISION").unwrap_or("unknown"),
+    }
+}
+
+/// Runs the exporter on `listener` until `shutdown` resolves: the poller in the background, the server
+/// in front. Returns after both have stopped.
+pub async fn run(
+    cfg: config::Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(ingest::poller::Shared::default());
+    let client = cec::client::CecClient::new(cfg.client.clone(), shared.telemetry.clone())
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+    let poller =
+        ingest::poller::Poller::new(client, cfg.poller.clone(), ingest::ledger::State::default(), shared.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poll_task = tokio::spawn(poller.run(stop_rx));
+    let site = Arc::new(server::Site { shared, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        cec_url = %cfg.client.query_url,
+        interval = ?cfg.poller.interval,
+        "cec-exporter started"
+    );
+    server::serve(listener, site, shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = poll_task.await;
+    Ok(())
+}

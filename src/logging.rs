@@ -1,0 +1,99 @@
+//! Log output: logfmt (`ts=… level=info msg="…" key=value`, as Prometheus' own components write) or
+//! JSON, one line per event, to standard error.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. Only this crate logs at `level`; dependencies log warnings and up.
+pub fn init(level: tracing::Level, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,cec_exporter={level}"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+    };
+}
+
+/// The logfmt event format.
+pub struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        write!(w, "ts={ts} level={}", meta.level().as_str().to_ascii_lowercase())?;
+        let mut v = Fields { msg: String::new(), rest: String::new() };
+        event.record(&mut v);
+        w.write_str(" msg=")?;
+        write_value(&mut w, &v.msg)?;
+        w.write_str(&v.rest)?;
+        writeln!(w)
+    }
+}
+
+struct Fields {
+    msg: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.msg.push_str(value);
+        } else {
+            let _ = write!(self.rest, " {}=", field.name());
+            let _ = write_value(&mut self.rest, value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Writes a logfmt value, quoted when it has spaces, quotes, `=` or is empty.
+pub fn write_value(w: &mut impl fmt::Write, v: &str) -> fmt::Result {
+    if !v.is_empty() && !v.chars().any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control()) {
+        return w.write_str(v);
+    }
+    w.write_char('"')?;
+    for c in v.chars() {
+        match c {
+            '"' => w.write_str("\\\"")?,
+            '\\' => w.write_str("\\\\")?,
+            '\n' => w.write_str("\\n")?,
+            c if c.is_control() => write!(w, "\\u{{{:x}}}", c as u32)?,
+            c => w.write_char(c)?,
+        }
+    }
+    w.write_char('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        let q = |v: &str| {
+            let mut s = String::new();
+            write_value(&mut s, v).unwrap();
+            s
+        };
+        assert_eq!(q("plain"), "plain");
+        assert_eq!(q(""), "\"\"");
+        assert_eq!(q("poll failed"), "\"poll failed\"");
+        assert_eq!(q("a=\"b\"\n"), "\"a=\\\"b\\\"\\n\"");
+    }
+}

@@ -1,0 +1,64 @@
+//! Entry point: parse the command line, validate the configuration, run. The only place where errors
+//! become exit codes (`anyhow` lives here and nowhere else).
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use cec_exporter::cli::{Cli, Command};
+use cec_exporter::config::{self, Config};
+use cec_exporter::{demo, logging, simulate};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cec-exporter: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cec-exporter: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (level, format) = config::log_settings(&cli.run)?;
+    logging::init(level, format);
+    match cli.command {
+        None | Some(Command::Run) => {
+            let cfg = Config::from_args(&cli.run, std::env::var("CEC_APP_SECRET").ok())?;
+            run_exporter(cfg).await
+        }
+        Some(Command::Simulate(args)) => simulate::run(args, shutdown_signal()).await,
+        Some(Command::Demo(args)) => demo::run(args, &cli.run, shutdown_signal()).await,
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn run_exporter(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("--web.listen-address: cannot listen on {}", cfg.listen))?;
+    cec_exporter::run(cfg, listener, shutdown_signal()).await
+}
