@@ -1,0 +1,125 @@
+//! The binary's command line and lifecycle: bad flags stop start-up with a message naming the flag,
+//! SIGTERM stops it gracefully, OpenMetrics is served with exemplars when asked for.
+
+use std::time::Duration;
+
+use cec_exporter::simulator::CallSpec;
+
+use crate::harness::*;
+
+fn start_error(args: &[&str], env_secret: Option<&str>) -> (i32, String) {
+    let mut cmd = bin();
+    cmd.args(args).env_remove("CEC_APP_SECRET");
+    if let Some(s) = env_secret {
+        cmd.env("CEC_APP_SECRET", s);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_a_message_naming_the_flag() {
+    let base = ["--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k"];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cec.page-size", "500"], "cec-exporter: --cec.page-size: \"500\" is not a whole number from 1 to 100\n"),
+        (
+            &["--cec.token-expire", "7200"],
+            "cec-exporter: --cec.token-expire: \"7200\" is not a whole number from 1 to 3600\n",
+        ),
+        (&["--poll.interval", "often"], "cec-exporter: --poll.interval: \"often\" is not a duration like 30s or 1h"),
+        (
+            &["--cec.task-types", "0,2"],
+            "cec-exporter: --cec.task-types: 0 already includes task types 1-3; list either 0 or some of 1, 2, 3\n",
+        ),
+        (&["--log.format", "yaml"], "cec-exporter: --log.format: \"yaml\" is not logfmt or json\n"),
+    ];
+    for (extra, want) in cases {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let (code, stderr) = start_error(&args, Some("top-secret-value"));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.starts_with(want), "got {stderr:?}, want {want:?}");
+        assert!(!stderr.contains("top-secret-value"));
+    }
+    let (code, stderr) = start_error(&base, None);
+    assert_eq!((code, stderr.as_str()), (2, "cec-exporter: --cec.app-secret-file is required: give a file holding the app secret, or set CEC_APP_SECRET\n"));
+    let (code, stderr) = start_error(&["--cec.app-key", "k"], Some("s"));
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("cec-exporter: --cec.url is required"), "{stderr}");
+    let (code, stderr) = start_error(&["--no-such-flag"], None);
+    assert_eq!(code, 2, "clap's own usage error");
+    assert!(stderr.contains("--no-such-flag"));
+}
+
+#[test]
+fn the_secret_file_may_also_come_from_the_environment() {
+    // CEC_APP_SECRET with every flag from its environment variable.
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .env("CEC_URL", "http://127.0.0.1:9")
+        .env("CEC_APP_KEY", "k")
+        .env("CEC_APP_SECRET", "s")
+        .env("CEC_PAGE_SIZE", "0")
+        .env("CEC_STATE_PATH", dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cec-exporter: --cec.page-size: \"0\" is not a whole number from 1 to 100\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_exporter_gracefully() {
+    let sim = Sim::scripted(Vec::new()).await;
+    let exp = Exporter::start(&sim.url, &[]);
+    exp.wait_for("a poll", Duration::from_secs(10), |m| m.value("cec_exporter_polls_total", &[]) >= 1.0).await;
+    let status = exp.terminate(Duration::from_secs(8)).expect("exited within 8 s");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_is_served_with_exemplars_naming_a_call() {
+    let t0 = now();
+    let serial = SERIAL0 + 42;
+    let sim = Sim::scripted(vec![CallSpec::builder(serial, 4, t0 - 10_000).talk_ms(12_000).build()]).await;
+    let exp = Exporter::start(&sim.url, &[]);
+    exp.wait_for("the call", Duration::from_secs(10), |m| m.calls_total() == 1).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .get(exp.url("/metrics"))
+        .header("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    let body = resp.text().await.unwrap();
+    assert!(body.ends_with("# EOF\n"));
+    let exemplar = format!("# {{call_serial_no=\"{serial}\"}}");
+    let reason_line = body.lines().find(|l| l.starts_with("cec_call_end_reasons_total{task_type=\"ita_bidirectional\",reason_code=\"16\",reason=\"normal_clearing\"} 1 ")).expect(&body);
+    assert!(reason_line.contains(&exemplar), "{reason_line}");
+    assert!(body.lines().any(|l| l.starts_with(
+        "cec_call_talk_duration_seconds_bucket{task_type=\"ita_bidirectional\",le=\"30.0\"} 1 # {call_serial_no="
+    )));
+    let resp = reqwest::get(exp.url("/metrics")).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("call_serial_no"), "no serial number outside exemplars");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_first_successful_poll_but_always_healthy() {
+    // Nothing listens on the CEC URL: polls fail, the server still answers.
+    let port = free_port();
+    let exp = Exporter::start(&format!("http://127.0.0.1:{port}"), &["--cec.timeout", "500ms"]);
+    let m = exp
+        .wait_for("a failed poll", Duration::from_secs(10), |m| m.value("cec_exporter_poll_failures_total", &[]) >= 1.0)
+        .await;
+    assert_eq!(m.value("cec_up", &[]), 0.0);
+    assert!(m.value("cec_exporter_api_errors_total", &[("endpoint", "token_by_ak_sk"), ("error", "transport")]) >= 1.0);
+    assert_eq!(reqwest::get(exp.url("/-/ready")).await.unwrap().status(), 503);
+    assert_eq!(reqwest::get(exp.url("/-/healthy")).await.unwrap().status(), 200);
+    let landing = reqwest::get(exp.url("/")).await.unwrap().text().await.unwrap();
+    assert!(landing.contains("<a href=\"/metrics\">Metrics</a>"));
+}
