@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long = "poll.backfill", env = "CEC_POLL_BACKFILL", default_value = "1h", global = true)]
     pub poll_backfill: String,
     /// How far before the previous poll's window end each poll re-reads, for records that show up late.
-    #[arg(long = "poll.lookback", env = "CEC_POLL_LOOKBACK", default_value = "2m", global = true)]
+    #[arg(long = "poll.lookback", env = "CEC_POLL_LOOKBACK", default_value = "5m", global = true)]
     pub poll_lookback: String,
     /// Give up on a call CEC has not shown ended this long after its start.
     #[arg(long = "poll.max-call-duration", env = "CEC_POLL_MAX_CALL_DURATION", default_value = "24h", global = true)]

@@ -94,6 +94,11 @@ pub struct PollSummary {
     pub before_horizon: u64,
     /// Open calls given up (see [`State::apply`]).
     pub abandoned: u64,
+    /// Calls first seen although they started before the previous poll's window end: CEC returned
+    /// them late (or a shifting page skipped them once).
+    pub late: u64,
+    /// The largest such gap, ms: how much of `--poll.lookback` late records used.
+    pub max_lateness_ms: i64,
 }
 
 /// Limits of what the ledger keeps.
@@ -106,10 +111,20 @@ pub struct Retention {
 }
 
 impl State {
-    /// Admits one record returned by `read` of a poll whose main window starts at `horizon_ms`.
-    pub fn admit(&mut self, rec: &ParsedRecord, read: &Read, horizon_ms: i64) -> Admission {
+    /// Admits one record returned by `read` of a poll whose main window starts at `horizon_ms`;
+    /// `seen_until_ms` is the end of the previous poll's main window (a record first seen now whose call
+    /// started before it came late). Tallies what happened in `summary`.
+    pub fn admit(
+        &mut self,
+        rec: &ParsedRecord,
+        read: &Read,
+        horizon_ms: i64,
+        seen_until_ms: Option<i64>,
+        summary: &mut PollSummary,
+    ) -> Admission {
         let ledger = &mut self.ledger;
         if ledger.counted.contains_key(&rec.id) {
+            summary.already_counted += 1;
             return Admission::AlreadyCounted;
         }
         let tracked = ledger.open.get(&rec.id).copied();
@@ -120,8 +135,17 @@ impl State {
             Some(s) => s >= horizon_ms,
             None => !read.targeted,
         };
-        if tracked.is_none() && !vouched {
-            return Admission::BeforeHorizon;
+        if tracked.is_none() {
+            if !vouched {
+                summary.before_horizon += 1;
+                return Admission::BeforeHorizon;
+            }
+            if let (Some(s), Some(seen)) = (start, seen_until_ms) {
+                if s < seen {
+                    summary.late += 1;
+                    summary.max_lateness_ms = summary.max_lateness_ms.max(seen - s);
+                }
+            }
         }
         let task_type = match tracked {
             // The query that first returned it decides; a later record may add a missing taskType.
@@ -133,6 +157,7 @@ impl State {
             ledger.open.remove(&rec.id);
             ledger.counted.insert(rec.id, key_ms);
             self.aggregates.observe(rec.id, task_type, &rec.record);
+            summary.counted += 1;
             Admission::Counted
         } else {
             let query = tracked.map_or(read.query, |o| o.query);
@@ -154,14 +179,10 @@ impl State {
     ) -> PollSummary {
         let mut s = PollSummary::default();
         let horizon = plan.main.start_ms;
+        let seen_until = self.ledger.cursor_ms;
         for (read, records) in reads {
             for rec in records {
-                match self.admit(rec, read, horizon) {
-                    Admission::Counted => s.counted += 1,
-                    Admission::Tracked => s.tracked += 1,
-                    Admission::AlreadyCounted => s.already_counted += 1,
-                    Admission::BeforeHorizon => s.before_horizon += 1,
-                }
+                self.admit(rec, read, horizon, seen_until, &mut s);
             }
         }
         let ledger = &mut self.ledger;
@@ -184,11 +205,17 @@ impl State {
 mod tests {
     use super::*;
     use crate::cec::record::CallRecord;
-    use crate::ingest::plan::{plan, PlanConfig, Window};
+    use crate::ingest::plan::{plan, PlanConfig, Window, MAX_WINDOW_MS};
     use crate::metrics::classify::Outcome;
 
     const T0: i64 = 1_800_000_000_000;
     const RET: Retention = Retention { lookback_ms: 120_000, max_call_ms: 24 * 3_600_000 };
+    const CFG: PlanConfig = PlanConfig {
+        backfill_ms: 3_600_000,
+        lookback_ms: RET.lookback_ms,
+        pad_ms: 1_000,
+        max_window_ms: MAX_WINDOW_MS,
+    };
 
     fn rec(id: u64, state: CallState, start: i64) -> ParsedRecord {
         ParsedRecord {
@@ -205,9 +232,8 @@ mod tests {
 
     /// Runs one poll at `now` over `pages` (each a query's records) the way the poller does.
     fn poll(state: &mut State, now: i64, pages: &[(TaskQuery, Vec<ParsedRecord>)]) -> PollSummary {
-        let cfg = PlanConfig { lookback_ms: RET.lookback_ms, ..PlanConfig::default() };
         let queries = [TaskQuery::ALL_BUT_ITA, TaskQuery::ITA];
-        let p = plan(&cfg, now, state.ledger.cursor_ms(), &queries, state.ledger.open_starts());
+        let p = plan(&CFG, now, state.ledger.cursor_ms(), &queries, state.ledger.open_starts());
         let reads: Vec<(Read, Vec<ParsedRecord>)> = pages
             .iter()
             .map(|(q, recs)| {
@@ -255,9 +281,8 @@ mod tests {
         // Hours of polls later, the main window no longer reaches its start.
         let later = T0 + 3 * 3_600_000;
         poll(&mut s, later - 30_000, &[]);
-        let cfg = PlanConfig { lookback_ms: RET.lookback_ms, ..PlanConfig::default() };
         let p =
-            plan(&cfg, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA, TaskQuery::ITA], s.ledger.open_starts());
+            plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA, TaskQuery::ITA], s.ledger.open_starts());
         let targeted: Vec<&Read> = p.reads.iter().filter(|r| r.targeted).collect();
         assert_eq!(targeted.len(), 1);
         assert_eq!(targeted[0].query, TaskQuery::ITA);
@@ -266,6 +291,7 @@ mod tests {
         let neighbour = rec(8, CallState::Ended, start + 500);
         let recs = vec![rec(9, CallState::Ended, start), neighbour];
         let sum = s.apply(&p, [(targeted[0], recs.as_slice())], later, RET);
+        assert_eq!(sum.late, 0, "an open call seen again is not late");
         assert_eq!((sum.counted, sum.before_horizon), (1, 1));
         assert_eq!(ita_answered(&s), 1);
     }
@@ -276,8 +302,10 @@ mod tests {
         poll(&mut s, T0, &[]);
         // Started before the previous window's end, shows up only now.
         let late = rec(5, CallState::Ended, T0 - 20_000);
-        poll(&mut s, T0 + 30_000, &[(TaskQuery::ALL_BUT_ITA, vec![late.clone()])]);
-        poll(&mut s, T0 + 60_000, &[(TaskQuery::ALL_BUT_ITA, vec![late])]);
+        let sum = poll(&mut s, T0 + 30_000, &[(TaskQuery::ALL_BUT_ITA, vec![late.clone()])]);
+        assert_eq!((sum.late, sum.max_lateness_ms), (1, 20_000));
+        let sum = poll(&mut s, T0 + 60_000, &[(TaskQuery::ALL_BUT_ITA, vec![late])]);
+        assert_eq!((sum.late, sum.already_counted), (0, 1));
         assert_eq!(s.aggregates.total_calls(), 1);
     }
 

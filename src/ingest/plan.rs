@@ -34,12 +34,6 @@ pub struct PlanConfig {
     pub max_window_ms: i64,
 }
 
-impl Default for PlanConfig {
-    fn default() -> Self {
-        PlanConfig { backfill_ms: 3600 * 1000, lookback_ms: 120 * 1000, pad_ms: 1000, max_window_ms: MAX_WINDOW_MS }
-    }
-}
-
 /// One query to run: a task-type filter over a window, every page of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Read {

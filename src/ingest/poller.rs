@@ -110,11 +110,26 @@ impl Poller {
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
-            let result = self.poll_once().await;
+            // Dropping a poll half-way is safe: nothing changes before its last read has succeeded.
+            let result = tokio::select! {
+                r = self.poll_once() => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
             let elapsed = started.elapsed();
             let telemetry = self.shared.telemetry.clone();
             let wait = match result {
                 Ok(report) => {
+                    let s = report.summary;
+                    if failures > 0 {
+                        tracing::info!(after_failures = failures, "polling recovered");
+                    } else if !telemetry.update(|d| d.ready) {
+                        tracing::info!(
+                            requests = report.requests,
+                            counted = s.counted,
+                            in_progress = s.tracked,
+                            "first poll committed; ready"
+                        );
+                    }
                     failures = 0;
                     telemetry.update(|d| {
                         d.up = true;
@@ -123,10 +138,19 @@ impl Poller {
                         d.last_poll_seconds = elapsed.as_secs_f64();
                         d.last_success_ms = Some(now_ms());
                         d.last_poll_requests = report.requests;
-                        d.open_calls_abandoned += report.summary.abandoned;
+                        d.open_calls_abandoned += s.abandoned;
+                        d.late_records += s.late;
+                        d.max_lateness_seconds = d.max_lateness_seconds.max(s.max_lateness_ms as f64 / 1000.0);
                         d.last_error = None;
                     });
-                    let s = report.summary;
+                    if s.max_lateness_ms * 2 > self.cfg.plan.lookback_ms {
+                        tracing::warn!(
+                            late = s.late,
+                            max_lateness_ms = s.max_lateness_ms,
+                            lookback_ms = self.cfg.plan.lookback_ms,
+                            "CEC returned records late by over half of --poll.lookback; later ones would be missed: raise it"
+                        );
+                    }
                     if s.abandoned > 0 {
                         tracing::warn!(abandoned = s.abandoned, "gave up open calls CEC never showed ended");
                     }
@@ -139,6 +163,7 @@ impl Poller {
                         tracked = s.tracked,
                         already_counted = s.already_counted,
                         before_horizon = s.before_horizon,
+                        late = s.late,
                         duration_ms = elapsed.as_millis() as u64,
                         "poll committed"
                     );

@@ -258,7 +258,12 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
     // The exporter's own health.
     w.family("cec_up", "gauge", "1 when the exporter's last background poll of CEC succeeded, 0 otherwise.", None);
     w.sample("cec_up", "", &[], Value::U(u64::from(t.up)), None);
-    w.family("cec_exporter_build_info", "gauge", "Version and revision of the running cec-exporter; always 1.", None);
+    w.family(
+        "cec_exporter_build_info",
+        "gauge",
+        "Version and revision of the running cec-exporter, which polls CEC in the background; always 1.",
+        None,
+    );
     w.sample(
         "cec_exporter_build_info",
         "",
@@ -345,7 +350,7 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
     w.family(
         "cec_exporter_token_refreshes_total",
         "counter",
-        "Bearer tokens the exporter fetched from tokenByAkSk (the first one included).",
+        "Bearer tokens the exporter's background poll fetched from tokenByAkSk (the first one included).",
         None,
     );
     w.sample("cec_exporter_token_refreshes", "_total", &[], Value::U(t.token_refreshes), None);
@@ -357,9 +362,23 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
     );
     w.sample("cec_exporter_open_calls_abandoned", "_total", &[], Value::U(t.open_calls_abandoned), None);
     w.family(
+        "cec_exporter_late_records_total",
+        "counter",
+        "Calls the exporter's background poll first saw although they started before the previous poll's window end (CEC returned them late).",
+        None,
+    );
+    w.sample("cec_exporter_late_records", "_total", &[], Value::U(t.late_records), None);
+    w.family(
+        "cec_exporter_max_record_lateness_seconds",
+        "gauge",
+        "Largest lateness of a late record seen since start: how much of --poll.lookback the background poll needed.",
+        Some("seconds"),
+    );
+    w.sample("cec_exporter_max_record_lateness_seconds", "", &[], Value::F(t.max_lateness_seconds), None);
+    w.family(
         "cec_exporter_remembered_calls",
         "gauge",
-        "Counted calls the exporter still remembers so that re-reads do not count them twice.",
+        "Counted calls the exporter's background poll still remembers so that re-reads do not count them twice.",
         None,
     );
     w.sample("cec_exporter_remembered_calls", "", &[], Value::U(p.remembered_calls), None);

@@ -79,6 +79,10 @@ pub struct TelemetryData {
     pub records_rejected: BTreeMap<RejectReason, u64>,
     pub token_refreshes: u64,
     pub open_calls_abandoned: u64,
+    /// Calls first seen after the poll whose window should have shown them (see `PollSummary::late`).
+    pub late_records: u64,
+    /// The largest lateness seen since start, seconds.
+    pub max_lateness_seconds: f64,
     /// API requests the last successful poll made.
     pub last_poll_requests: u64,
     /// One line about the last failure, for the landing page (never contains a secret).

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::query::{self, Rejection};
 use super::stats::{take, Faults, QueryLogEntry};
+use super::store::Selection;
 use super::{lock, now_ms, CallSpec, Simulator, TokenInfo, QUERY_PATH, TOKEN_PATH};
 
 type Resp = Response<Full<Bytes>>;
@@ -334,6 +335,14 @@ impl Simulator {
                 query::ret_code_body(code, msg)
             }
             Ok(sel) => {
+                let shifted;
+                let sel = if sel.offset > 0 && take(&mut lock(&self.faults).shift_pages) {
+                    entry.fault = Some("shift_pages".into());
+                    shifted = Selection { offset: sel.offset - 1, ..sel.clone() };
+                    &shifted
+                } else {
+                    sel
+                };
                 let page = {
                     let mut store = lock(&self.store);
                     store.advance(now);
@@ -828,6 +837,36 @@ mod tests {
             self.at_ms = at_ms;
             self
         }
+    }
+
+    #[tokio::test]
+    async fn shifted_pages_repeat_one_record_and_leave_one_out() {
+        let h = start().await;
+        let t0 = now_ms() - 60_000;
+        h.sim.add_calls((0..6).map(|i| CallSpec::builder(SERIAL_BASE + i, 1, t0).build()).collect());
+        let tok = h.token().await;
+        let page = |offset: u64| {
+            let mut b = window(t0, t0, "0");
+            b["offset"] = json!(offset.to_string());
+            b["limit"] = json!("3");
+            b
+        };
+        let serials = |v: &Value| -> Vec<String> {
+            v["result"]["callInfo"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["callSerialNo"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (first, second) = (serials(&h.query(&tok, &page(0)).await.1), serials(&h.query(&tok, &page(3)).await.1));
+        h.sim.set_faults(Faults { shift_pages: 1, ..Faults::default() });
+        // The first page is never shifted and does not use up the fault.
+        assert_eq!(serials(&h.query(&tok, &page(0)).await.1), first);
+        let shifted = serials(&h.query(&tok, &page(3)).await.1);
+        assert_eq!(shifted, vec![first[2].clone(), second[0].clone(), second[1].clone()]);
+        assert_eq!(serials(&h.query(&tok, &page(3)).await.1), second, "one read only");
+        assert_eq!(h.sim.stats().log.iter().filter(|e| e.fault.as_deref() == Some("shift_pages")).count(), 1);
     }
 
     #[tokio::test]

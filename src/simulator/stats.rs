@@ -31,6 +31,10 @@ pub struct Faults {
     pub malformed: u32,
     /// Next N business responses with HTTP 200 have their body cut in half.
     pub truncated_json: u32,
+    /// Next N reads of a page past the first (offset > 0) start one record early, as an offset page
+    /// over a live window does when a record joins before it: the previous page's last record comes
+    /// again and this page's last record is left out of this read.
+    pub shift_pages: u32,
 }
 
 /// Consumes one unit of a "next N" counter; `true` when the fault applies to this request.
