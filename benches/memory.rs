@@ -48,8 +48,9 @@ fn main() {
                 talk_s: Some(30.0),
                 ..Default::default()
             },
+            invalid: Default::default(),
         };
-        state.admit(&rec, &read, 0, None, &mut s);
+        state.admit(&rec, &read, &mut s);
     }
     let bytes = LIVE.load(Ordering::Relaxed) - before;
     assert_eq!(state.ledger.counted_len() as u64, N);

@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
             i += 1;
             let mut s = PollSummary::default();
             for r in page.records.iter().flatten() {
-                state.admit(r, &read, read.window.start_ms, None, &mut s);
+                state.admit(r, &read, &mut s);
             }
             black_box(s)
         })

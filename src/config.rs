@@ -10,6 +10,7 @@ use crate::cec::record::TaskQuery;
 use crate::cli::RunArgs;
 use crate::ingest::ledger::Retention;
 use crate::ingest::plan::{PlanConfig, MAX_WINDOW_MS};
+
 use crate::ingest::poller::PollerConfig;
 use crate::secret::Secret;
 
@@ -17,8 +18,11 @@ use crate::secret::Secret;
 pub const QUERY_PATH: &str = "/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord";
 /// The documented path of `tokenByAkSk`.
 pub const TOKEN_PATH: &str = "/apigovernance/api/oauth/tokenByAkSk";
-/// Default listen address: every interface, a port above 10000 no other exporter registered.
+/// Default listen address: every IPv4 interface, a port above 10000 no other exporter registered.
 pub const DEFAULT_LISTEN: &str = ":10049";
+/// The longest backfill: CEC documents no history limit, and a first start should not page through
+/// months of records.
+const MAX_BACKFILL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// A configuration error: which flag, and what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -194,13 +198,23 @@ impl Config {
             return Err(invalid("--poll.interval", "must be at least 1s"));
         }
         let backfill = parse_duration("--poll.backfill", &args.poll_backfill)?;
+        if backfill > MAX_BACKFILL {
+            return Err(invalid("--poll.backfill", "must be at most 90d"));
+        }
         let lookback = parse_duration("--poll.lookback", &args.poll_lookback)?;
-        if lookback.as_millis() as i64 >= MAX_WINDOW_MS / 2 {
-            return Err(invalid("--poll.lookback", "must be shorter than 3.5 days"));
+        if lookback < Duration::from_secs(1) || lookback > Duration::from_secs(24 * 3600) {
+            return Err(invalid("--poll.lookback", "must be from 1s to 24h"));
         }
         let max_call = parse_duration("--poll.max-call-duration", &args.poll_max_call_duration)?;
-        if max_call < Duration::from_secs(60) {
-            return Err(invalid("--poll.max-call-duration", "must be at least 1m"));
+        // Shorter, and a call given up would be read again by the next window and tracked anew.
+        if max_call <= lookback + interval {
+            return Err(invalid(
+                "--poll.max-call-duration",
+                format!(
+                    "must be longer than --poll.lookback plus --poll.interval ({})",
+                    humantime::format_duration(lookback + interval)
+                ),
+            ));
         }
         let queries = task_queries(&args.cec_task_types)?;
         let listen =
@@ -324,6 +338,12 @@ mod tests {
             err(&["--poll.interval", "soon"]).starts_with("--poll.interval: \"soon\" is not a duration like 30s or 1h")
         );
         assert_eq!(err(&["--poll.interval", "500ms"]), "--poll.interval: must be at least 1s");
+        assert_eq!(err(&["--poll.backfill", "100y"]), "--poll.backfill: must be at most 90d");
+        assert_eq!(err(&["--poll.lookback", "0s"]), "--poll.lookback: must be from 1s to 24h");
+        assert_eq!(
+            err(&["--poll.max-call-duration", "5m"]),
+            "--poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval (5m 30s)"
+        );
         assert_eq!(err(&["--log.format", "xml"]), "--log.format: \"xml\" is not logfmt or json");
         assert_eq!(
             err(&["--web.telemetry-path", "metrics"]),

@@ -51,7 +51,20 @@ pub async fn run(
         interval = ?cfg.poller.interval,
         "cec-exporter started"
     );
-    server::serve(listener, site, shutdown).await;
+    let mut poll_task = poll_task;
+    tokio::select! {
+        _ = server::serve(listener, site, shutdown) => {}
+        // The poller only returns when told to stop: ending on its own means it panicked. Serving
+        // frozen numbers would hide that, so the process stops and its supervisor restarts it.
+        r = &mut poll_task => {
+            let why = match r {
+                Err(e) if e.is_panic() => "it panicked",
+                _ => "it stopped",
+            };
+            tracing::error!("the poller stopped: {why}; exiting");
+            anyhow::bail!("the poller stopped unexpectedly: {why}");
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = poll_task.await;
     Ok(())

@@ -117,6 +117,30 @@ pub struct WindowRead {
     pub records: Vec<ParsedRecord>,
     /// Business requests made (retries included).
     pub requests: u64,
+    /// `total` as the last page reported it.
+    pub total: Option<u64>,
+    /// Entries skipped as malformed.
+    pub rejected: u64,
+    /// Whether every page reported the same `total`.
+    pub total_unchanged: bool,
+}
+
+impl WindowRead {
+    /// Distinct calls read (plus malformed entries, which have no identity).
+    pub fn distinct(&self) -> u64 {
+        let ids: hashbrown::HashSet<_> = self.records.iter().map(|r| r.id).collect();
+        ids.len() as u64 + self.rejected
+    }
+
+    /// The pages partitioned CEC's answer: `total` never moved and as many distinct entries came back
+    /// as it announced. Offset paging over an answer that changed while it was read (records joining,
+    /// records moving in CEC's order) can repeat one record and skip another; this tells.
+    pub fn complete(&self) -> bool {
+        match self.total {
+            Some(total) => self.total_unchanged && self.distinct() >= total,
+            None => true,
+        }
+    }
 }
 
 impl CecClient {
@@ -132,9 +156,10 @@ impl CecClient {
     /// `total` is read (one request when the window is empty). A retryable failure is retried up to
     /// `retries` times with backoff; any failure left fails the whole read.
     pub async fn read_window(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
-        let mut out = WindowRead::default();
+        let mut out = WindowRead { total_unchanged: true, ..WindowRead::default() };
         let limit = self.cfg.page_size;
         let mut offset: u64 = 0;
+        let mut first_total: Option<Option<u64>> = None;
         loop {
             let req = QueryRequest { start_ms: window.start_ms, end_ms: window.end_ms, offset, limit, task: query };
             let page = self.query_with_retries(&req, &mut out.requests).await?;
@@ -149,8 +174,25 @@ impl CecClient {
             self.telemetry.update(|d| d.records_fetched += n);
             for r in page.records {
                 match r {
-                    Ok(rec) => out.records.push(rec),
+                    Ok(rec) => {
+                        if !rec.invalid.is_empty() {
+                            self.telemetry.update(|d| {
+                                for f in rec.invalid.iter() {
+                                    *d.fields_invalid.entry(f).or_default() += 1;
+                                }
+                            });
+                            let fields: Vec<&str> = rec.invalid.iter().map(|f| f.name()).collect();
+                            tracing::warn!(
+                                fields = %fields.join(","),
+                                call_serial_no = %rec.id,
+                                task_query = %query,
+                                "record field unusable; read as absent, the call still counts"
+                            );
+                        }
+                        out.records.push(rec)
+                    }
                     Err(rej) => {
+                        out.rejected += 1;
                         self.telemetry.update(|d| *d.records_rejected.entry(rej.reason).or_default() += 1);
                         tracing::warn!(
                             reason = rej.reason.label(),
@@ -164,6 +206,12 @@ impl CecClient {
                 }
             }
             offset += n;
+            match first_total {
+                None => first_total = Some(page.total),
+                Some(t) if t != page.total => out.total_unchanged = false,
+                Some(_) => {}
+            }
+            out.total = page.total;
             // `total` may grow while a live window is read: the latest answer decides.
             let done = match page.total {
                 Some(total) => offset >= total,
@@ -255,7 +303,10 @@ impl CecClient {
             return Err(self.fail(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 }));
         }
         let t = parse_token(&bytes.0).map_err(|message| self.fail(ApiError::Decode { endpoint: ep, message }))?;
-        let lifetime = Duration::from_secs(t.expires_s.unwrap_or(u64::from(self.cfg.token_lifetime_s)).max(1));
+        // Never trust a lifetime longer than the one asked for: a gateway's odd `Expires` must not keep
+        // a dead token in use (or overflow the clock).
+        let asked = u64::from(self.cfg.token_lifetime_s);
+        let lifetime = Duration::from_secs(t.expires_s.unwrap_or(asked).clamp(1, asked));
         let token = Token::new(Secret::new(t.access_token), received, lifetime);
         let value = token.value.clone();
         *slot = Some(token);
@@ -279,12 +330,7 @@ impl CecClient {
         };
         let status = resp.status();
         self.telemetry.request(ep, status.as_u16());
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
         match resp.bytes().await {
             Ok(b) => Ok((status, (b, retry_after))),
             Err(e) => Err(self.fail(self.transport(ep, e))),
@@ -314,9 +360,54 @@ impl CecClient {
     }
 }
 
+/// `Retry-After` as delay-seconds or an HTTP date.
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
 fn bearer(token: &Secret) -> HeaderValue {
     let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
     v.set_sensitive(true);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_or_http_date() {
+        assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let d = retry_after(&soon).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn errors_say_whether_to_retry() {
+        let status = |s| ApiError::Status { endpoint: Endpoint::QueryCallDetailRecord, status: s, retry_after: None };
+        assert!(status(500).retryable() && status(502).retryable() && status(429).retryable());
+        assert!(!status(400).retryable() && !status(401).retryable() && !status(403).retryable());
+        assert_eq!(status(403).kind(), ErrorKind::Unauthorized);
+        assert_eq!(status(404).kind(), ErrorKind::HttpStatus);
+        assert_eq!(
+            status(401).to_string(),
+            "query_call_detail_record: HTTP 401 (unauthorized: check the app key and secret)"
+        );
+        let w = Window { start_ms: 1, end_ms: 2 };
+        let e = ApiError::RetCode { query: TaskQuery::ITA, window: w, code: "2".into(), message: "bad time".into() };
+        assert!(!e.retryable());
+        assert_eq!(e.to_string(), "queryCallDetailRecord taskType 4 [1, 2]: retCode 2: bad time");
+        let t = ApiError::Timeout { endpoint: Endpoint::Token, timeout: Duration::from_secs(10) };
+        assert!(t.retryable());
+        assert_eq!(t.to_string(), "token_by_ak_sk: no answer within 10s");
+    }
 }

@@ -113,6 +113,78 @@ pub struct ParsedRecord {
     pub id: CallId,
     pub state: CallState,
     pub record: CallRecord,
+    /// Optional fields whose value was unusable and is treated as absent: the call still counts.
+    pub invalid: FieldSet,
+}
+
+/// An optional record field the exporter reads; the `field` label of
+/// `cec_exporter_record_fields_invalid_total` (the vendor's own camelCase name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    TaskType,
+    ReasonCode,
+    StartTime,
+    EndTime,
+    AlertingTime,
+    TalkingTime,
+    ReleaseTime,
+    AgentAlertingTime,
+    AgentTalkingTime,
+    AgentReleaseTime,
+    TalkDuration,
+    AgentTalkDuration,
+}
+
+impl Field {
+    pub const ALL: [Field; 12] = [
+        Field::TaskType,
+        Field::ReasonCode,
+        Field::StartTime,
+        Field::EndTime,
+        Field::AlertingTime,
+        Field::TalkingTime,
+        Field::ReleaseTime,
+        Field::AgentAlertingTime,
+        Field::AgentTalkingTime,
+        Field::AgentReleaseTime,
+        Field::TalkDuration,
+        Field::AgentTalkDuration,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::TaskType => "taskType",
+            Field::ReasonCode => "reasonCode",
+            Field::StartTime => "startTime",
+            Field::EndTime => "endTime",
+            Field::AlertingTime => "alertingTime",
+            Field::TalkingTime => "talkingTime",
+            Field::ReleaseTime => "releaseTime",
+            Field::AgentAlertingTime => "agentAlertingTime",
+            Field::AgentTalkingTime => "agentTalkingTime",
+            Field::AgentReleaseTime => "agentReleaseTime",
+            Field::TalkDuration => "talkDuration",
+            Field::AgentTalkDuration => "agentTalkDuration",
+        }
+    }
+}
+
+/// A set of [`Field`]s, as bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldSet(u16);
+
+impl FieldSet {
+    pub fn insert(&mut self, f: Field) {
+        self.0 |= 1 << f as u16;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Field> {
+        Field::ALL.into_iter().filter(move |&f| self.0 & (1 << f as u16) != 0)
+    }
 }
 
 /// Why a record was skipped; each is a label value of `cec_exporter_records_rejected_total`.
@@ -126,18 +198,15 @@ pub enum RejectReason {
     MissingState,
     /// `state` is not 0–3.
     InvalidState,
-    /// Another field has a value of the wrong kind (for instance a time that is not a number).
-    InvalidField,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 5] = [
         RejectReason::NotAnObject,
         RejectReason::MissingSerialNo,
         RejectReason::InvalidSerialNo,
         RejectReason::MissingState,
         RejectReason::InvalidState,
-        RejectReason::InvalidField,
     ];
 
     pub fn label(self) -> &'static str {
@@ -147,13 +216,12 @@ impl RejectReason {
             RejectReason::InvalidSerialNo => "invalid_serial_no",
             RejectReason::MissingState => "missing_state",
             RejectReason::InvalidState => "invalid_state",
-            RejectReason::InvalidField => "invalid_field",
         }
     }
 }
 
-/// A skipped record: the reason, the first offending field, and the serial number when it was readable
-/// (for the log line; never a label).
+/// A skipped record (one that cannot be counted: no identity or no state): the reason, the offending
+/// field, and the serial number when it was readable (for the log line; never a label).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     pub reason: RejectReason,
@@ -434,19 +502,11 @@ impl<'de> Visitor<'de> for RecordVisitor {
         let mut rec = CallRecord::default();
         let mut serial: Result<Option<CallId>, Bad> = Ok(None);
         let mut state: Result<Option<u64>, Bad> = Ok(None);
-        // The first field with an unusable value, reported if identity and state are fine.
-        let mut bad_field: Option<&'static str> = None;
-        fn take<T>(
-            r: Result<Option<T>, Bad>,
-            slot: &mut Option<T>,
-            bad: &mut Option<&'static str>,
-            name: &'static str,
-        ) {
+        let mut invalid = FieldSet::default();
+        fn take<T>(r: Result<Option<T>, Bad>, slot: &mut Option<T>, invalid: &mut FieldSet, f: Field) {
             match r {
                 Ok(v) => *slot = v,
-                Err(Bad) => {
-                    bad.get_or_insert(name);
-                }
+                Err(Bad) => invalid.insert(f),
             }
         }
         while let Some(key) = map.next_key::<Key>()? {
@@ -455,7 +515,7 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 continue;
             }
             let v: Scalar<'de> = map.next_value()?;
-            let b = &mut bad_field;
+            let b = &mut invalid;
             match key {
                 Key::Serial => serial = v.as_serial(),
                 Key::State => state = v.as_u64(),
@@ -464,35 +524,24 @@ impl<'de> Visitor<'de> for RecordVisitor {
                     Ok(Some(0)) | Ok(None) => rec.task_type = None,
                     Ok(Some(n)) => match TaskType::from_code(n) {
                         Some(t) => rec.task_type = Some(t),
-                        None => {
-                            b.get_or_insert("taskType");
-                        }
+                        None => b.insert(Field::TaskType),
                     },
-                    Err(Bad) => {
-                        b.get_or_insert("taskType");
-                    }
+                    Err(Bad) => b.insert(Field::TaskType),
                 },
-                Key::ReasonCode => match v.as_u64() {
-                    Ok(n) => match n.map(u16::try_from).transpose() {
-                        Ok(n) => rec.reason_code = n,
-                        Err(_) => {
-                            b.get_or_insert("reasonCode");
-                        }
-                    },
-                    Err(Bad) => {
-                        b.get_or_insert("reasonCode");
-                    }
+                Key::ReasonCode => match v.as_u64().map(|n| n.map(u16::try_from).transpose()) {
+                    Ok(Ok(n)) => rec.reason_code = n,
+                    _ => b.insert(Field::ReasonCode),
                 },
-                Key::Start => take(v.as_time(), &mut rec.start_ms, b, "startTime"),
-                Key::End => take(v.as_time(), &mut rec.end_ms, b, "endTime"),
-                Key::Alerting => take(v.as_time(), &mut rec.alerting_ms, b, "alertingTime"),
-                Key::Talking => take(v.as_time(), &mut rec.talking_ms, b, "talkingTime"),
-                Key::Release => take(v.as_time(), &mut rec.release_ms, b, "releaseTime"),
-                Key::AgentAlerting => take(v.as_time(), &mut rec.agent_alerting_ms, b, "agentAlertingTime"),
-                Key::AgentTalking => take(v.as_time(), &mut rec.agent_talking_ms, b, "agentTalkingTime"),
-                Key::AgentRelease => take(v.as_time(), &mut rec.agent_release_ms, b, "agentReleaseTime"),
-                Key::Talk => take(v.as_seconds(), &mut rec.talk_s, b, "talkDuration"),
-                Key::AgentTalk => take(v.as_seconds(), &mut rec.agent_talk_s, b, "agentTalkDuration"),
+                Key::Start => take(v.as_time(), &mut rec.start_ms, b, Field::StartTime),
+                Key::End => take(v.as_time(), &mut rec.end_ms, b, Field::EndTime),
+                Key::Alerting => take(v.as_time(), &mut rec.alerting_ms, b, Field::AlertingTime),
+                Key::Talking => take(v.as_time(), &mut rec.talking_ms, b, Field::TalkingTime),
+                Key::Release => take(v.as_time(), &mut rec.release_ms, b, Field::ReleaseTime),
+                Key::AgentAlerting => take(v.as_time(), &mut rec.agent_alerting_ms, b, Field::AgentAlertingTime),
+                Key::AgentTalking => take(v.as_time(), &mut rec.agent_talking_ms, b, Field::AgentTalkingTime),
+                Key::AgentRelease => take(v.as_time(), &mut rec.agent_release_ms, b, Field::AgentReleaseTime),
+                Key::Talk => take(v.as_seconds(), &mut rec.talk_s, b, Field::TalkDuration),
+                Key::AgentTalk => take(v.as_seconds(), &mut rec.agent_talk_s, b, Field::AgentTalkDuration),
                 Key::Other => unreachable!("skipped above"),
             }
         }
@@ -510,10 +559,7 @@ impl<'de> Visitor<'de> for RecordVisitor {
             Ok(None) => return reject(RejectReason::MissingState, Some("state"), Some(id)),
             Err(Bad) => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
         };
-        if let Some(field) = bad_field {
-            return reject(RejectReason::InvalidField, Some(field), Some(id));
-        }
-        Ok(Ok(ParsedRecord { id, state, record: rec }))
+        Ok(Ok(ParsedRecord { id, state, record: rec, invalid }))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -648,20 +694,39 @@ mod tests {
             (r#"{"callSerialNo":"7"}"#, RejectReason::MissingState, Some("state")),
             (r#"{"callSerialNo":"7","state":"banana"}"#, RejectReason::InvalidState, Some("state")),
             (r#"{"callSerialNo":"7","state":4}"#, RejectReason::InvalidState, Some("state")),
-            (
-                r#"{"callSerialNo":"7","state":3,"talkDuration":"long"}"#,
-                RejectReason::InvalidField,
-                Some("talkDuration"),
-            ),
-            (r#"{"callSerialNo":"7","state":3,"startTime":-5}"#, RejectReason::InvalidField, Some("startTime")),
-            (r#"{"callSerialNo":"7","state":3,"reasonCode":70000}"#, RejectReason::InvalidField, Some("reasonCode")),
-            (r#"{"callSerialNo":"7","state":3,"taskType":9}"#, RejectReason::InvalidField, Some("taskType")),
-            (r#"{"callSerialNo":"7","state":3,"endTime":{"a":1}}"#, RejectReason::InvalidField, Some("endTime")),
         ];
         for (json, reason, field) in cases {
             let rej = one(json).expect_err(json);
             assert_eq!((rej.reason, rej.field), (reason, field), "{json}");
         }
+        let rej = one(r#"{"callSerialNo":"7","state":"x"}"#).unwrap_err();
+        assert_eq!(rej.serial, Some(CallId(7)));
+    }
+
+    #[test]
+    fn a_bad_optional_field_is_dropped_and_named_but_the_call_still_counts() {
+        let cases = [
+            (r#"{"callSerialNo":"7","state":3,"talkDuration":"26s","reasonCode":5}"#, vec![Field::TalkDuration]),
+            (r#"{"callSerialNo":"7","state":3,"startTime":-5,"reasonCode":5}"#, vec![Field::StartTime]),
+            (r#"{"callSerialNo":"7","state":3,"reasonCode":70000}"#, vec![Field::ReasonCode]),
+            (r#"{"callSerialNo":"7","state":3,"taskType":9,"reasonCode":5}"#, vec![Field::TaskType]),
+            (
+                r#"{"callSerialNo":"7","state":3,"endTime":{"a":1},"agentTalkDuration":true,"reasonCode":5}"#,
+                vec![Field::EndTime, Field::AgentTalkDuration],
+            ),
+        ];
+        for (json, fields) in cases {
+            let r = one(json).expect(json);
+            assert_eq!((r.id, r.state), (CallId(7), CallState::Ended));
+            assert_eq!(r.invalid.iter().collect::<Vec<_>>(), fields, "{json}");
+            let kept = CallRecord { reason_code: (fields != [Field::ReasonCode]).then_some(5), ..Default::default() };
+            assert_eq!(r.record, kept, "the bad value reads as absent: {json}");
+        }
+        assert!(one(r#"{"callSerialNo":"7","state":3}"#).unwrap().invalid.is_empty());
+    }
+
+    #[test]
+    fn rejection_keeps_the_serial_for_the_log() {
         let rej = one(r#"{"callSerialNo":"7","state":"x"}"#).unwrap_err();
         assert_eq!(rej.serial, Some(CallId(7)));
     }

@@ -1,7 +1,10 @@
 //! What must be remembered to count every call exactly once, and the one place where a record is
-//! admitted: the set of counted calls (kept while any future window can return them), the open calls
-//! (states 0–2, counted when they end), and the poll cursor. [`State`] pairs the ledger with the
-//! aggregates so that one poll updates both, in memory, with no I/O and no failure path.
+//! admitted: the counted calls (kept while any future read could return them), the open calls (states
+//! 0–2, counted when they end), the poll cursor, and the *floor*: the ledger remembers every counted
+//! call whose start is at or after the floor, and never counts a new call that started before it. That
+//! one invariant makes double counting impossible whatever the windows, pages or clocks do; windows only
+//! decide what is read. [`State`] pairs the ledger with the aggregates so that one poll updates both, in
+//! memory, with no I/O and no failure path.
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -14,11 +17,10 @@ use crate::metrics::aggregate::Aggregates;
 /// A call seen in state 0, 1 or 2 and not yet counted.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpenCall {
-    /// `startTime`, epoch ms, when the record gave one.
-    pub start_ms: Option<i64>,
-    /// Until when it can still be re-read: its start, or for a record without `startTime` the end of
-    /// the window that returned it (its start is no later than that).
-    pub key_ms: i64,
+    /// Its start lies in `[lo_ms, hi_ms]`, epoch ms: its `startTime` when a record gave one (`lo == hi`),
+    /// otherwise the windows that returned it.
+    pub lo_ms: i64,
+    pub hi_ms: i64,
     pub state: CallState,
     pub task_type: TaskType,
     /// The query that returned it; targeted re-reads use the same filter.
@@ -34,24 +36,49 @@ pub enum Admission {
     Tracked,
     /// Already counted (a re-read, an overlap, a duplicate across pages).
     AlreadyCounted,
-    /// Older than every window that could have shown it before and not tracked: it may have been
-    /// counted and forgotten, so it is not counted again.
-    BeforeHorizon,
+    /// Started before the floor and not tracked: it may have been counted and forgotten, so it is not
+    /// counted again.
+    BeforeFloor,
 }
 
-/// Counted ids, open calls and the cursor.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Counted ids, open calls, the cursor and the floor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
-    /// Counted calls → the key (start, epoch ms) after which no window can return them.
+    /// Counted calls → the latest their start can be (epoch ms); kept while that is at or after the floor.
     counted: HashMap<CallId, i64>,
     open: HashMap<CallId, OpenCall>,
     /// End of the last committed main window, epoch ms.
     cursor_ms: Option<i64>,
+    /// See the module header; only rises.
+    floor_ms: i64,
+    /// Start of the first committed main window: call starts from here to the cursor have been read.
+    covered_from_ms: Option<i64>,
+    /// The latest `startTime` any record carried: CEC's own clock, which bounds the floor so that a
+    /// forward jump of this host's clock cannot make the ledger forget calls it may be shown again.
+    newest_start_ms: Option<i64>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            counted: HashMap::new(),
+            open: HashMap::new(),
+            cursor_ms: None,
+            floor_ms: i64::MIN,
+            covered_from_ms: None,
+            newest_start_ms: None,
+        }
+    }
 }
 
 impl Ledger {
     pub fn cursor_ms(&self) -> Option<i64> {
         self.cursor_ms
+    }
+
+    /// The floor, epoch ms (`i64::MIN` before the first poll).
+    pub fn floor_ms(&self) -> i64 {
+        self.floor_ms
     }
 
     /// Calls counted and still remembered.
@@ -63,9 +90,9 @@ impl Ledger {
         self.open.iter()
     }
 
-    /// `(query, start)` of each open call whose start is known, for planning targeted re-reads.
-    pub fn open_starts(&self) -> impl Iterator<Item = (TaskQuery, i64)> + '_ {
-        self.open.values().filter_map(|o| Some((o.query, o.start_ms?)))
+    /// `(query, lo, hi)` of each open call: where its start lies, for planning targeted re-reads.
+    pub fn open_spans(&self) -> impl Iterator<Item = (TaskQuery, i64, i64)> + '_ {
+        self.open.values().map(|o| (o.query, o.lo_ms, o.hi_ms))
     }
 
     /// Open calls per task type and state (`cec_calls_in_progress`), indexed like the label enums.
@@ -89,15 +116,17 @@ pub struct State {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PollSummary {
     pub counted: u64,
+    /// Records of open calls taken (first sight or a later state).
     pub tracked: u64,
     pub already_counted: u64,
-    pub before_horizon: u64,
+    pub before_floor: u64,
     /// Open calls given up (see [`State::apply`]).
     pub abandoned: u64,
-    /// Calls first seen although they started before the previous poll's window end: CEC returned
-    /// them late (or a shifting page skipped them once).
+    /// Calls first seen although their start lies in a stretch earlier polls had already read: CEC
+    /// returned them late (or a shifting page skipped them once).
     pub late: u64,
-    /// The largest such gap, ms: how much of `--poll.lookback` late records used.
+    /// The largest distance from such a call's start to the end of what had been read, ms: how much of
+    /// `--poll.lookback` late records used.
     pub max_lateness_ms: i64,
 }
 
@@ -106,70 +135,73 @@ pub struct PollSummary {
 pub struct Retention {
     /// Each poll re-reads this far before the cursor, ms (the planner's `lookback_ms`).
     pub lookback_ms: i64,
-    /// An open call older than this (from its start) is given up: CEC never ended it.
+    /// An open call whose start is older than this is given up: CEC never ended it.
     pub max_call_ms: i64,
 }
 
 impl State {
-    /// Admits one record returned by `read` of a poll whose main window starts at `horizon_ms`;
-    /// `seen_until_ms` is the end of the previous poll's main window (a record first seen now whose call
-    /// started before it came late). Tallies what happened in `summary`.
-    pub fn admit(
-        &mut self,
-        rec: &ParsedRecord,
-        read: &Read,
-        horizon_ms: i64,
-        seen_until_ms: Option<i64>,
-        summary: &mut PollSummary,
-    ) -> Admission {
+    /// Admits one record returned by `read`, tallying what happened in `summary`.
+    pub fn admit(&mut self, rec: &ParsedRecord, read: &Read, summary: &mut PollSummary) -> Admission {
         let ledger = &mut self.ledger;
         if ledger.counted.contains_key(&rec.id) {
             summary.already_counted += 1;
             return Admission::AlreadyCounted;
         }
         let tracked = ledger.open.get(&rec.id).copied();
-        let start = rec.record.start_ms.or(tracked.and_then(|o| o.start_ms));
-        // A record the ledger cannot vouch for: older than the horizon, or of unknown start outside
-        // the main window, and not an open call it is waiting for.
-        let vouched = match start {
-            Some(s) => s >= horizon_ms,
-            None => !read.targeted,
-        };
-        if tracked.is_none() {
-            if !vouched {
-                summary.before_horizon += 1;
-                return Admission::BeforeHorizon;
-            }
-            if let (Some(s), Some(seen)) = (start, seen_until_ms) {
-                if s < seen {
-                    summary.late += 1;
-                    summary.max_lateness_ms = summary.max_lateness_ms.max(seen - s);
+        // Where the call's start lies: its startTime, else narrowed by every window that returned it.
+        let (lo, hi) = match (rec.record.start_ms, tracked) {
+            (Some(s), _) => (s, s),
+            (None, Some(o)) if o.lo_ms == o.hi_ms => (o.lo_ms, o.hi_ms),
+            (None, Some(o)) => {
+                let (lo, hi) = (o.lo_ms.max(read.window.start_ms), o.hi_ms.min(read.window.end_ms));
+                if lo <= hi {
+                    (lo, hi)
+                } else {
+                    (o.lo_ms, o.hi_ms)
                 }
             }
+            (None, None) => (read.window.start_ms, read.window.end_ms),
+        };
+        if tracked.is_none() {
+            if lo < ledger.floor_ms {
+                summary.before_floor += 1;
+                return Admission::BeforeFloor;
+            }
+            if let (Some(s), Some(from), Some(until)) = (rec.record.start_ms, ledger.covered_from_ms, ledger.cursor_ms)
+            {
+                if from <= s && s < until {
+                    summary.late += 1;
+                    summary.max_lateness_ms = summary.max_lateness_ms.max(until - s);
+                }
+            }
+        }
+        if let Some(s) = rec.record.start_ms {
+            ledger.newest_start_ms = Some(ledger.newest_start_ms.map_or(s, |n| n.max(s)));
         }
         let task_type = match tracked {
             // The query that first returned it decides; a later record may add a missing taskType.
             Some(o) if o.task_type != TaskType::Unknown => o.task_type,
             _ => read.query.attribute(rec.record.task_type),
         };
-        let key_ms = start.unwrap_or(read.window.end_ms).max(tracked.map_or(i64::MIN, |o| o.key_ms));
         if rec.state == CallState::Ended {
             ledger.open.remove(&rec.id);
-            ledger.counted.insert(rec.id, key_ms);
+            ledger.counted.insert(rec.id, hi);
             self.aggregates.observe(rec.id, task_type, &rec.record);
             summary.counted += 1;
             Admission::Counted
         } else {
             let query = tracked.map_or(read.query, |o| o.query);
-            ledger.open.insert(rec.id, OpenCall { start_ms: start, key_ms, state: rec.state, task_type, query });
+            ledger.open.insert(rec.id, OpenCall { lo_ms: lo, hi_ms: hi, state: rec.state, task_type, query });
+            summary.tracked += 1;
             Admission::Tracked
         }
     }
 
     /// Applies a whole poll: admits every record in the order read, moves the cursor to the end of the
-    /// main window, forgets counted calls no future window can return, and gives up open calls older
-    /// than `retention.max_call_ms` (or, without a start time, no longer reachable). Infallible: the
-    /// caller only calls it once every read of the poll has succeeded.
+    /// main window, raises the floor to a lookback before what has been read (bounded by the newest start
+    /// CEC has shown), forgets counted calls below it, and gives up open calls that may have started
+    /// more than `retention.max_call_ms` ago. Infallible: the caller only calls it once every read of the
+    /// poll has succeeded.
     pub fn apply<'a>(
         &mut self,
         plan: &PollPlan,
@@ -178,24 +210,21 @@ impl State {
         retention: Retention,
     ) -> PollSummary {
         let mut s = PollSummary::default();
-        let horizon = plan.main.start_ms;
-        let seen_until = self.ledger.cursor_ms;
         for (read, records) in reads {
             for rec in records {
-                self.admit(rec, read, horizon, seen_until, &mut s);
+                self.admit(rec, read, &mut s);
             }
         }
         let ledger = &mut self.ledger;
-        let cursor = ledger.cursor_ms.map_or(plan.main.end_ms, |c| c.max(plan.main.end_ms));
-        ledger.cursor_ms = Some(cursor);
-        let next_horizon = cursor - retention.lookback_ms;
-        ledger.counted.retain(|_, key| *key >= next_horizon);
+        ledger.cursor_ms = Some(plan.main.end_ms);
+        ledger.covered_from_ms = Some(ledger.covered_from_ms.map_or(plan.main.start_ms, |c| c.min(plan.main.start_ms)));
+        let read_up_to = ledger.newest_start_ms.map_or(plan.main.end_ms, |n| n.min(plan.main.end_ms));
+        ledger.floor_ms = ledger.floor_ms.max(read_up_to.saturating_sub(retention.lookback_ms));
+        let floor = ledger.floor_ms;
+        ledger.counted.retain(|_, hi| *hi >= floor);
         let before = ledger.open.len();
-        let oldest = now_ms - retention.max_call_ms;
-        ledger.open.retain(|_, o| match o.start_ms {
-            Some(start) => start >= oldest,
-            None => o.key_ms >= next_horizon,
-        });
+        let oldest = now_ms.saturating_sub(retention.max_call_ms);
+        ledger.open.retain(|_, o| o.hi_ms >= oldest);
         s.abandoned = (before - ledger.open.len()) as u64;
         s
     }
@@ -227,13 +256,20 @@ mod tests {
                 talk_s: (state == CallState::Ended).then_some(30.0),
                 ..Default::default()
             },
+            invalid: Default::default(),
         }
+    }
+
+    fn startless(id: u64, state: CallState) -> ParsedRecord {
+        let mut r = rec(id, state, 0);
+        r.record.start_ms = None;
+        r
     }
 
     /// Runs one poll at `now` over `pages` (each a query's records) the way the poller does.
     fn poll(state: &mut State, now: i64, pages: &[(TaskQuery, Vec<ParsedRecord>)]) -> PollSummary {
         let queries = [TaskQuery::ALL_BUT_ITA, TaskQuery::ITA];
-        let p = plan(&CFG, now, state.ledger.cursor_ms(), &queries, state.ledger.open_starts());
+        let p = plan(&CFG, now, state.ledger.cursor_ms(), &queries, state.ledger.open_spans());
         let reads: Vec<(Read, Vec<ParsedRecord>)> = pages
             .iter()
             .map(|(q, recs)| {
@@ -263,7 +299,8 @@ mod tests {
     #[test]
     fn an_open_call_is_tracked_then_counted_when_it_ends() {
         let mut s = State::default();
-        poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(1, CallState::Calling, T0 - 5_000)])]);
+        let sum = poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(1, CallState::Calling, T0 - 5_000)])]);
+        assert_eq!((sum.tracked, sum.counted), (1, 0));
         assert_eq!(s.ledger.in_progress()[TaskType::ItaBidirectional.index()], [0, 1, 0]);
         poll(&mut s, T0 + 30_000, &[(TaskQuery::ITA, vec![rec(1, CallState::Talking, T0 - 5_000)])]);
         assert_eq!(s.ledger.in_progress()[TaskType::ItaBidirectional.index()], [0, 0, 1]);
@@ -277,23 +314,23 @@ mod tests {
     fn a_long_call_is_counted_hours_later_through_its_targeted_window() {
         let mut s = State::default();
         let start = T0 - 1_000;
-        poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(9, CallState::Talking, start)])]);
-        // Hours of polls later, the main window no longer reaches its start.
+        let neighbour = rec(8, CallState::Ended, start + 500);
+        poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(9, CallState::Talking, start), neighbour.clone()])]);
+        // Hours of polls later, with new calls since, the main window no longer reaches its start.
         let later = T0 + 3 * 3_600_000;
-        poll(&mut s, later - 30_000, &[]);
+        poll(&mut s, later - 30_000, &[(TaskQuery::ITA, vec![rec(10, CallState::Ended, later - 40_000)])]);
         let p =
-            plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA, TaskQuery::ITA], s.ledger.open_starts());
+            plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA, TaskQuery::ITA], s.ledger.open_spans());
         let targeted: Vec<&Read> = p.reads.iter().filter(|r| r.targeted).collect();
         assert_eq!(targeted.len(), 1);
         assert_eq!(targeted[0].query, TaskQuery::ITA);
         assert_eq!(targeted[0].window, Window { start_ms: start - 1_000, end_ms: start + 1_000 });
-        // The targeted read returns the ended call and an old neighbour that was counted long ago.
-        let neighbour = rec(8, CallState::Ended, start + 500);
+        // The targeted read returns the ended call and its neighbour, counted hours ago and forgotten.
         let recs = vec![rec(9, CallState::Ended, start), neighbour];
         let sum = s.apply(&p, [(targeted[0], recs.as_slice())], later, RET);
         assert_eq!(sum.late, 0, "an open call seen again is not late");
-        assert_eq!((sum.counted, sum.before_horizon), (1, 1));
-        assert_eq!(ita_answered(&s), 1);
+        assert_eq!((sum.counted, sum.before_floor), (1, 1));
+        assert_eq!(ita_answered(&s), 3);
     }
 
     #[test]
@@ -314,14 +351,90 @@ mod tests {
         let mut s = State::default();
         poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(1, CallState::Ended, T0 - 1_000)])]);
         assert_eq!(s.ledger.counted_len(), 1);
-        poll(&mut s, T0 + 60_000, &[]);
-        assert_eq!(s.ledger.counted_len(), 1, "still inside the next poll's lookback");
-        poll(&mut s, T0 + 150_000, &[]);
-        assert_eq!(s.ledger.counted_len(), 0);
+        poll(&mut s, T0 + 60_000, &[(TaskQuery::ITA, vec![rec(2, CallState::Ended, T0 + 50_000)])]);
+        assert_eq!(s.ledger.counted_len(), 2, "both inside the next poll's lookback");
+        poll(&mut s, T0 + 150_000, &[(TaskQuery::ITA, vec![rec(3, CallState::Ended, T0 + 140_000)])]);
+        assert_eq!(s.ledger.floor_ms(), T0 + 20_000);
+        assert_eq!(s.ledger.counted_len(), 2, "call 1 started before the floor");
         // Returned again anyway (CEC selecting differently than documented): not counted twice.
         let sum = poll(&mut s, T0 + 180_000, &[(TaskQuery::ITA, vec![rec(1, CallState::Ended, T0 - 1_000)])]);
-        assert_eq!(sum.before_horizon, 1);
+        assert_eq!(sum.before_floor, 1);
+        assert_eq!(s.aggregates.total_calls(), 3);
+    }
+
+    #[test]
+    fn the_floor_waits_for_new_calls_so_a_quiet_tenant_forgets_nothing_it_may_see_again() {
+        let mut s = State::default();
+        poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(1, CallState::Ended, T0 - 1_000)])]);
+        poll(&mut s, T0 + 3_600_000, &[]);
+        assert_eq!(s.ledger.floor_ms(), T0 - 121_000);
+        assert_eq!(s.ledger.counted_len(), 1);
+    }
+
+    #[test]
+    fn a_clock_jumping_forward_and_back_loses_nothing_and_counts_nothing_twice() {
+        let mut s = State::default();
+        let a = rec(1, CallState::Ended, T0 - 1_000);
+        poll(&mut s, T0, &[(TaskQuery::ITA, vec![a.clone()])]);
+        // The host clock jumps an hour ahead for one poll; CEC's answers are those of real time.
+        let sum = poll(&mut s, T0 + 3_600_000, &[(TaskQuery::ITA, vec![a.clone()])]);
+        assert_eq!(sum.already_counted, 1);
+        // Corrected: the next poll reads from the corrected clock, and still remembers call A.
+        let b = rec(2, CallState::Ended, T0 + 20_000);
+        let sum = poll(&mut s, T0 + 30_000, &[(TaskQuery::ITA, vec![a, b])]);
+        assert_eq!((sum.counted, sum.already_counted), (1, 1));
+        assert_eq!(s.aggregates.total_calls(), 2);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_rereads_old_calls_without_counting_them_again() {
+        let mut s = State::default();
+        let a = rec(1, CallState::Ended, T0 - 200_000);
+        poll(&mut s, T0 - 190_000, &[(TaskQuery::ITA, vec![a.clone()])]);
+        poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(2, CallState::Ended, T0 - 1_000)])]);
+        assert!(s.ledger.floor_ms() > T0 - 200_000, "call 1 is forgotten");
+        // The clock steps back: the window covers call 1's start again.
+        let sum = poll(&mut s, T0 - 180_000, &[(TaskQuery::ITA, vec![a])]);
+        assert_eq!(sum.before_floor, 1);
+        assert_eq!(s.aggregates.total_calls(), 2);
+    }
+
+    #[test]
+    fn an_open_call_without_start_time_is_followed_over_its_span_until_it_ends() {
+        let mut s = State::default();
+        poll(&mut s, T0, &[(TaskQuery::ALL_BUT_ITA, vec![startless(6, CallState::Talking)])]);
+        let span: Vec<_> = s.ledger.open_spans().collect();
+        assert_eq!(span, vec![(TaskQuery::ALL_BUT_ITA, T0 - 3_600_000, T0)]);
+        // Returned again by the next main window: its start lies in the overlap of both windows.
+        poll(&mut s, T0 + 30_000, &[(TaskQuery::ALL_BUT_ITA, vec![startless(6, CallState::Talking)])]);
+        let span: Vec<_> = s.ledger.open_spans().collect();
+        assert_eq!(span, vec![(TaskQuery::ALL_BUT_ITA, T0 - 120_000, T0)]);
+        // An hour later only a targeted read over that span can return it.
+        let later = T0 + 3_600_000;
+        poll(&mut s, later - 30_000, &[]);
+        let p = plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA], s.ledger.open_spans());
+        let t = p.reads.iter().find(|r| r.targeted).expect("a targeted read");
+        assert_eq!(t.window, Window { start_ms: T0 - 121_000, end_ms: T0 + 1_000 });
+        let recs = [startless(6, CallState::Ended), startless(6, CallState::Ended)];
+        let sum = s.apply(&p, [(t, &recs[..])], later, RET);
+        assert_eq!((sum.counted, sum.already_counted, sum.abandoned), (1, 1, 0));
         assert_eq!(s.aggregates.total_calls(), 1);
+    }
+
+    #[test]
+    fn a_new_record_without_start_time_from_a_window_reaching_below_the_floor_is_not_counted() {
+        let mut s = State::default();
+        poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(1, CallState::Ended, T0 - 1_000)])]);
+        poll(&mut s, T0 + 600_000, &[(TaskQuery::ITA, vec![rec(2, CallState::Ended, T0 + 590_000)])]);
+        let below = Read { query: TaskQuery::ITA, window: Window { start_ms: T0 - 5_000, end_ms: T0 }, targeted: true };
+        let mut sum = PollSummary::default();
+        assert_eq!(s.admit(&startless(1, CallState::Ended), &below, &mut sum), Admission::BeforeFloor);
+        let above = Read {
+            query: TaskQuery::ITA,
+            window: Window { start_ms: T0 + 500_000, end_ms: T0 + 600_000 },
+            targeted: false,
+        };
+        assert_eq!(s.admit(&startless(7, CallState::Ended), &above, &mut sum), Admission::Counted);
     }
 
     #[test]
@@ -354,7 +467,9 @@ mod tests {
     fn an_open_call_older_than_the_limit_is_given_up() {
         let mut s = State::default();
         poll(&mut s, T0, &[(TaskQuery::ITA, vec![rec(2, CallState::Talking, T0 - 1_000)])]);
-        let sum = poll(&mut s, T0 + 25 * 3_600_000, &[]);
+        let sum = poll(&mut s, T0 + 24 * 3_600_000 - 2_000, &[]);
+        assert_eq!(sum.abandoned, 0);
+        let sum = poll(&mut s, T0 + 24 * 3_600_000, &[]);
         assert_eq!(sum.abandoned, 1);
         assert_eq!(s.ledger.open_calls().count(), 0);
     }

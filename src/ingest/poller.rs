@@ -75,24 +75,56 @@ impl Poller {
     /// One poll: every read, then one commit. On error nothing changed.
     pub async fn poll_once(&mut self) -> Result<PollReport, ApiError> {
         let now = (self.clock)();
-        let plan = plan(
-            &self.cfg.plan,
-            now,
-            self.state.ledger.cursor_ms(),
-            &self.cfg.queries,
-            self.state.ledger.open_starts(),
-        );
+        let plan =
+            plan(&self.cfg.plan, now, self.state.ledger.cursor_ms(), &self.cfg.queries, self.state.ledger.open_spans());
         let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::with_capacity(plan.reads.len());
         let mut requests = 0;
         for read in &plan.reads {
             let r = self.client.read_window(read.query, read.window).await?;
             requests += r.requests;
+            let complete = r.complete();
             fetched.push((*read, r.records));
+            if let (false, false, Some(settled)) = (complete, read.targeted, plan.settled) {
+                self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
+            }
         }
         let summary =
             self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), (self.clock)(), self.cfg.retention);
         self.publish();
         Ok(PollReport { plan, summary, requests })
+    }
+
+    /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
+    /// the settled part, which the next poll will not read again, may have been skipped. Nothing new
+    /// starts there; read it again until every call CEC counts there has been seen, three times at most.
+    async fn reread_settled(
+        &self,
+        query: TaskQuery,
+        settled: super::plan::Window,
+        fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
+        requests: &mut u64,
+    ) -> Result<(), ApiError> {
+        let read = Read { query, window: settled, targeted: false };
+        let mut seen = hashbrown::HashSet::new();
+        for attempt in 1..=3 {
+            let r = self.client.read_window(query, settled).await?;
+            *requests += r.requests;
+            seen.extend(r.records.iter().map(|rec| rec.id));
+            let covered = r.total.is_none_or(|t| seen.len() as u64 + r.rejected >= t);
+            tracing::debug!(%query, attempt, requests = r.requests, covered, "read the settled part of a window again");
+            fetched.push((read, r.records));
+            if covered {
+                return Ok(());
+            }
+        }
+        self.shared.telemetry.update(|d| d.incomplete_reads += 1);
+        tracing::warn!(
+            %query,
+            start_ms = settled.start_ms,
+            end_ms = settled.end_ms,
+            "CEC's answer kept changing while paged; calls of this window may be missed"
+        );
+        Ok(())
     }
 
     fn publish(&self) {
@@ -162,7 +194,7 @@ impl Poller {
                         counted = s.counted,
                         tracked = s.tracked,
                         already_counted = s.already_counted,
-                        before_horizon = s.before_horizon,
+                        before_floor = s.before_floor,
                         late = s.late,
                         duration_ms = elapsed.as_millis() as u64,
                         "poll committed"

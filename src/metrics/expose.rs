@@ -9,7 +9,7 @@ use super::aggregate::{Aggregates, Exemplar, Histogram, Leg, DELAY_BUCKETS, NO_R
 use super::classify::{reason_name, Outcome};
 use super::telemetry::TelemetryData;
 use crate::cec::record::{CallState, TaskType};
-use crate::cec::wire::RejectReason;
+use crate::cec::wire::{Field, RejectReason};
 
 /// An exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,12 +340,22 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
     w.family(
         "cec_exporter_records_rejected_total",
         "counter",
-        "Call records the exporter's background poll skipped as malformed, by reason (each fetch of a bad record counts).",
+        "Call records the exporter's background poll skipped because they cannot be counted (no usable callSerialNo or state), by reason; each fetch of a bad record counts.",
         None,
     );
     for r in RejectReason::ALL {
         let n = t.records_rejected.get(&r).copied().unwrap_or(0);
         w.sample("cec_exporter_records_rejected", "_total", &[("reason", r.label())], Value::U(n), None);
+    }
+    w.family(
+        "cec_exporter_record_fields_invalid_total",
+        "counter",
+        "Optional record fields the exporter's background poll could not use (read as absent; the call still counts), by field.",
+        None,
+    );
+    for f in Field::ALL {
+        let n = t.fields_invalid.get(&f).copied().unwrap_or(0);
+        w.sample("cec_exporter_record_fields_invalid", "_total", &[("field", f.name())], Value::U(n), None);
     }
     w.family(
         "cec_exporter_token_refreshes_total",
@@ -361,6 +371,13 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
         None,
     );
     w.sample("cec_exporter_open_calls_abandoned", "_total", &[], Value::U(t.open_calls_abandoned), None);
+    w.family(
+        "cec_exporter_incomplete_reads_total",
+        "counter",
+        "Windows whose pages the exporter's background poll could not make cover CEC's answer (it kept changing while paged); calls there may be missed.",
+        None,
+    );
+    w.sample("cec_exporter_incomplete_reads", "_total", &[], Value::U(t.incomplete_reads), None);
     w.family(
         "cec_exporter_late_records_total",
         "counter",
@@ -518,7 +535,8 @@ mod tests {
                             "revision",
                             "endpoint",
                             "code",
-                            "error"
+                            "error",
+                            "field"
                         ]
                         .contains(&k),
                         "unexpected label {k}"

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::cec::wire::RejectReason;
+use crate::cec::wire::{Field, RejectReason};
 
 /// The `endpoint` label of API metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,12 +77,16 @@ pub struct TelemetryData {
     pub api_errors: BTreeMap<(Endpoint, ErrorKind), u64>,
     pub records_fetched: u64,
     pub records_rejected: BTreeMap<RejectReason, u64>,
+    /// Optional fields dropped as unusable from records that still counted.
+    pub fields_invalid: BTreeMap<Field, u64>,
     pub token_refreshes: u64,
     pub open_calls_abandoned: u64,
     /// Calls first seen after the poll whose window should have shown them (see `PollSummary::late`).
     pub late_records: u64,
     /// The largest lateness seen since start, seconds.
     pub max_lateness_seconds: f64,
+    /// Settled windows whose pages still did not cover CEC's answer after three reads.
+    pub incomplete_reads: u64,
     /// API requests the last successful poll made.
     pub last_poll_requests: u64,
     /// One line about the last failure, for the landing page (never contains a secret).

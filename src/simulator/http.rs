@@ -251,13 +251,20 @@ impl Simulator {
             tokens.insert(token.clone(), TokenInfo { expires_at_ms });
         }
         lock(&self.stats).token_issued();
+        let expires = {
+            let mut f = lock(&self.faults);
+            match f.token_expires_text.clone() {
+                Some(text) if take(&mut f.token_expires_count) => text,
+                _ => lifetime.to_string(),
+            }
+        };
         json_response(
             StatusCode::OK,
             &json!({
                 "AccessToken": token,
                 "ApplyType": "Bearer",
                 "CreateTime": (now / 1_000).to_string(),
-                "Expires": lifetime.to_string(),
+                "Expires": expires,
                 "Scope": "default",
                 "AppKey": self.app_key,
                 "UserID": "Anonymous",
@@ -642,7 +649,7 @@ mod tests {
 
         let (s, v) = h.query(&tok, &window(t0 - 10_000, t0 - 1, "0")).await;
         assert_eq!((s, v["retCode"].as_str()), (200, Some("1")));
-        assert!(v.get("result").map_or(true, |r| r["callInfo"] == json!([])));
+        assert!(v.get("result").is_none_or(|r| r["callInfo"] == json!([])));
 
         // taskType 0 (and absent) excludes ITA; 4 returns only it; 9 is an incorrect request.
         let (_, v) = h.query(&tok, &window(t0, t0, "0")).await;

@@ -35,6 +35,10 @@ pub struct Faults {
     /// over a live window does when a record joins before it: the previous page's last record comes
     /// again and this page's last record is left out of this read.
     pub shift_pages: u32,
+    /// Next N tokens are issued with this `Expires` text instead of the real lifetime (a gateway that
+    /// misreports it); the token itself still lives as long as asked.
+    pub token_expires_text: Option<String>,
+    pub token_expires_count: u32,
 }
 
 /// Consumes one unit of a "next N" counter; `true` when the fault applies to this request.

@@ -111,7 +111,7 @@ impl Store {
             .range((q.start_ms, u64::MIN)..=(q.end_ms, u64::MAX))
             .map(|(_, c)| c)
             .filter(|c| q.tasks.accepts(c.task_type))
-            .filter(|c| q.caller.as_deref().map_or(true, |want| want == c.caller))
+            .filter(|c| q.caller.as_deref().is_none_or(|want| want == c.caller))
             .filter(|c| c.visible_state(now_ms).is_some())
             .map(|c| (mix(self.seed, c.serial, ORDER_SALT), c))
             .collect();

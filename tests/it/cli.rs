@@ -51,23 +51,57 @@ fn bad_configuration_stops_start_up_with_a_message_naming_the_flag() {
     assert!(stderr.contains("--no-such-flag"));
 }
 
-#[test]
-fn the_secret_file_may_also_come_from_the_environment() {
-    // CEC_APP_SECRET with every flag from its environment variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flag_can_come_from_its_environment_variable() {
+    let t0 = now();
+    let sim = Sim::scripted(vec![CallSpec::builder(SERIAL0 + 1, 4, t0 - 5_000).build()]).await;
     let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = bin()
+        .env("CEC_URL", &sim.url)
+        .env("CEC_APP_KEY", APP_KEY)
+        .env("CEC_APP_SECRET", APP_SECRET)
+        .env("CEC_TASK_TYPES", "4")
+        .env("CEC_PAGE_SIZE", "10")
+        .env("CEC_POLL_INTERVAL", "1s")
+        .env("CEC_POLL_LOOKBACK", "10s")
+        .env("CEC_STATE_PATH", dir.path().join("state"))
+        .env("CEC_WEB_LISTEN_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("CEC_WEB_TELEMETRY_PATH", "/cec-metrics")
+        .env("CEC_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/cec-metrics");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            let body = r.text().await.unwrap();
+            if Metrics::parse(&body).calls_total() == 1 {
+                break body;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no call counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("cec_calls_total{task_type=\"ita_bidirectional\",outcome=\"answered\"} 1"));
+    assert!(dir.path().join("state").is_dir(), "--state.path is created");
+    let stats = sim.sim.stats();
+    assert!(stats.log.iter().all(|e| e.task_type.as_deref() == Some("4") && e.limit == Some(10)));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let first = String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or_default().to_owned();
+    let v: serde_json::Value = serde_json::from_str(&first).expect("JSON log lines");
+    assert_eq!(v["message"], "cec-exporter started");
     let out = bin()
         .env("CEC_URL", "http://127.0.0.1:9")
         .env("CEC_APP_KEY", "k")
         .env("CEC_APP_SECRET", "s")
-        .env("CEC_PAGE_SIZE", "0")
-        .env("CEC_STATE_PATH", dir.path().join("state"))
+        .env("CEC_POLL_LOOKBACK", "0s")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "cec-exporter: --cec.page-size: \"0\" is not a whole number from 1 to 100\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "cec-exporter: --poll.lookback: must be from 1s to 24h\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

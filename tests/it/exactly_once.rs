@@ -197,3 +197,27 @@ async fn a_record_repeated_on_two_pages_or_skipped_by_one_read_counts_once() {
     assert_eq!(stats.log.iter().filter(|e| e.fault.as_deref() == Some("shift_pages")).count(), 8);
     assert_eq!(m.value("cec_exporter_poll_failures_total", &[]), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_skipped_by_a_shifting_page_of_a_window_no_later_poll_rereads_is_still_counted() {
+    let t0 = now();
+    // 150 calls well before the lookback: only the first poll's main window reads them.
+    let calls: Vec<CallSpec> = (0..150u64)
+        .map(|i| CallSpec::builder(SERIAL0 + i, 1 + (i % 4) as u8, t0 - 100_000 + i as i64 * 500).build())
+        .collect();
+    let sim = Sim::scripted(calls).await;
+    // Ten pages of that first read start one record early (as when CEC's order changes under a reader):
+    // ten records are repeated and ten are skipped, with the same total.
+    sim.faults(cec_exporter::simulator::Faults { shift_pages: 10, ..Default::default() });
+    let exp = Exporter::start(&sim.url, &["--cec.page-size", "5", "--poll.lookback", "5s"]);
+    let m = exp.wait_for("all 150 calls", Duration::from_secs(20), |m| m.calls_total() == 150).await;
+    let m = exp
+        .wait_for("two more polls", Duration::from_secs(10), |mm| {
+            mm.value("cec_exporter_polls_total", &[]) >= m.value("cec_exporter_polls_total", &[]) + 2.0
+        })
+        .await;
+    assert_matches_truth(&m, &sim.sim.truth());
+    assert_eq!(m.value("cec_exporter_incomplete_reads_total", &[]), 0.0);
+    let stats = sim.sim.stats();
+    assert_eq!(stats.log.iter().filter(|e| e.fault.as_deref() == Some("shift_pages")).count(), 10);
+}

@@ -190,3 +190,19 @@ async fn an_empty_tenant_answers_ret_code_1_and_the_exporter_is_up_with_zero_cal
     assert!(stats.log.iter().all(|e| e.ret_code.as_deref() == Some("1")));
     assert_eq!(reqwest::get(exp.url("/-/ready")).await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_answer_claiming_an_absurd_lifetime_is_not_trusted() {
+    let sim = Sim::scripted(few_calls()).await;
+    // The gateway claims u64::MAX seconds; the token really lives the 2 s asked for.
+    sim.faults(Faults { token_expires_text: Some(u64::MAX.to_string()), token_expires_count: 1, ..Faults::default() });
+    let exp = Exporter::start(&sim.url, &["--cec.token-expire", "2"]);
+    let m = exp
+        .wait_for("a second token", Duration::from_secs(10), |m| {
+            m.value("cec_exporter_token_refreshes_total", &[]) >= 2.0
+        })
+        .await;
+    assert_eq!(m.value("cec_up", &[]), 1.0);
+    assert_eq!(m.value("cec_exporter_poll_failures_total", &[]), 0.0);
+    assert_eq!(m.calls_total(), 20);
+}
