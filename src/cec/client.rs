@@ -112,7 +112,7 @@ pub struct CecClient {
 }
 
 /// Records of one window and what reading it cost.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct WindowRead {
     pub records: Vec<ParsedRecord>,
     /// Business requests made (retries included).

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{PollSummary, Retention, State};
-use super::plan::{plan, PlanConfig, PollPlan, Read};
-use crate::cec::client::{ApiError, CecClient};
+use super::plan::{plan, PlanConfig, PollPlan, Read, Window};
+use crate::cec::client::{ApiError, CecClient, WindowRead};
 use crate::cec::record::TaskQuery;
 use crate::cec::wire::ParsedRecord;
 use crate::metrics::expose::Published;
@@ -44,13 +44,28 @@ impl Shared {
     }
 }
 
+/// Where a poll's records come from: CEC through [`CecClient`], or a model of it in tests.
+pub trait Source: Send + Sync {
+    /// Every page of `query` over `window`, as [`CecClient::read_window`] reads them.
+    fn read(
+        &self,
+        query: TaskQuery,
+        window: Window,
+    ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send;
+}
+
+impl Source for CecClient {
+    async fn read(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        self.read_window(query, window).await
+    }
+}
+
 /// The poller: owns the state; publishes a copy of what the server needs after each commit.
-pub struct Poller {
-    client: CecClient,
+pub struct Poller<S: Source = CecClient> {
+    source: S,
     cfg: PollerConfig,
     state: State,
     shared: Arc<Shared>,
-    clock: fn() -> i64,
 }
 
 /// A committed poll.
@@ -61,9 +76,9 @@ pub struct PollReport {
     pub requests: u64,
 }
 
-impl Poller {
-    pub fn new(client: CecClient, cfg: PollerConfig, state: State, shared: Arc<Shared>) -> Poller {
-        let p = Poller { client, cfg, state, shared, clock: now_ms };
+impl<S: Source> Poller<S> {
+    pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>) -> Poller<S> {
+        let p = Poller { source, cfg, state, shared };
         p.publish();
         p
     }
@@ -72,15 +87,24 @@ impl Poller {
         &self.state
     }
 
-    /// One poll: every read, then one commit. On error nothing changed.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// One poll at the wall clock's time.
     pub async fn poll_once(&mut self) -> Result<PollReport, ApiError> {
-        let now = (self.clock)();
+        self.poll_at(now_ms()).await
+    }
+
+    /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
+    /// changed.
+    pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, ApiError> {
         let plan =
             plan(&self.cfg.plan, now, self.state.ledger.cursor_ms(), &self.cfg.queries, self.state.ledger.open_spans());
         let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::with_capacity(plan.reads.len());
         let mut requests = 0;
         for read in &plan.reads {
-            let r = self.client.read_window(read.query, read.window).await?;
+            let r = self.source.read(read.query, read.window).await?;
             requests += r.requests;
             let complete = r.complete();
             fetched.push((*read, r.records));
@@ -88,8 +112,7 @@ impl Poller {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
             }
         }
-        let summary =
-            self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), (self.clock)(), self.cfg.retention);
+        let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
         self.publish();
         Ok(PollReport { plan, summary, requests })
     }
@@ -100,14 +123,14 @@ impl Poller {
     async fn reread_settled(
         &self,
         query: TaskQuery,
-        settled: super::plan::Window,
+        settled: Window,
         fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
         requests: &mut u64,
     ) -> Result<(), ApiError> {
         let read = Read { query, window: settled, targeted: false };
         let mut seen = hashbrown::HashSet::new();
         for attempt in 1..=3 {
-            let r = self.client.read_window(query, settled).await?;
+            let r = self.source.read(query, settled).await?;
             *requests += r.requests;
             seen.extend(r.records.iter().map(|rec| rec.id));
             let covered = r.total.is_none_or(|t| seen.len() as u64 + r.rejected >= t);

@@ -5,3 +5,4 @@ mod cli;
 mod exactly_once;
 mod faults;
 mod harness;
+mod model;
