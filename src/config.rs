@@ -249,6 +249,7 @@ impl Config {
                     lookback_ms: ms(lookback),
                     pad_ms: 1_000,
                     max_window_ms: MAX_WINDOW_MS,
+                    page_size,
                 },
                 retention: Retention { lookback_ms: ms(lookback), max_call_ms: ms(max_call) },
                 queries,

@@ -244,6 +244,7 @@ mod tests {
         lookback_ms: RET.lookback_ms,
         pad_ms: 1_000,
         max_window_ms: MAX_WINDOW_MS,
+        page_size: 100,
     };
 
     fn rec(id: u64, state: CallState, start: i64) -> ParsedRecord {
@@ -269,7 +270,7 @@ mod tests {
     /// Runs one poll at `now` over `pages` (each a query's records) the way the poller does.
     fn poll(state: &mut State, now: i64, pages: &[(TaskQuery, Vec<ParsedRecord>)]) -> PollSummary {
         let queries = [TaskQuery::ALL_BUT_ITA, TaskQuery::ITA];
-        let p = plan(&CFG, now, state.ledger.cursor_ms(), &queries, state.ledger.open_spans());
+        let p = plan(&CFG, now, state.ledger.cursor_ms(), &queries, state.ledger.open_spans(), |_| None);
         let reads: Vec<(Read, Vec<ParsedRecord>)> = pages
             .iter()
             .map(|(q, recs)| {
@@ -319,8 +320,14 @@ mod tests {
         // Hours of polls later, with new calls since, the main window no longer reaches its start.
         let later = T0 + 3 * 3_600_000;
         poll(&mut s, later - 30_000, &[(TaskQuery::ITA, vec![rec(10, CallState::Ended, later - 40_000)])]);
-        let p =
-            plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA, TaskQuery::ITA], s.ledger.open_spans());
+        let p = plan(
+            &CFG,
+            later,
+            s.ledger.cursor_ms(),
+            &[TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
+            s.ledger.open_spans(),
+            |_| None,
+        );
         let targeted: Vec<&Read> = p.reads.iter().filter(|r| r.targeted).collect();
         assert_eq!(targeted.len(), 1);
         assert_eq!(targeted[0].query, TaskQuery::ITA);
@@ -412,7 +419,7 @@ mod tests {
         // An hour later only a targeted read over that span can return it.
         let later = T0 + 3_600_000;
         poll(&mut s, later - 30_000, &[]);
-        let p = plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA], s.ledger.open_spans());
+        let p = plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ALL_BUT_ITA], s.ledger.open_spans(), |_| None);
         let t = p.reads.iter().find(|r| r.targeted).expect("a targeted read");
         assert_eq!(t.window, Window { start_ms: T0 - 121_000, end_ms: T0 + 1_000 });
         let recs = [startless(6, CallState::Ended), startless(6, CallState::Ended)];

@@ -33,6 +33,8 @@ pub struct PlanConfig {
     pub pad_ms: i64,
     /// Longest window of one poll (catch-up proceeds in steps of this), at most [`MAX_WINDOW_MS`].
     pub max_window_ms: i64,
+    /// Records per page (`--cec.page-size`), for costing targeted reads.
+    pub page_size: u32,
 }
 
 /// One query to run: a task-type filter over a window, every page of it.
@@ -61,13 +63,16 @@ pub struct PollPlan {
 }
 
 /// Plans a poll. `cursor_ms` is the end of the last committed main window (`None` on a first start);
-/// `open_spans` lists each open call's query and the span its start lies in (any order).
+/// `open_spans` lists each open call's query and the span its start lies in (any order); `density` says
+/// how many records per millisecond a query's recent main window held, to cost targeted reads (`None`
+/// before any was read: then only windows that touch are merged).
 pub fn plan(
     cfg: &PlanConfig,
     now_ms: i64,
     cursor_ms: Option<i64>,
     queries: &[TaskQuery],
     open_spans: impl IntoIterator<Item = (TaskQuery, i64, i64)>,
+    density: impl Fn(TaskQuery) -> Option<f64>,
 ) -> PollPlan {
     // A cursor ahead of the clock (the clock stepped back) re-reads from the clock, not from the cursor.
     let start = match cursor_ms {
@@ -79,20 +84,28 @@ pub fn plan(
     let main = Window { start_ms: start, end_ms: end };
     let mut reads: Vec<Read> = queries.iter().map(|&query| Read { query, window: main, targeted: false }).collect();
 
-    // Open calls whose start may lie before the main window: padded windows around their spans, merged
-    // with neighbours of the same query while the result stays within the limit.
+    // Open calls whose start may lie before the main window: padded windows around their spans. Two
+    // neighbours share one window when that costs no more pages than reading them apart (estimated from
+    // the query's record density), so many long calls cost about what re-reading their stretch costs,
+    // and a few cost one small request each.
     let mut old: Vec<(TaskQuery, i64, i64)> = open_spans.into_iter().filter(|&(_, lo, _)| lo < start).collect();
     old.sort_unstable();
+    let page = f64::from(cfg.page_size.max(1));
     let mut i = 0;
     while i < old.len() {
         let (query, first, mut last) = old[i];
+        let d = density(query).map(|d| d.max(0.0));
+        let pages = |d: f64, lo: i64, hi: i64| ((d * (hi - lo + 2 * cfg.pad_ms) as f64) / page).ceil().max(1.0);
         let mut j = i + 1;
-        while j < old.len()
-            && old[j].0 == query
-            && old[j].1 - cfg.pad_ms <= last + cfg.pad_ms
-            && old[j].2.max(last) + cfg.pad_ms - (first - cfg.pad_ms) <= max
-        {
-            last = last.max(old[j].2);
+        while j < old.len() && old[j].0 == query {
+            let (lo2, hi2) = (old[j].1, old[j].2.max(old[j].1));
+            let merged_hi = last.max(hi2);
+            let touching = lo2 - cfg.pad_ms <= last + cfg.pad_ms;
+            let cheaper = d.is_some_and(|d| pages(d, first, merged_hi) <= pages(d, first, last) + pages(d, lo2, hi2));
+            if !(touching || cheaper) || merged_hi + cfg.pad_ms - (first - cfg.pad_ms) > max {
+                break;
+            }
+            last = merged_hi;
             j += 1;
         }
         // Never reach into the main window: that part is read anyway.
@@ -113,12 +126,18 @@ mod tests {
     const Q: [TaskQuery; 2] = [TaskQuery::ALL_BUT_ITA, TaskQuery::ITA];
 
     fn cfg() -> PlanConfig {
-        PlanConfig { backfill_ms: 3_600_000, lookback_ms: 120_000, pad_ms: 1_000, max_window_ms: MAX_WINDOW_MS }
+        PlanConfig {
+            backfill_ms: 3_600_000,
+            lookback_ms: 120_000,
+            pad_ms: 1_000,
+            max_window_ms: MAX_WINDOW_MS,
+            page_size: 100,
+        }
     }
 
     #[test]
     fn first_start_reads_the_backfill_for_each_query() {
-        let p = plan(&cfg(), NOW, None, &Q, []);
+        let p = plan(&cfg(), NOW, None, &Q, [], |_| None);
         assert_eq!(p.main, Window { start_ms: NOW - 3_600_000, end_ms: NOW });
         assert_eq!(p.reads.len(), 2);
         assert_eq!(p.reads[0].query, TaskQuery::ALL_BUT_ITA);
@@ -128,14 +147,14 @@ mod tests {
 
     #[test]
     fn steady_state_rereads_the_lookback_before_the_cursor() {
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, []);
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [], |_| None);
         assert_eq!(p.main, Window { start_ms: NOW - 150_000, end_ms: NOW });
         assert_eq!(p.reads.len(), 2, "no open calls, no targeted reads");
     }
 
     #[test]
     fn open_calls_inside_the_main_window_cost_nothing_extra() {
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ITA, NOW - 100_000, NOW - 100_000)]);
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ITA, NOW - 100_000, NOW - 100_000)], |_| None);
         assert_eq!(p.reads.len(), 2);
     }
 
@@ -147,7 +166,7 @@ mod tests {
             (TaskQuery::ALL_BUT_ITA, NOW - 1_999_500, NOW - 1_999_500), // merged with the previous one
             (TaskQuery::ALL_BUT_ITA, NOW - 1_000_000, NOW - 1_000_000),
         ];
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, open);
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, open, |_| None);
         let targeted: Vec<(TaskQuery, Window)> =
             p.reads.iter().filter(|r| r.targeted).map(|r| (r.query, r.window)).collect();
         assert_eq!(
@@ -163,7 +182,8 @@ mod tests {
     #[test]
     fn targeted_window_stops_short_of_the_main_window() {
         let main_start = NOW - 150_000;
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ITA, main_start - 200, main_start - 200)]);
+        let p =
+            plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ITA, main_start - 200, main_start - 200)], |_| None);
         let t = p.reads.iter().find(|r| r.targeted).unwrap();
         assert_eq!(t.window, Window { start_ms: main_start - 1_200, end_ms: main_start - 1 });
     }
@@ -171,11 +191,11 @@ mod tests {
     #[test]
     fn long_outage_catches_up_in_windows_of_at_most_seven_days() {
         let cursor = NOW - 10 * 24 * 3_600_000;
-        let p = plan(&cfg(), NOW, Some(cursor), &Q, []);
+        let p = plan(&cfg(), NOW, Some(cursor), &Q, [], |_| None);
         assert_eq!(p.main.end_ms - p.main.start_ms, MAX_WINDOW_MS);
         assert!(p.behind);
         // The next step starts a lookback before where this one ended.
-        let p2 = plan(&cfg(), NOW, Some(p.main.end_ms), &Q, []);
+        let p2 = plan(&cfg(), NOW, Some(p.main.end_ms), &Q, [], |_| None);
         assert_eq!(p2.main.start_ms, p.main.end_ms - 120_000);
         assert_eq!(p2.main.end_ms, NOW);
         assert!(!p2.behind);
@@ -184,29 +204,72 @@ mod tests {
     #[test]
     fn a_cursor_ahead_of_the_clock_rereads_from_the_clock() {
         // The clock stepped back an hour after a poll: read the lookback before now, not nothing.
-        let p = plan(&cfg(), NOW, Some(NOW + 3_600_000), &Q, []);
+        let p = plan(&cfg(), NOW, Some(NOW + 3_600_000), &Q, [], |_| None);
         assert_eq!(p.main, Window { start_ms: NOW - 120_000, end_ms: NOW });
     }
 
     #[test]
     fn the_settled_part_is_what_the_next_poll_will_not_reread() {
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, []);
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [], |_| None);
         assert_eq!(p.settled, Some(Window { start_ms: NOW - 150_000, end_ms: NOW - 120_001 }));
-        let next = plan(&cfg(), NOW + 30_000, Some(p.main.end_ms), &Q, []);
+        let next = plan(&cfg(), NOW + 30_000, Some(p.main.end_ms), &Q, [], |_| None);
         assert_eq!(next.main.start_ms, p.settled.unwrap().end_ms + 1, "settled part and next window touch");
         // A window no longer than the lookback is read again in full by the next poll.
         let short = PlanConfig { backfill_ms: 60_000, ..cfg() };
-        assert_eq!(plan(&short, NOW, None, &Q, []).settled, None);
+        assert_eq!(plan(&short, NOW, None, &Q, [], |_| None).settled, None);
     }
 
     #[test]
     fn an_open_call_without_start_time_is_reread_over_the_span_it_may_have_started_in() {
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ALL_BUT_ITA, NOW - 600_000, NOW - 270_000)]);
+        let p =
+            plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ALL_BUT_ITA, NOW - 600_000, NOW - 270_000)], |_| {
+                None
+            });
         let t: Vec<Window> = p.reads.iter().filter(|r| r.targeted).map(|r| r.window).collect();
         assert_eq!(t, vec![Window { start_ms: NOW - 601_000, end_ms: NOW - 269_000 }]);
         // A span reaching into the main window is read up to the main window only.
-        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ITA, NOW - 200_000, NOW - 100_000)]);
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, [(TaskQuery::ITA, NOW - 200_000, NOW - 100_000)], |_| None);
         let t: Vec<Window> = p.reads.iter().filter(|r| r.targeted).map(|r| r.window).collect();
         assert_eq!(t, vec![Window { start_ms: NOW - 201_000, end_ms: NOW - 150_001 }]);
+    }
+
+    #[test]
+    fn many_old_open_calls_share_windows_when_that_costs_fewer_pages() {
+        // 300 open ITA calls, one every 3 s from 20 min ago to 5 min ago, on a tenant with 2 ITA
+        // records a second: one window per call would cost 300 requests; the stretch holds about
+        // 1 800 records, 18 pages.
+        let open: Vec<(TaskQuery, i64, i64)> =
+            (0..300).map(|i| (TaskQuery::ITA, NOW - 1_200_000 + i * 3_000, NOW - 1_200_000 + i * 3_000)).collect();
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, open.clone(), |_| Some(0.002));
+        let t: Vec<Window> = p.reads.iter().filter(|r| r.targeted).map(|r| r.window).collect();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0], Window { start_ms: NOW - 1_201_000, end_ms: NOW - 302_000 });
+        // Before any density is known, windows are merged only where their padded ends touch, so each
+        // call costs one small request.
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, open.clone(), |_| None);
+        assert_eq!(p.reads.iter().filter(|r| r.targeted).count(), 300);
+        // Ten times busier, 3 s between calls still holds under a page: one window, ~180 pages.
+        let busy = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, open, |_| Some(0.02));
+        assert_eq!(busy.reads.iter().filter(|r| r.targeted).count(), 1);
+    }
+
+    #[test]
+    fn merging_stops_where_it_would_cost_an_extra_page() {
+        // Density 0.001/ms: 100 records per 100 s. Two calls 60 s apart fit one page together;
+        // a third 200 s further would add two pages to the window but costs one alone.
+        let open = [
+            (TaskQuery::ITA, NOW - 1_000_000, NOW - 1_000_000),
+            (TaskQuery::ITA, NOW - 940_000, NOW - 940_000),
+            (TaskQuery::ITA, NOW - 740_000, NOW - 740_000),
+        ];
+        let p = plan(&cfg(), NOW, Some(NOW - 30_000), &Q, open, |_| Some(0.001));
+        let t: Vec<Window> = p.reads.iter().filter(|r| r.targeted).map(|r| r.window).collect();
+        assert_eq!(
+            t,
+            vec![
+                Window { start_ms: NOW - 1_001_000, end_ms: NOW - 939_000 },
+                Window { start_ms: NOW - 741_000, end_ms: NOW - 739_000 },
+            ]
+        );
     }
 }

@@ -66,6 +66,8 @@ pub struct Poller<S: Source = CecClient> {
     cfg: PollerConfig,
     state: State,
     shared: Arc<Shared>,
+    /// Records per millisecond in each query's last main window, to cost targeted reads.
+    density: Vec<(TaskQuery, f64)>,
 }
 
 /// A committed poll.
@@ -78,7 +80,7 @@ pub struct PollReport {
 
 impl<S: Source> Poller<S> {
     pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>) -> Poller<S> {
-        let p = Poller { source, cfg, state, shared };
+        let p = Poller { source, cfg, state, shared, density: Vec::new() };
         p.publish();
         p
     }
@@ -99,14 +101,27 @@ impl<S: Source> Poller<S> {
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, ApiError> {
-        let plan =
-            plan(&self.cfg.plan, now, self.state.ledger.cursor_ms(), &self.cfg.queries, self.state.ledger.open_spans());
+        let plan = plan(
+            &self.cfg.plan,
+            now,
+            self.state.ledger.cursor_ms(),
+            &self.cfg.queries,
+            self.state.ledger.open_spans(),
+            |q| self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d),
+        );
         let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::with_capacity(plan.reads.len());
         let mut requests = 0;
         for read in &plan.reads {
             let r = self.source.read(read.query, read.window).await?;
             requests += r.requests;
             let complete = r.complete();
+            if !read.targeted {
+                let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
+                match self.density.iter_mut().find(|(q, _)| *q == read.query) {
+                    Some(slot) => slot.1 = d,
+                    None => self.density.push((read.query, d)),
+                }
+            }
             fetched.push((*read, r.records));
             if let (false, false, Some(settled)) = (complete, read.targeted, plan.settled) {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;

@@ -141,7 +141,13 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
     let cec = ModelCec { calls, now: AtomicI64::new(T0), quirks, rng: Mutex::new(Rng::new(seed + 100)) };
     let cfg = PollerConfig {
         interval: Duration::from_millis(INTERVAL as u64),
-        plan: PlanConfig { backfill_ms: 3_600_000, lookback_ms: LOOKBACK, pad_ms: 1_000, max_window_ms: MAX_WINDOW_MS },
+        plan: PlanConfig {
+            backfill_ms: 3_600_000,
+            lookback_ms: LOOKBACK,
+            pad_ms: 1_000,
+            max_window_ms: MAX_WINDOW_MS,
+            page_size: 100,
+        },
         retention: Retention { lookback_ms: LOOKBACK, max_call_ms: 24 * 3_600_000 },
         queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
     };
