@@ -66,9 +66,15 @@ pub struct RunArgs {
     /// Give up on a call CEC has not shown ended this long after its start.
     #[arg(long = "poll.max-call-duration", env = "CEC_POLL_MAX_CALL_DURATION", default_value = "24h", global = true)]
     pub poll_max_call_duration: String,
-    /// Directory for the exporter's state (created when missing).
+    /// Directory for the exporter's durable state (created when missing). Without it, state is in memory only.
     #[arg(long = "state.path", env = "CEC_STATE_PATH", global = true)]
     pub state_path: Option<PathBuf>,
+    /// Move an existing (for instance unreadable) state store aside and start afresh. Use once.
+    #[arg(long = "state.reset", env = "CEC_STATE_RESET", global = true)]
+    pub state_reset: bool,
+    /// After an outage, catch up at most this far back; the older part is skipped and reported.
+    #[arg(long = "poll.max-catchup", env = "CEC_POLL_MAX_CATCHUP", default_value = "30d", global = true)]
+    pub poll_max_catchup: String,
     /// Address to serve /metrics on; ":PORT" listens on every interface [default: :10049; demo: 127.0.0.1:10049]
     #[arg(long = "web.listen-address", env = "CEC_WEB_LISTEN_ADDRESS", global = true)]
     pub web_listen_address: Option<String>,

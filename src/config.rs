@@ -50,6 +50,8 @@ pub struct Config {
     pub client: ClientConfig,
     pub poller: PollerConfig,
     pub state_path: Option<PathBuf>,
+    /// Move an existing store aside before opening (`--state.reset`).
+    pub state_reset: bool,
     pub listen: SocketAddr,
     pub telemetry_path: String,
     pub log_level: tracing::Level,
@@ -216,6 +218,19 @@ impl Config {
                 ),
             ));
         }
+        let max_catchup = parse_duration("--poll.max-catchup", &args.poll_max_catchup)?;
+        if max_catchup < lookback + interval || max_catchup > MAX_BACKFILL {
+            return Err(invalid(
+                "--poll.max-catchup",
+                format!(
+                    "must be from --poll.lookback plus --poll.interval ({}) to 90d",
+                    humantime::format_duration(lookback + interval)
+                ),
+            ));
+        }
+        if args.state_reset && args.state_path.is_none() {
+            return Err(invalid("--state.reset", "needs --state.path: there is no store to reset"));
+        }
         let queries = task_queries(&args.cec_task_types)?;
         let listen =
             parse_listen("--web.listen-address", args.web_listen_address.as_deref().unwrap_or(DEFAULT_LISTEN))?;
@@ -253,8 +268,10 @@ impl Config {
                 },
                 retention: Retention { lookback_ms: ms(lookback), max_call_ms: ms(max_call) },
                 queries,
+                max_catchup_ms: ms(max_catchup),
             },
             state_path: args.state_path.clone(),
+            state_reset: args.state_reset,
             listen,
             telemetry_path,
             log_level,
@@ -340,6 +357,11 @@ mod tests {
         );
         assert_eq!(err(&["--poll.interval", "500ms"]), "--poll.interval: must be at least 1s");
         assert_eq!(err(&["--poll.backfill", "100y"]), "--poll.backfill: must be at most 90d");
+        assert_eq!(
+            err(&["--poll.max-catchup", "1m"]),
+            "--poll.max-catchup: must be from --poll.lookback plus --poll.interval (5m 30s) to 90d"
+        );
+        assert_eq!(err(&["--state.reset"]), "--state.reset: needs --state.path: there is no store to reset");
         assert_eq!(err(&["--poll.lookback", "0s"]), "--poll.lookback: must be from 1s to 24h");
         assert_eq!(
             err(&["--poll.max-call-duration", "5m"]),

@@ -15,6 +15,7 @@ pub mod secret;
 pub mod server;
 pub mod simulate;
 pub mod simulator;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,8 +40,25 @@ pub async fn run(
     let shared = Arc::new(ingest::poller::Shared::default());
     let client = cec::client::CecClient::new(cfg.client.clone(), shared.telemetry.clone())
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-    let poller =
-        ingest::poller::Poller::new(client, cfg.poller.clone(), ingest::ledger::State::default(), shared.clone());
+    let (store, state) = match &cfg.state_path {
+        Some(dir) => {
+            let (store, restored) = store::Store::open(dir, cfg.state_reset)?;
+            match &restored {
+                Some(s) => tracing::info!(
+                    path = %store.path().display(),
+                    cursor = %s.ledger.cursor_ms().map(metrics::expose::rfc3339_ms).unwrap_or_default(),
+                    remembered_calls = s.ledger.counted_len(),
+                    open_calls = s.ledger.open_calls().count(),
+                    counted_calls = s.aggregates.total_calls(),
+                    "resuming from the state store"
+                ),
+                None => tracing::info!(path = %store.path().display(), "new state store; reading back --poll.backfill"),
+            }
+            (Some(store), restored.unwrap_or_default())
+        }
+        None => (None, ingest::ledger::State::default()),
+    };
+    let poller = ingest::poller::Poller::new(client, cfg.poller.clone(), state, shared.clone(), store);
     let (stop_tx, stop_rx) = watch::channel(false);
     let poll_task = tokio::spawn(poller.run(stop_rx));
     let site = Arc::new(server::Site { shared, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });

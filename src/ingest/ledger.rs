@@ -41,44 +41,78 @@ pub enum Admission {
     BeforeFloor,
 }
 
+/// The ledger's scalar bookkeeping, persisted with every commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scalars {
+    /// End of the last committed main window, epoch ms.
+    pub cursor_ms: Option<i64>,
+    /// See the module header; only rises.
+    pub floor_ms: i64,
+    /// Start of the first committed main window: call starts from here to the cursor have been read.
+    pub covered_from_ms: Option<i64>,
+    /// The latest `startTime` any record carried: CEC's own clock, which bounds the floor so that a
+    /// forward jump of this host's clock cannot make the ledger forget calls it may be shown again.
+    pub newest_start_ms: Option<i64>,
+}
+
+impl Default for Scalars {
+    fn default() -> Self {
+        Scalars { cursor_ms: None, floor_ms: i64::MIN, covered_from_ms: None, newest_start_ms: None }
+    }
+}
+
 /// Counted ids, open calls, the cursor and the floor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ledger {
     /// Counted calls → the latest their start can be (epoch ms); kept while that is at or after the floor.
     counted: HashMap<CallId, i64>,
     open: HashMap<CallId, OpenCall>,
-    /// End of the last committed main window, epoch ms.
-    cursor_ms: Option<i64>,
-    /// See the module header; only rises.
-    floor_ms: i64,
-    /// Start of the first committed main window: call starts from here to the cursor have been read.
-    covered_from_ms: Option<i64>,
-    /// The latest `startTime` any record carried: CEC's own clock, which bounds the floor so that a
-    /// forward jump of this host's clock cannot make the ledger forget calls it may be shown again.
-    newest_start_ms: Option<i64>,
-}
-
-impl Default for Ledger {
-    fn default() -> Self {
-        Ledger {
-            counted: HashMap::new(),
-            open: HashMap::new(),
-            cursor_ms: None,
-            floor_ms: i64::MIN,
-            covered_from_ms: None,
-            newest_start_ms: None,
-        }
-    }
+    s: Scalars,
+    /// Calls counted since the last commit (what the store must add).
+    fresh: Vec<(CallId, i64)>,
 }
 
 impl Ledger {
+    /// A ledger as a store saved it.
+    pub fn restore(
+        counted: impl IntoIterator<Item = (CallId, i64)>,
+        open: impl IntoIterator<Item = (CallId, OpenCall)>,
+        s: Scalars,
+    ) -> Ledger {
+        Ledger { counted: counted.into_iter().collect(), open: open.into_iter().collect(), s, fresh: Vec::new() }
+    }
+
+    pub fn scalars(&self) -> Scalars {
+        self.s
+    }
+
     pub fn cursor_ms(&self) -> Option<i64> {
-        self.cursor_ms
+        self.s.cursor_ms
+    }
+
+    /// Moves the cursor forward to `cursor_ms` without reading what lies between (catch-up beyond
+    /// `--poll.max-catchup`); returns the stretch skipped, if any.
+    pub fn skip_to(&mut self, cursor_ms: i64) -> Option<(i64, i64)> {
+        let from = self.s.cursor_ms?;
+        (cursor_ms > from).then(|| {
+            self.s.cursor_ms = Some(cursor_ms);
+            (from, cursor_ms)
+        })
     }
 
     /// The floor, epoch ms (`i64::MIN` before the first poll).
     pub fn floor_ms(&self) -> i64 {
-        self.floor_ms
+        self.s.floor_ms
+    }
+
+    /// Calls counted since the last commit, with their keys.
+    pub fn fresh(&self) -> &[(CallId, i64)] {
+        &self.fresh
+    }
+
+    /// Every remembered counted call and its key.
+    pub fn counted(&self) -> impl Iterator<Item = (CallId, i64)> + '_ {
+        self.counted.iter().map(|(&id, &hi)| (id, hi))
     }
 
     /// Calls counted and still remembered.
@@ -105,11 +139,19 @@ impl Ledger {
     }
 }
 
-/// The ledger and the aggregates: everything a poll changes and a later issue persists atomically.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The ledger and the aggregates: everything a poll changes, committed to the store in one transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
     pub ledger: Ledger,
     pub aggregates: Aggregates,
+}
+
+/// What a poll may change besides adding counted calls, kept to undo a poll whose commit failed.
+#[derive(Debug)]
+pub struct Checkpoint {
+    aggregates: Aggregates,
+    open: HashMap<CallId, OpenCall>,
+    s: Scalars,
 }
 
 /// What one poll did, for its log line and counters.
@@ -163,11 +205,12 @@ impl State {
             (None, None) => (read.window.start_ms, read.window.end_ms),
         };
         if tracked.is_none() {
-            if lo < ledger.floor_ms {
+            if lo < ledger.s.floor_ms {
                 summary.before_floor += 1;
                 return Admission::BeforeFloor;
             }
-            if let (Some(s), Some(from), Some(until)) = (rec.record.start_ms, ledger.covered_from_ms, ledger.cursor_ms)
+            if let (Some(s), Some(from), Some(until)) =
+                (rec.record.start_ms, ledger.s.covered_from_ms, ledger.s.cursor_ms)
             {
                 if from <= s && s < until {
                     summary.late += 1;
@@ -176,7 +219,7 @@ impl State {
             }
         }
         if let Some(s) = rec.record.start_ms {
-            ledger.newest_start_ms = Some(ledger.newest_start_ms.map_or(s, |n| n.max(s)));
+            ledger.s.newest_start_ms = Some(ledger.s.newest_start_ms.map_or(s, |n| n.max(s)));
         }
         let task_type = match tracked {
             // The query that first returned it decides; a later record may add a missing taskType.
@@ -186,6 +229,7 @@ impl State {
         if rec.state == CallState::Ended {
             ledger.open.remove(&rec.id);
             ledger.counted.insert(rec.id, hi);
+            ledger.fresh.push((rec.id, hi));
             self.aggregates.observe(rec.id, task_type, &rec.record);
             summary.counted += 1;
             Admission::Counted
@@ -199,9 +243,9 @@ impl State {
 
     /// Applies a whole poll: admits every record in the order read, moves the cursor to the end of the
     /// main window, raises the floor to a lookback before what has been read (bounded by the newest start
-    /// CEC has shown), forgets counted calls below it, and gives up open calls that may have started
-    /// more than `retention.max_call_ms` ago. Infallible: the caller only calls it once every read of the
-    /// poll has succeeded.
+    /// CEC has shown), and gives up open calls that may have started more than `retention.max_call_ms`
+    /// ago. Infallible: the caller only calls it once every read of the poll has succeeded. Counted calls
+    /// below the floor are forgotten by [`State::committed`], once the poll is durable.
     pub fn apply<'a>(
         &mut self,
         plan: &PollPlan,
@@ -215,18 +259,42 @@ impl State {
                 self.admit(rec, read, &mut s);
             }
         }
-        let ledger = &mut self.ledger;
-        ledger.cursor_ms = Some(plan.main.end_ms);
-        ledger.covered_from_ms = Some(ledger.covered_from_ms.map_or(plan.main.start_ms, |c| c.min(plan.main.start_ms)));
-        let read_up_to = ledger.newest_start_ms.map_or(plan.main.end_ms, |n| n.min(plan.main.end_ms));
-        ledger.floor_ms = ledger.floor_ms.max(read_up_to.saturating_sub(retention.lookback_ms));
-        let floor = ledger.floor_ms;
-        ledger.counted.retain(|_, hi| *hi >= floor);
-        let before = ledger.open.len();
+        let l = &mut self.ledger;
+        l.s.cursor_ms = Some(plan.main.end_ms);
+        l.s.covered_from_ms = Some(l.s.covered_from_ms.map_or(plan.main.start_ms, |c| c.min(plan.main.start_ms)));
+        let read_up_to = l.s.newest_start_ms.map_or(plan.main.end_ms, |n| n.min(plan.main.end_ms));
+        l.s.floor_ms = l.s.floor_ms.max(read_up_to.saturating_sub(retention.lookback_ms));
+        let before = l.open.len();
         let oldest = now_ms.saturating_sub(retention.max_call_ms);
-        ledger.open.retain(|_, o| o.hi_ms >= oldest);
-        s.abandoned = (before - ledger.open.len()) as u64;
+        l.open.retain(|_, o| o.hi_ms >= oldest);
+        s.abandoned = (before - l.open.len()) as u64;
         s
+    }
+
+    /// What [`State::rollback`] needs to undo the next poll.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint { aggregates: self.aggregates.clone(), open: self.ledger.open.clone(), s: self.ledger.s }
+    }
+
+    /// Undoes everything since `cp` (a poll whose commit failed): the calls it counted are uncounted, so
+    /// the next poll counts them again, once.
+    pub fn rollback(&mut self, cp: Checkpoint) {
+        let l = &mut self.ledger;
+        for (id, _) in l.fresh.drain(..) {
+            l.counted.remove(&id);
+        }
+        l.open = cp.open;
+        l.s = cp.s;
+        self.aggregates = cp.aggregates;
+    }
+
+    /// The poll is durable: forget counted calls below the floor, and start the next set of fresh ones.
+    pub fn committed(&mut self) {
+        let l = &mut self.ledger;
+        // Dropped, not cleared: a backfill's million fresh calls must not pin their capacity.
+        l.fresh = Vec::new();
+        let floor = l.s.floor_ms;
+        l.counted.retain(|_, hi| *hi >= floor);
     }
 }
 
@@ -278,7 +346,9 @@ mod tests {
                 (read, recs.clone())
             })
             .collect();
-        state.apply(&p, reads.iter().map(|(r, v)| (r, v.as_slice())), now, RET)
+        let summary = state.apply(&p, reads.iter().map(|(r, v)| (r, v.as_slice())), now, RET);
+        state.committed();
+        summary
     }
 
     fn ita_answered(state: &State) -> u64 {
@@ -335,6 +405,7 @@ mod tests {
         // The targeted read returns the ended call and its neighbour, counted hours ago and forgotten.
         let recs = vec![rec(9, CallState::Ended, start), neighbour];
         let sum = s.apply(&p, [(targeted[0], recs.as_slice())], later, RET);
+        s.committed();
         assert_eq!(sum.late, 0, "an open call seen again is not late");
         assert_eq!((sum.counted, sum.before_floor), (1, 1));
         assert_eq!(ita_answered(&s), 3);
@@ -424,6 +495,7 @@ mod tests {
         assert_eq!(t.window, Window { start_ms: T0 - 121_000, end_ms: T0 + 1_000 });
         let recs = [startless(6, CallState::Ended), startless(6, CallState::Ended)];
         let sum = s.apply(&p, [(t, &recs[..])], later, RET);
+        s.committed();
         assert_eq!((sum.counted, sum.already_counted, sum.abandoned), (1, 1, 0));
         assert_eq!(s.aggregates.total_calls(), 1);
     }
@@ -479,5 +551,54 @@ mod tests {
         let sum = poll(&mut s, T0 + 24 * 3_600_000, &[]);
         assert_eq!(sum.abandoned, 1);
         assert_eq!(s.ledger.open_calls().count(), 0);
+    }
+
+    #[test]
+    fn a_rolled_back_poll_leaves_no_trace_and_its_calls_count_once_later() {
+        let mut s = State::default();
+        poll(
+            &mut s,
+            T0,
+            &[(TaskQuery::ITA, vec![rec(1, CallState::Ended, T0 - 1_000), rec(2, CallState::Talking, T0 - 500)])],
+        );
+        let before = s.clone();
+        let cp = s.checkpoint();
+        let p = plan(&CFG, T0 + 30_000, s.ledger.cursor_ms(), &[TaskQuery::ITA], s.ledger.open_spans(), |_| None);
+        let recs = vec![
+            rec(2, CallState::Ended, T0 - 500),
+            rec(3, CallState::Calling, T0 + 10_000),
+            rec(4, CallState::Ended, T0 + 20_000),
+        ];
+        let sum = s.apply(&p, [(&p.reads[0], recs.as_slice())], T0 + 30_000, RET);
+        assert_eq!((sum.counted, sum.tracked), (2, 1));
+        assert_eq!(s.ledger.fresh().len(), 2);
+        s.rollback(cp);
+        assert_eq!(s, before, "the failed poll left no trace");
+        let sum = poll(&mut s, T0 + 31_000, &[(TaskQuery::ITA, recs)]);
+        assert_eq!((sum.counted, sum.tracked), (2, 1));
+        assert_eq!(s.aggregates.total_calls(), 3);
+    }
+
+    #[test]
+    fn a_restored_ledger_is_the_ledger_that_was_saved() {
+        let mut s = State::default();
+        poll(
+            &mut s,
+            T0,
+            &[(TaskQuery::ITA, vec![rec(1, CallState::Ended, T0 - 1_000), rec(2, CallState::Talking, T0 - 500)])],
+        );
+        let back =
+            Ledger::restore(s.ledger.counted(), s.ledger.open_calls().map(|(id, o)| (*id, *o)), s.ledger.scalars());
+        assert_eq!(back, s.ledger);
+    }
+
+    #[test]
+    fn skipping_ahead_moves_the_cursor_and_reports_the_stretch() {
+        let mut s = State::default();
+        assert_eq!(s.ledger.skip_to(T0), None, "nothing to skip before the first poll");
+        poll(&mut s, T0, &[]);
+        assert_eq!(s.ledger.skip_to(T0 + 10), Some((T0, T0 + 10)));
+        assert_eq!(s.ledger.cursor_ms(), Some(T0 + 10));
+        assert_eq!(s.ledger.skip_to(T0), None, "never backwards");
     }
 }

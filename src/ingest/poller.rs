@@ -15,6 +15,7 @@ use crate::cec::record::TaskQuery;
 use crate::cec::wire::ParsedRecord;
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
+use crate::store::{Store, StoreError};
 
 /// The wall clock in epoch milliseconds.
 pub fn now_ms() -> i64 {
@@ -29,6 +30,26 @@ pub struct PollerConfig {
     pub retention: Retention,
     /// The `taskType` filters each window is read with.
     pub queries: Vec<TaskQuery>,
+    /// After an outage, catch up at most this far back, ms; the older part is skipped and reported.
+    pub max_catchup_ms: i64,
+}
+
+/// Why a poll failed; either way it left no trace and is retried later.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PollError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            PollError::Api(e) => e.retryable(),
+            PollError::Store(e) => e.retryable(),
+        }
+    }
 }
 
 /// What the server reads: the last published state and the live telemetry.
@@ -68,6 +89,8 @@ pub struct Poller<S: Source = CecClient> {
     shared: Arc<Shared>,
     /// Records per millisecond in each query's last main window, to cost targeted reads.
     density: Vec<(TaskQuery, f64)>,
+    /// Where polls are committed; `None` runs in memory only.
+    store: Option<Store>,
 }
 
 /// A committed poll.
@@ -79,8 +102,8 @@ pub struct PollReport {
 }
 
 impl<S: Source> Poller<S> {
-    pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>) -> Poller<S> {
-        let p = Poller { source, cfg, state, shared, density: Vec::new() };
+    pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
+        let p = Poller { source, cfg, state, shared, density: Vec::new(), store };
         p.publish();
         p
     }
@@ -94,13 +117,29 @@ impl<S: Source> Poller<S> {
     }
 
     /// One poll at the wall clock's time.
-    pub async fn poll_once(&mut self) -> Result<PollReport, ApiError> {
+    pub async fn poll_once(&mut self) -> Result<PollReport, PollError> {
         self.poll_at(now_ms()).await
     }
 
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed.
-    pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, ApiError> {
+    pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
+        if let Some(cursor) = self.state.ledger.cursor_ms() {
+            let limit = now.saturating_sub(self.cfg.max_catchup_ms);
+            if cursor < limit {
+                // Only the in-memory cursor moves: the skip becomes durable with this poll's commit.
+                if let Some((from, to)) = self.state.ledger.skip_to(limit) {
+                    let secs = (to - from) as f64 / 1000.0;
+                    self.shared.telemetry.update(|d| d.catchup_skipped_seconds += secs);
+                    tracing::warn!(
+                        from = %crate::metrics::expose::rfc3339_ms(from),
+                        to = %crate::metrics::expose::rfc3339_ms(to),
+                        skipped_s = secs,
+                        "the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted"
+                    );
+                }
+            }
+        }
         let plan = plan(
             &self.cfg.plan,
             now,
@@ -127,7 +166,26 @@ impl<S: Source> Poller<S> {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
             }
         }
+        let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
         let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
+        if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
+            // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
+            let result = tokio::task::block_in_place(|| store.commit(&self.state));
+            let size = store.size();
+            let telemetry = &self.shared.telemetry;
+            match result {
+                Ok(()) => telemetry.update(|d| {
+                    d.state_commits += 1;
+                    d.state_bytes = size;
+                }),
+                Err(e) => {
+                    self.state.rollback(cp);
+                    telemetry.update(|d| d.state_commit_failures += 1);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.state.committed();
         self.publish();
         Ok(PollReport { plan, summary, requests })
     }
@@ -141,7 +199,7 @@ impl<S: Source> Poller<S> {
         settled: Window,
         fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
         requests: &mut u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), PollError> {
         let read = Read { query, window: settled, targeted: false };
         let mut seen = hashbrown::HashSet::new();
         for attempt in 1..=3 {

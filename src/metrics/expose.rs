@@ -137,6 +137,12 @@ impl Value {
     }
 }
 
+/// Epoch ms as an RFC 3339 time with milliseconds, for log lines.
+pub fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+        .to_string()
+}
+
 fn write_ms_as_seconds(out: &mut Vec<u8>, ms: i64) {
     let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
 }
@@ -371,6 +377,36 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
         None,
     );
     w.sample("cec_exporter_open_calls_abandoned", "_total", &[], Value::U(t.open_calls_abandoned), None);
+    w.family(
+        "cec_exporter_state_commits_total",
+        "counter",
+        "Polls the exporter's background poll committed to the --state.path store.",
+        None,
+    );
+    w.sample("cec_exporter_state_commits", "_total", &[], Value::U(t.state_commits), None);
+    w.family(
+        "cec_exporter_state_commit_failures_total",
+        "counter",
+        "Commits to the --state.path store that failed (disk full, read-only); the poll was undone and is retried.",
+        None,
+    );
+    w.sample("cec_exporter_state_commit_failures", "_total", &[], Value::U(t.state_commit_failures), None);
+    w.family(
+        "cec_exporter_state_bytes",
+        "gauge",
+        "Size of the --state.path store after the background poll's last commit.",
+        Some("bytes"),
+    );
+    if let Some(b) = t.state_bytes {
+        w.sample("cec_exporter_state_bytes", "", &[], Value::U(b), None);
+    }
+    w.family(
+        "cec_exporter_catchup_skipped_seconds_total",
+        "counter",
+        "Outage time beyond --poll.max-catchup that the background poll skipped: calls that started then are not counted.",
+        Some("seconds"),
+    );
+    w.sample("cec_exporter_catchup_skipped_seconds", "_total", &[], Value::F(t.catchup_skipped_seconds), None);
     w.family(
         "cec_exporter_incomplete_reads_total",
         "counter",

@@ -85,6 +85,13 @@ pub struct TelemetryData {
     pub late_records: u64,
     /// The largest lateness seen since start, seconds.
     pub max_lateness_seconds: f64,
+    /// Polls committed to the state store, and commits that failed (the poll was undone).
+    pub state_commits: u64,
+    pub state_commit_failures: u64,
+    /// The state store's size after the last commit, bytes.
+    pub state_bytes: Option<u64>,
+    /// Outage time beyond `--poll.max-catchup` that was skipped, seconds.
+    pub catchup_skipped_seconds: f64,
     /// Settled windows whose pages still did not cover CEC's answer after three reads.
     pub incomplete_reads: u64,
     /// API requests the last successful poll made.

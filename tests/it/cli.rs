@@ -91,9 +91,11 @@ async fn every_flag_can_come_from_its_environment_variable() {
     assert!(stats.log.iter().all(|e| e.task_type.as_deref() == Some("4") && e.limit == Some(10)));
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
-    let first = String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or_default().to_owned();
-    let v: serde_json::Value = serde_json::from_str(&first).expect("JSON log lines");
-    assert_eq!(v["message"], "cec-exporter started");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(lines.iter().any(|v| v["message"] == "cec-exporter started"), "{log}");
+    assert!(lines.iter().any(|v| v["message"] == "new state store; reading back --poll.backfill"), "{log}");
     let out = bin()
         .env("CEC_URL", "http://127.0.0.1:9")
         .env("CEC_APP_KEY", "k")

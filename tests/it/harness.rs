@@ -70,6 +70,12 @@ pub fn bin() -> Command {
 impl Exporter {
     /// Starts the exporter against `sim_url` with the test defaults plus `extra` flags (later flags win).
     pub fn start(sim_url: &str, extra: &[&str]) -> Exporter {
+        Exporter::start_wrapped(sim_url, extra, &[])
+    }
+
+    /// Like [`Exporter::start`], the binary run by `wrap` (a command that ends by running its
+    /// remaining arguments, such as `unshare … sh -c '…; exec "$@"'`).
+    pub fn start_wrapped(sim_url: &str, extra: &[&str], wrap: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("secret");
         std::fs::write(&secret_file, format!("{APP_SECRET}\n")).unwrap();
@@ -77,7 +83,14 @@ impl Exporter {
         let listen = format!("127.0.0.1:{port}");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = bin();
+        let mut cmd = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_cec-exporter"));
+                c
+            }
+            None => bin(),
+        };
         cmd.args([
             "--cec.url",
             sim_url,
@@ -143,6 +156,16 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits for the exit status.

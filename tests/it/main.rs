@@ -2,6 +2,7 @@
 //! `/metrics` says with the simulator's ground truth, exactly.
 
 mod cli;
+mod durable;
 mod exactly_once;
 mod faults;
 mod harness;

@@ -150,8 +150,9 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
         },
         retention: Retention { lookback_ms: LOOKBACK, max_call_ms: 24 * 3_600_000 },
         queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
+        max_catchup_ms: 30 * 24 * 3_600_000,
     };
-    let mut poller = Poller::new(cec, cfg, State::default(), Arc::new(Shared::default()));
+    let mut poller = Poller::new(cec, cfg, State::default(), Arc::new(Shared::default()), None);
     let mut now = T0;
     while now < T0 + 3 * 3_600_000 {
         let clock = match quirks.clock {

@@ -1,0 +1,300 @@
+//! The durable state in `--state.path`: one redb file holding the ledger (counted calls, open calls,
+//! cursor and floor) and the aggregates. Each poll commits in one transaction, so a crash at any
+//! instant leaves either the whole poll or none of it; on start the state is restored and polling
+//! resumes from the cursor. The format is versioned: older formats are migrated on open, newer ones
+//! refused, and an unreadable file stops start-up with a message naming it and the way out
+//! (`--state.reset`, which moves it aside rather than deleting it).
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::cec::record::CallId;
+use crate::ingest::ledger::{Ledger, OpenCall, Scalars, State};
+use crate::metrics::aggregate::Aggregates;
+
+/// The store's file name inside `--state.path`.
+pub const FILE: &str = "cec-exporter.redb";
+/// The format this version writes.
+pub const FORMAT: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Counted calls keyed by (latest start, serial), so forgetting those below the floor is a range delete.
+const COUNTED: TableDefinition<(i64, u64), ()> = TableDefinition::new("counted");
+const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open");
+
+/// A failure of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: another cec-exporter has it open; give each exporter its own --state.path")]
+    Locked { path: PathBuf },
+    #[error(
+        "state store {path} is unreadable ({detail}); it was left as it is. To start afresh, run once with \
+         --state.reset: the file is moved aside (not deleted) and the exporter reads back --poll.backfill"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "state store {path} was written by a newer cec-exporter (format {found}; this version reads formats up \
+         to {supported}); run that version, or start afresh with --state.reset"
+    )]
+    FutureFormat { path: PathBuf, found: u32, supported: u32 },
+    #[error("state store {path}: {detail}")]
+    Io { path: PathBuf, detail: String },
+    #[error("state store {path}: commit failed: {detail}")]
+    Commit { path: PathBuf, detail: String },
+}
+
+impl StoreError {
+    /// Whether a later attempt may succeed (a commit on a full or read-only disk may, once it is fixed).
+    pub fn retryable(&self) -> bool {
+        matches!(self, StoreError::Commit { .. })
+    }
+}
+
+/// The open store.
+pub struct Store {
+    path: PathBuf,
+    /// `None` after a failed commit: redb refuses further writes after an I/O error until reopened.
+    db: Option<Database>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).field("open", &self.db.is_some()).finish()
+    }
+}
+
+fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { path: path.to_owned(), detail: detail.to_string() }
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            StoreError::Locked { path: path.to_owned() }
+        }
+        // redb reports a file that is not a redb database as invalid data: that is corruption.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() != std::io::ErrorKind::InvalidData => {
+            StoreError::Io { path: path.to_owned(), detail: format!("cannot open: {io}") }
+        }
+        other => corrupt(path, other),
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and restores the state it holds (`None` for a new store).
+    /// With `reset`, an existing file is first moved aside to `FILE.reset-<unix seconds>`.
+    pub fn open(dir: &Path, reset: bool) -> Result<(Store, Option<State>), StoreError> {
+        let path = dir.join(FILE);
+        if reset && path.exists() {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let aside = dir.join(format!("{FILE}.reset-{secs}"));
+            std::fs::rename(&path, &aside)
+                .map_err(|e| StoreError::Io { path: path.clone(), detail: format!("cannot move it aside: {e}") })?;
+            tracing::warn!(moved_to = %aside.display(), "--state.reset: moved the state store aside; starting afresh");
+        }
+        let db = open_db(&path)?;
+        let state = load(&db, &path)?;
+        Ok((Store { path, db: Some(db) }, state))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store file's size, bytes.
+    pub fn size(&self) -> Option<u64> {
+        std::fs::metadata(&self.path).ok().map(|m| m.len())
+    }
+
+    /// Commits a poll: the calls counted since the last commit, the removal of those below the floor,
+    /// the open calls, the scalars and the aggregates, in one transaction.
+    pub fn commit(&mut self, state: &State) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let fail = |detail: String| StoreError::Commit { path: path.clone(), detail };
+        if self.db.is_none() {
+            self.db = Some(open_db(&self.path).map_err(|e| fail(e.to_string()))?);
+        }
+        let db = self.db.as_ref().expect("opened above");
+        let result = write(db, state).map_err(|e| fail(e.to_string()));
+        if result.is_err() {
+            self.db = None;
+        }
+        result
+    }
+}
+
+/// Any redb failure, as text: the caller knows which file and what it was doing.
+type DbResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn write(db: &Database, state: &State) -> DbResult<()> {
+    let tx = db.begin_write()?;
+    {
+        let l = &state.ledger;
+        let mut counted = tx.open_table(COUNTED)?;
+        for &(id, hi) in l.fresh() {
+            counted.insert((hi, id.0), ())?;
+        }
+        let floor = l.floor_ms();
+        counted.retain_in(..(floor, 0u64), |_, _| false)?;
+        let mut open = tx.open_table(OPEN)?;
+        open.retain(|_, _| false)?;
+        for (id, o) in l.open_calls() {
+            open.insert(id.0, serde_json::to_vec(o)?.as_slice())?;
+        }
+        let mut meta = tx.open_table(META)?;
+        meta.insert("format", FORMAT.to_le_bytes().as_slice())?;
+        meta.insert("scalars", serde_json::to_vec(&l.scalars())?.as_slice())?;
+        meta.insert("aggregates", serde_json::to_vec(&state.aggregates)?.as_slice())?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn load(db: &Database, path: &Path) -> Result<Option<State>, StoreError> {
+    let tx = db.begin_read().map_err(|e| corrupt(path, e))?;
+    let meta = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(corrupt(path, e)),
+    };
+    let get = |key: &str| -> Result<Vec<u8>, StoreError> {
+        meta.get(key)
+            .map_err(|e| corrupt(path, e))?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| corrupt(path, format!("no {key} record")))
+    };
+    let format_bytes = get("format")?;
+    let format =
+        u32::from_le_bytes(format_bytes.as_slice().try_into().map_err(|_| corrupt(path, "bad format record"))?);
+    if format > FORMAT {
+        return Err(StoreError::FutureFormat { path: path.to_owned(), found: format, supported: FORMAT });
+    }
+    let scalars: Scalars =
+        serde_json::from_slice(&get("scalars")?).map_err(|e| corrupt(path, format!("scalars: {e}")))?;
+    let aggregates: Aggregates =
+        serde_json::from_slice(&get("aggregates")?).map_err(|e| corrupt(path, format!("aggregates: {e}")))?;
+    let counted_t = tx.open_table(COUNTED).map_err(|e| corrupt(path, e))?;
+    let mut counted = Vec::new();
+    for entry in counted_t.iter().map_err(|e| corrupt(path, e))? {
+        let (k, _) = entry.map_err(|e| corrupt(path, e))?;
+        let (hi, id) = k.value();
+        counted.push((CallId(id), hi));
+    }
+    let open_t = tx.open_table(OPEN).map_err(|e| corrupt(path, e))?;
+    let mut open = Vec::new();
+    for entry in open_t.iter().map_err(|e| corrupt(path, e))? {
+        let (k, v) = entry.map_err(|e| corrupt(path, e))?;
+        let o: OpenCall = serde_json::from_slice(v.value()).map_err(|e| corrupt(path, format!("open call: {e}")))?;
+        open.push((CallId(k.value()), o));
+    }
+    Ok(Some(State { ledger: Ledger::restore(counted, open, scalars), aggregates }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cec::record::{CallRecord, CallState, TaskQuery};
+    use crate::cec::wire::ParsedRecord;
+    use crate::ingest::ledger::Retention;
+    use crate::ingest::plan::{plan, PlanConfig, MAX_WINDOW_MS};
+
+    const T0: i64 = 1_800_000_000_000;
+    const RET: Retention = Retention { lookback_ms: 120_000, max_call_ms: 24 * 3_600_000 };
+    const CFG: PlanConfig = PlanConfig {
+        backfill_ms: 3_600_000,
+        lookback_ms: 120_000,
+        pad_ms: 1_000,
+        max_window_ms: MAX_WINDOW_MS,
+        page_size: 100,
+    };
+
+    fn rec(id: u64, state: CallState, start: i64) -> ParsedRecord {
+        ParsedRecord {
+            id: CallId(id),
+            state,
+            record: CallRecord {
+                start_ms: Some(start),
+                reason_code: Some(16),
+                talk_s: Some(30.0),
+                ..Default::default()
+            },
+            invalid: Default::default(),
+        }
+    }
+
+    fn poll(s: &mut State, now: i64, recs: Vec<ParsedRecord>) {
+        let p = plan(&CFG, now, s.ledger.cursor_ms(), &[TaskQuery::ITA], s.ledger.open_spans(), |_| None);
+        s.apply(&p, [(&p.reads[0], recs.as_slice())], now, RET);
+    }
+
+    #[test]
+    fn a_committed_state_comes_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, restored) = Store::open(dir.path(), false).unwrap();
+        assert!(restored.is_none(), "a new store");
+        let mut s = State::default();
+        poll(&mut s, T0, vec![rec(1, CallState::Ended, T0 - 1_000), rec(2, CallState::Talking, T0 - 500)]);
+        store.commit(&s).unwrap();
+        s.committed();
+        poll(&mut s, T0 + 200_000, vec![rec(2, CallState::Ended, T0 - 500), rec(3, CallState::Ended, T0 + 190_000)]);
+        store.commit(&s).unwrap();
+        s.committed();
+        drop(store);
+        let (_, restored) = Store::open(dir.path(), false).unwrap();
+        assert_eq!(restored.unwrap(), s);
+        assert_eq!(s.ledger.counted_len(), 1, "calls 1 and 2 fell below the floor and were forgotten");
+    }
+
+    #[test]
+    fn a_future_format_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        store.commit(&State::default()).unwrap();
+        {
+            let db = store.db.as_ref().unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("format", 99u32.to_le_bytes().as_slice()).unwrap();
+            tx.commit().unwrap();
+        }
+        drop(store);
+        let err = Store::open(dir.path(), false).unwrap_err();
+        let path = dir.path().join(FILE);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state store {} was written by a newer cec-exporter (format 99; this version reads formats up to 1); run that version, or start afresh with --state.reset",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_corrupt_file_is_named_kept_and_reset_only_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = Store::open(dir.path(), false).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("state store {} is unreadable (", path.display())), "{msg}");
+        assert!(msg.ends_with("it was left as it is. To start afresh, run once with --state.reset: the file is moved aside (not deleted) and the exporter reads back --poll.backfill"), "{msg}");
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0x5a; 8192], "left as it is");
+        let (_, restored) = Store::open(dir.path(), true).unwrap();
+        assert!(restored.is_none());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("cec-exporter.redb.reset-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), vec![0x5a; 8192], "moved aside intact");
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, _) = Store::open(dir.path(), false).unwrap();
+        let err = Store::open(dir.path(), false).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+}
