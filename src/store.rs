@@ -15,8 +15,13 @@ use crate::metrics::aggregate::Aggregates;
 
 /// The store's file name inside `--state.path`.
 pub const FILE: &str = "cec-exporter.redb";
-/// The format this version writes.
-pub const FORMAT: u32 = 1;
+/// The format this version writes. Format 1 stored histograms without their bucket bounds; format 2
+/// stores them, so a later change of buckets is detected instead of silently mixing layouts.
+pub const FORMAT: u32 = 2;
+
+/// The bucket bounds every format-1 histogram was counted with (frozen: they are history).
+const FORMAT_1_TALK_BOUNDS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 2700.0, 3600.0];
+const FORMAT_1_DELAY_BOUNDS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0];
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Counted calls keyed by (latest start, serial), so forgetting those below the floor is a range delete.
@@ -94,7 +99,16 @@ impl Store {
             tracing::warn!(moved_to = %aside.display(), "--state.reset: moved the state store aside; starting afresh");
         }
         let db = open_db(&path)?;
-        let state = load(&db, &path)?;
+        let (state, format) = match load(&db, &path)? {
+            Some((state, format)) => (Some(state), format),
+            None => (None, FORMAT),
+        };
+        if let (Some(state), true) = (&state, format < FORMAT) {
+            // Written once, in the current format, in one transaction: a crash here leaves format `format`.
+            rewrite(&db, state)
+                .map_err(|e| StoreError::Io { path: path.clone(), detail: format!("cannot migrate: {e}") })?;
+            tracing::info!(path = %path.display(), from = format, to = FORMAT, "migrated the state store");
+        }
         Ok((Store { path, db: Some(db) }, state))
     }
 
@@ -124,14 +138,33 @@ impl Store {
     }
 }
 
+/// Rewrites every table from `state` (a migration), in one transaction.
+fn rewrite(db: &Database, state: &State) -> DbResult<()> {
+    let mut all = state.clone();
+    all.ledger =
+        Ledger::restore(std::iter::empty(), state.ledger.open_calls().map(|(id, o)| (*id, *o)), state.ledger.scalars());
+    for (id, hi) in state.ledger.counted() {
+        all.ledger.mark_fresh(id, hi);
+    }
+    write_with(db, &all, true)
+}
+
 /// Any redb failure, as text: the caller knows which file and what it was doing.
 type DbResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn write(db: &Database, state: &State) -> DbResult<()> {
+    write_with(db, state, false)
+}
+
+/// Writes a poll (or, with `replace`, the whole state over whatever the counted table held).
+fn write_with(db: &Database, state: &State, replace: bool) -> DbResult<()> {
     let tx = db.begin_write()?;
     {
         let l = &state.ledger;
         let mut counted = tx.open_table(COUNTED)?;
+        if replace {
+            counted.retain(|_, _| false)?;
+        }
         for &(id, hi) in l.fresh() {
             counted.insert((hi, id.0), ())?;
         }
@@ -151,7 +184,20 @@ fn write(db: &Database, state: &State) -> DbResult<()> {
     Ok(())
 }
 
-fn load(db: &Database, path: &Path) -> Result<Option<State>, StoreError> {
+/// Brings a format-`format` aggregates record to the current format.
+fn migrate(format: u32, aggregates: &mut Aggregates) {
+    if format < 2 {
+        for h in aggregates.talk.iter_mut().chain(aggregates.agent_talk.iter_mut()) {
+            h.bounds = FORMAT_1_TALK_BOUNDS.to_vec();
+        }
+        for h in aggregates.answer_delay.iter_mut().flatten() {
+            h.bounds = FORMAT_1_DELAY_BOUNDS.to_vec();
+        }
+    }
+}
+
+/// The stored state and the format it was stored in; `None` for a new store.
+fn load(db: &Database, path: &Path) -> Result<Option<(State, u32)>, StoreError> {
     let tx = db.begin_read().map_err(|e| corrupt(path, e))?;
     let meta = match tx.open_table(META) {
         Ok(t) => t,
@@ -172,8 +218,16 @@ fn load(db: &Database, path: &Path) -> Result<Option<State>, StoreError> {
     }
     let scalars: Scalars =
         serde_json::from_slice(&get("scalars")?).map_err(|e| corrupt(path, format!("scalars: {e}")))?;
-    let aggregates: Aggregates =
+    let mut aggregates: Aggregates =
         serde_json::from_slice(&get("aggregates")?).map_err(|e| corrupt(path, format!("aggregates: {e}")))?;
+    migrate(format, &mut aggregates);
+    let restarted = aggregates.conform_buckets();
+    if !restarted.is_empty() {
+        tracing::warn!(
+            histograms = %restarted.join(","),
+            "the histogram buckets changed since the state was written: these histograms start over"
+        );
+    }
     let counted_t = tx.open_table(COUNTED).map_err(|e| corrupt(path, e))?;
     let mut counted = Vec::new();
     for entry in counted_t.iter().map_err(|e| corrupt(path, e))? {
@@ -188,7 +242,7 @@ fn load(db: &Database, path: &Path) -> Result<Option<State>, StoreError> {
         let o: OpenCall = serde_json::from_slice(v.value()).map_err(|e| corrupt(path, format!("open call: {e}")))?;
         open.push((CallId(k.value()), o));
     }
-    Ok(Some(State { ledger: Ledger::restore(counted, open, scalars), aggregates }))
+    Ok(Some((State { ledger: Ledger::restore(counted, open, scalars), aggregates }, format)))
 }
 
 #[cfg(test)]
@@ -263,7 +317,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "state store {} was written by a newer cec-exporter (format 99; this version reads formats up to 1); run that version, or start afresh with --state.reset",
+                "state store {} was written by a newer cec-exporter (format 99; this version reads formats up to 2); run that version, or start afresh with --state.reset",
                 path.display()
             )
         );
@@ -296,5 +350,52 @@ mod tests {
         let (_store, _) = Store::open(dir.path(), false).unwrap();
         let err = Store::open(dir.path(), false).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+
+    /// The format-1 store kept in `tests/fixtures` (see its README for what it holds).
+    fn format_1_copy() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-format-1").join(FILE);
+        std::fs::copy(fixture, dir.path().join(FILE)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_format_1_store_is_migrated_and_nothing_in_it_is_lost() {
+        let dir = format_1_copy();
+        let (store, restored) = Store::open(dir.path(), false).unwrap();
+        let s = restored.expect("a state");
+        let serial = |n: u64| CallId(1_037_058_396_471_308_289 + n);
+        let mut counted: Vec<(CallId, i64)> = s.ledger.counted().collect();
+        counted.sort();
+        assert_eq!(counted, vec![(serial(1), T0 - 100_000), (serial(2), T0 - 90_000)]);
+        let mut open: Vec<(CallId, CallState)> = s.ledger.open_calls().map(|(id, o)| (*id, o.state)).collect();
+        open.sort();
+        assert_eq!(open, vec![(serial(3), CallState::Talking), (serial(4), CallState::Calling)]);
+        assert_eq!(
+            s.ledger.scalars(),
+            Scalars {
+                cursor_ms: Some(T0),
+                floor_ms: 1_799_999_690_000,
+                covered_from_ms: Some(1_799_996_400_000),
+                newest_start_ms: Some(1_799_999_990_000)
+            }
+        );
+        let ita = crate::cec::record::TaskType::ItaBidirectional.index();
+        use crate::metrics::classify::Outcome;
+        assert_eq!(s.aggregates.calls[ita][Outcome::Answered.index()], 1);
+        assert_eq!(s.aggregates.calls[ita][Outcome::Busy.index()], 1);
+        assert_eq!((s.aggregates.talk[ita].count, s.aggregates.talk[ita].sum), (1, 56.0));
+        assert_eq!(
+            s.aggregates.talk[ita].bounds,
+            crate::metrics::aggregate::TALK_BUCKETS,
+            "histograms kept, with their bounds"
+        );
+        assert_eq!(s.aggregates.answer_delay[ita][0].count, 1);
+        drop(store);
+        // The migration was written: the file is now format 2 and reads back the same.
+        let db = open_db(&dir.path().join(FILE)).unwrap();
+        let (again, format) = load(&db, &dir.path().join(FILE)).unwrap().unwrap();
+        assert_eq!((again, format), (s, FORMAT));
     }
 }

@@ -110,6 +110,12 @@ impl Ledger {
         &self.fresh
     }
 
+    /// Records a remembered call as fresh, so the next commit writes it (rewriting a store).
+    pub fn mark_fresh(&mut self, id: CallId, hi: i64) {
+        self.counted.insert(id, hi);
+        self.fresh.push((id, hi));
+    }
+
     /// Every remembered counted call and its key.
     pub fn counted(&self) -> impl Iterator<Item = (CallId, i64)> + '_ {
         self.counted.iter().map(|(&id, &hi)| (id, hi))

@@ -27,6 +27,10 @@ pub struct Exemplar {
 /// A histogram: per-bucket (not cumulative) counts, the last bucket being +Inf; one exemplar per bucket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
+    /// The upper bounds the buckets were counted with, so a stored histogram says its own layout (absent
+    /// in state format 1, which had only today's layouts).
+    #[serde(default)]
+    pub bounds: Vec<f64>,
     pub buckets: Vec<u64>,
     pub exemplars: Vec<Option<Exemplar>>,
     pub count: u64,
@@ -36,7 +40,13 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new(bounds: &[f64]) -> Histogram {
-        Histogram { buckets: vec![0; bounds.len() + 1], exemplars: vec![None; bounds.len() + 1], count: 0, sum: 0.0 }
+        Histogram {
+            bounds: bounds.to_vec(),
+            buckets: vec![0; bounds.len() + 1],
+            exemplars: vec![None; bounds.len() + 1],
+            count: 0,
+            sum: 0.0,
+        }
     }
 
     pub fn observe(&mut self, bounds: &[f64], value: f64, exemplar: Exemplar) {
@@ -142,6 +152,30 @@ impl Aggregates {
         }
     }
 
+    /// Every histogram with its metric name and the bucket layout this version uses.
+    fn histograms_mut(&mut self) -> impl Iterator<Item = (&'static str, &'static [f64], &mut Histogram)> {
+        let talk = self.talk.iter_mut().map(|h| ("cec_call_talk_duration_seconds", TALK_BUCKETS, h));
+        let agent = self.agent_talk.iter_mut().map(|h| ("cec_call_agent_talk_duration_seconds", TALK_BUCKETS, h));
+        let delay = self.answer_delay.iter_mut().flatten().map(|h| ("cec_call_answer_delay_seconds", DELAY_BUCKETS, h));
+        talk.chain(agent).chain(delay)
+    }
+
+    /// Fits restored histograms to this version's bucket layouts. A histogram counted with other bounds
+    /// cannot be re-bucketed exactly, so it starts over (Prometheus sees a counter reset of its series,
+    /// which `rate()` handles); the names of the histograms that did are returned, for the log.
+    pub fn conform_buckets(&mut self) -> Vec<&'static str> {
+        let mut restarted = Vec::new();
+        for (name, bounds, h) in self.histograms_mut() {
+            if h.bounds != bounds || h.buckets.len() != bounds.len() + 1 || h.exemplars.len() != bounds.len() + 1 {
+                *h = Histogram::new(bounds);
+                if !restarted.contains(&name) {
+                    restarted.push(name);
+                }
+            }
+        }
+        restarted
+    }
+
     /// Ended calls counted so far, all labels together.
     pub fn total_calls(&self) -> u64 {
         self.calls.iter().flatten().sum()
@@ -237,5 +271,24 @@ mod tests {
             a.observe(CallId(end as u64), t, &rec);
         }
         assert_eq!(a.last_call_end_ms[t.index()], Some(9_000));
+    }
+
+    #[test]
+    fn a_histogram_restored_with_another_bucket_layout_starts_over_and_the_rest_stays() {
+        let mut a = Aggregates::default();
+        let rec =
+            CallRecord { talk_s: Some(30.0), alerting_ms: Some(0), talking_ms: Some(2_000), ..Default::default() };
+        a.observe(CallId(1), TaskType::CecBidirectional, &rec);
+        let mut restored = a.clone();
+        assert!(restored.conform_buckets().is_empty(), "same layouts: nothing changes");
+        assert_eq!(restored, a);
+        // As if written by a version whose talk buckets were different.
+        restored.talk[0].bounds = vec![10.0, 100.0];
+        restored.talk[0].buckets = vec![0, 1, 0];
+        restored.talk[0].exemplars = vec![None; 3];
+        assert_eq!(restored.conform_buckets(), vec!["cec_call_talk_duration_seconds"]);
+        assert_eq!(restored.talk[0], Histogram::new(TALK_BUCKETS));
+        assert_eq!(restored.calls, a.calls, "counters are kept");
+        assert_eq!(restored.answer_delay, a.answer_delay, "other histograms are kept");
     }
 }

@@ -352,3 +352,31 @@ async fn a_full_disk_fails_commits_without_counting_and_recovers_when_space_retu
     let m = exp.wait_for("400 calls", Duration::from_secs(20), |m| m.calls_total() == 400).await;
     assert_matches_truth(&m, &sim.sim.truth());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_the_previous_format_is_migrated_and_its_counters_served_at_once() {
+    // The format-1 fixture (tests/fixtures/state-format-1/README.md): 2 ITA calls counted, 2 open.
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-format-1/cec-exporter.redb");
+    std::fs::copy(fixture, dir.path().join("cec-exporter.redb")).unwrap();
+    // No CEC answers: whatever /metrics shows comes from the migrated store.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let st = state_args(dir.path());
+    let exp = Exporter::start(&nowhere, &args(&st, &["--cec.timeout", "300ms"]));
+    let m = exp.metrics().await;
+    assert_eq!(m.value("cec_calls_total", &[("task_type", "ita_bidirectional"), ("outcome", "answered")]), 1.0);
+    assert_eq!(m.value("cec_calls_total", &[("task_type", "ita_bidirectional"), ("outcome", "busy")]), 1.0);
+    assert_eq!(
+        m.value(
+            "cec_call_end_reasons_total",
+            &[("task_type", "ita_bidirectional"), ("reason_code", "17"), ("reason", "user_busy")]
+        ),
+        1.0
+    );
+    assert_eq!(m.value("cec_call_talk_duration_seconds_sum", &[("task_type", "ita_bidirectional")]), 56.0);
+    assert_eq!(m.value("cec_calls_in_progress", &[("task_type", "ita_bidirectional"), ("state", "2")]), 1.0);
+    assert_eq!(m.value("cec_calls_in_progress", &[("task_type", "ita_bidirectional"), ("state", "1")]), 1.0);
+    let log = exp.stderr();
+    assert!(log.contains("msg=\"migrated the state store\" path=") && log.contains("from=1 to=2"), "{log}");
+}
