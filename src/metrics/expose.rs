@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use super::aggregate::{Aggregates, Exemplar, Histogram, Leg, DELAY_BUCKETS, NO_REASON, TALK_BUCKETS};
 use super::classify::{reason_name, Outcome};
-use super::telemetry::TelemetryData;
+use super::telemetry::{Endpoint, ErrorKind, TelemetryData};
 use crate::cec::record::{CallState, TaskType};
 use crate::cec::wire::{Field, RejectReason};
 
@@ -327,7 +327,9 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
         "Failed CEC API exchanges of the exporter's background poll, by endpoint and kind of error.",
         None,
     );
-    for (&(ep, kind), &n) in &t.api_errors {
+    // Every combination from zero, so the first error is an increase Prometheus can see.
+    for (ep, kind) in Endpoint::ALL.into_iter().flat_map(|ep| ErrorKind::ALL.map(|k| (ep, k))) {
+        let n = t.api_errors.get(&(ep, kind)).copied().unwrap_or(0);
         w.sample(
             "cec_exporter_api_errors",
             "_total",
@@ -444,7 +446,6 @@ pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryDat
 mod tests {
     use super::*;
     use crate::cec::record::{CallId, CallRecord};
-    use crate::metrics::telemetry::{Endpoint, ErrorKind};
 
     fn build() -> BuildInfo {
         BuildInfo { version: "1.2.3", revision: "abc" }
@@ -517,6 +518,7 @@ mod tests {
             "cec_exporter_api_requests_total{endpoint=\"query_call_detail_record\",code=\"200\"} 6",
             "cec_exporter_api_requests_total{endpoint=\"token_by_ak_sk\",code=\"none\"} 1",
             "cec_exporter_api_errors_total{endpoint=\"token_by_ak_sk\",error=\"transport\"} 1",
+            "cec_exporter_api_errors_total{endpoint=\"query_call_detail_record\",error=\"unauthorized\"} 0",
             "cec_exporter_records_rejected_total{reason=\"invalid_state\"} 0",
             "cec_exporter_polls_total 3",
             "cec_exporter_remembered_calls 2",

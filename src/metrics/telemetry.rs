@@ -16,6 +16,8 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 2] = [Endpoint::Token, Endpoint::QueryCallDetailRecord];
+
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::Token => "token_by_ak_sk",
@@ -46,6 +48,17 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Timeout,
+        ErrorKind::Transport,
+        ErrorKind::Unauthorized,
+        ErrorKind::RateLimited,
+        ErrorKind::ServerError,
+        ErrorKind::HttpStatus,
+        ErrorKind::Decode,
+        ErrorKind::RetCode,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",
