@@ -7,3 +7,4 @@ mod exactly_once;
 mod faults;
 mod harness;
 mod model;
+mod observability;

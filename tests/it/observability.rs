@@ -1,0 +1,354 @@
+//! The Grafana dashboards and Prometheus rules against the exporter they are for: every query parses,
+//! follows the template-variable conventions and names only metrics the exporter really exposes (taken
+//! from a live run against the simulator), so a renamed metric breaks the build, not the dashboard; and
+//! every query and rule evaluates on a real Prometheus scraping the exporter on its simulator.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cec_exporter::simulator::{Faults, Traffic};
+use promql_parser::parser::{self, Expr};
+
+use crate::harness::*;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A query as it stands in a dashboard or a rule file, with where it comes from.
+#[derive(Debug, Clone)]
+struct Query {
+    origin: String,
+    expr: String,
+    /// A raw-metric dashboard query (carries the template variables).
+    dashboard: bool,
+}
+
+/// Every `expr` of every panel (rows included) and every variable query of the dashboards.
+fn dashboard_queries() -> Vec<Query> {
+    let dir = repo().join("grafana/dashboards");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 2, "the call-traffic and exporter-health dashboards");
+    let mut out = Vec::new();
+    for f in files {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        fn panels(v: &serde_json::Value, name: &str, out: &mut Vec<Query>) {
+            for p in v["panels"].as_array().into_iter().flatten() {
+                for t in p["targets"].as_array().into_iter().flatten() {
+                    if let Some(expr) = t["expr"].as_str() {
+                        let title = p["title"].as_str().unwrap_or("?");
+                        out.push(Query { origin: format!("{name}: {title}"), expr: expr.to_owned(), dashboard: true });
+                    }
+                }
+                panels(p, name, out);
+            }
+        }
+        let before = out.len();
+        panels(&v, &name, &mut out);
+        assert!(out.len() - before >= 8, "{name} has {} queries", out.len() - before);
+        for var in v["templating"]["list"].as_array().into_iter().flatten() {
+            let q = match &var["query"] {
+                serde_json::Value::String(s) => s.clone(),
+                o => o["query"].as_str().unwrap_or_default().to_owned(),
+            };
+            // label_values(SELECTOR, label): the selector is the query.
+            if let Some(inner) = q.strip_prefix("label_values(").and_then(|r| r.rsplit_once(',')).map(|(sel, _)| sel) {
+                out.push(Query {
+                    origin: format!("{name}: variable {}", var["name"]),
+                    expr: inner.to_owned(),
+                    dashboard: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Recording rules and alerts of every rule file: `(record name or None, query)`.
+fn rule_queries() -> Vec<(Option<String>, Query)> {
+    let dir = repo().join("prometheus/rules");
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+        let y: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        for g in y["groups"].as_sequence().unwrap() {
+            for r in g["rules"].as_sequence().unwrap() {
+                let expr = r["expr"].as_str().unwrap().to_owned();
+                let (record, origin) = match (r["record"].as_str(), r["alert"].as_str()) {
+                    (Some(rec), _) => (Some(rec.to_owned()), format!("record {rec}")),
+                    (_, Some(alert)) => (None, format!("alert {alert}")),
+                    _ => panic!("a rule that is neither: {r:?}"),
+                };
+                out.push((record, Query { origin, expr, dashboard: false }));
+            }
+        }
+    }
+    assert!(out.iter().filter(|(r, _)| r.is_some()).count() >= 5, "the five shared recording rules");
+    assert!(out.iter().filter(|(r, _)| r.is_none()).count() >= 6, "the alerts");
+    out
+}
+
+/// Grafana's variables and macros replaced: `vars` for `$job`, `$instance`, `$task_type`.
+fn substitute(expr: &str, vars: (&str, &str, &str)) -> String {
+    expr.replace("${job}", "$job")
+        .replace("${instance}", "$instance")
+        .replace("${task_type}", "$task_type")
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m")
+        .replace("$job", vars.0)
+        .replace("$instance", vars.1)
+        .replace("$task_type", vars.2)
+}
+
+fn parse(q: &Query, vars: (&str, &str, &str)) -> Expr {
+    let e = substitute(&q.expr, vars);
+    parser::parse(&e).unwrap_or_else(|err| panic!("{}: {e}: {err}", q.origin))
+}
+
+/// Every vector selector in `e` (matrix selectors' included).
+fn selectors<'a>(e: &'a Expr, out: &mut Vec<&'a parser::VectorSelector>) {
+    match e {
+        Expr::Aggregate(a) => {
+            selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Subquery(s) => selectors(&s.expr, out),
+        Expr::VectorSelector(v) => out.push(v),
+        Expr::MatrixSelector(m) => out.push(&m.vs),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+fn name_of(v: &parser::VectorSelector) -> Option<String> {
+    v.name.clone().or_else(|| v.matchers.matchers.iter().find(|m| m.name == "__name__").map(|m| m.value.clone()))
+}
+
+fn has(v: &parser::VectorSelector, label: &str, value: &str) -> bool {
+    v.matchers.matchers.iter().any(|m| m.name == label && m.value == value)
+}
+
+/// Metric names the exposition declares (`# TYPE` lines), with the sample names of histograms.
+fn exposed(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.insert(name.to_owned());
+            if kind == "histogram" {
+                for s in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{name}{s}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn exporter_with_traffic() -> (Sim, Exporter, tempfile::TempDir) {
+    let sim = Sim::start(Traffic::Random {
+        calls_per_minute: 600.0,
+        history: Duration::from_secs(600),
+        duration_scale: 0.01,
+    })
+    .await;
+    // A few faults, so the error and rejection series exist too.
+    sim.faults(Faults { http_500: 1, truncated_json: 1, malformed: 2, ..Faults::default() });
+    let state = tempfile::tempdir().unwrap();
+    let exp = Exporter::start(
+        &sim.url,
+        &["--state.path", state.path().to_str().unwrap(), "--poll.lookback", "10s", "--poll.backfill", "10m"],
+    );
+    exp.wait_for("a poll with calls", Duration::from_secs(20), |m| m.calls_total() > 100).await;
+    (sim, exp, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_and_rule_query_names_only_metrics_the_exporter_exposes() {
+    let (_sim, exp, _state) = exporter_with_traffic().await;
+    let text = reqwest::get(exp.url("/metrics")).await.unwrap().text().await.unwrap();
+    let mut known = exposed(&text);
+    let rules = rule_queries();
+    for (record, _) in &rules {
+        if let Some(r) = record {
+            known.insert(r.clone());
+        }
+    }
+    // Series Prometheus itself makes.
+    known.extend(["up", "ALERTS", "ALERTS_FOR_STATE"].map(String::from));
+    let mut unknown = Vec::new();
+    let mut checked = 0;
+    let sentinels = ("JOBVAR", "INSTANCEVAR", "TASKTYPEVAR");
+    for q in dashboard_queries().iter().chain(rules.iter().map(|(_, q)| q)) {
+        let e = parse(q, sentinels);
+        let mut sel = Vec::new();
+        selectors(&e, &mut sel);
+        assert!(!sel.is_empty(), "{}: no metric in {}", q.origin, q.expr);
+        for v in sel {
+            let name = name_of(v).unwrap_or_else(|| panic!("{}: a selector without a metric name", q.origin));
+            checked += 1;
+            if !known.contains(&name) {
+                unknown.push(format!("{}: {name}", q.origin));
+            }
+            assert!(v.offset.is_none(), "{}: offset needs history a new Prometheus lacks", q.origin);
+            if q.dashboard && q.origin.contains(".json") {
+                // Template conventions: every series is filtered by the dashboard's variables.
+                assert!(has(v, "job", "JOBVAR"), "{}: {name} lacks job=~\"$job\"", q.origin);
+                let raw = !name.contains(':');
+                if raw && name != "up" {
+                    assert!(has(v, "instance", "INSTANCEVAR"), "{}: {name} lacks instance=~\"$instance\"", q.origin);
+                }
+                let with_task_type = text.lines().any(|l| l.starts_with(&name) && l.contains("task_type=\""))
+                    || name.starts_with("job_task_type");
+                if with_task_type && q.origin.contains("cec-calls") {
+                    assert!(has(v, "task_type", "TASKTYPEVAR"), "{}: {name} lacks task_type=~\"$task_type\"", q.origin);
+                }
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "queries name metrics the exporter does not expose:\n{}", unknown.join("\n"));
+    assert!(checked > 40, "{checked} selectors checked");
+}
+
+/// Debian's Prometheus, started on loopback with the project's rules, scraping `target` every second.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// `None` where Prometheus is not installed (outside CI: the README's test command installs it).
+    fn start(target: &str) -> Option<Prometheus> {
+        let found = Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(
+            found || std::env::var_os("CI").is_none(),
+            "CI runs the README's test command, which installs prometheus"
+        );
+        if !found {
+            eprintln!("skipped: no prometheus binary (scripts/test.sh installs Debian's)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rules = repo().join("prometheus/rules/cec-exporter.rules.yml");
+        let cfg = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: cec\n    static_configs: [{{targets: ['{target}']}}]\n",
+            rules.display()
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Some(Prometheus { child, port, _dir: dir })
+    }
+
+    /// Waits until Prometheus answers `/-/ready`.
+    async fn ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://127.0.0.1:{}/-/ready", self.port);
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(self.child.try_wait().unwrap().is_none(), "prometheus exited");
+            assert!(Instant::now() < deadline, "prometheus never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn query(&self, q: &str) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let r = reqwest::Client::new().get(url).query(&[("query", q)]).send().await.unwrap();
+        serde_json::from_str(&r.text().await.unwrap()).unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn result_len(v: &serde_json::Value) -> usize {
+    v["data"]["result"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_and_rule_evaluates_on_a_real_prometheus_scraping_the_exporter() {
+    let (_sim, exp, _state) = exporter_with_traffic().await;
+    let Some(mut prom) = Prometheus::start(&format!("127.0.0.1:{}", exp.port)) else { return };
+    prom.ready().await;
+    // Enough scrapes for rate() over a minute and for the recording rules to have run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = prom.query("job_task_type:cec_calls:rate5m > 0").await;
+        if result_len(&ready) > 0 && Instant::now() > deadline - Duration::from_secs(45) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never had the recorded call rate: {ready}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all = (".*", ".*", ".*");
+    let mut empty = Vec::new();
+    for q in dashboard_queries() {
+        let e = substitute(&q.expr, all);
+        let v = prom.query(&e).await;
+        assert_eq!(v["status"], "success", "{}: {e}: {v}", q.origin);
+        if result_len(&v) == 0 {
+            empty.push(format!("{}: {e}", q.origin));
+        }
+    }
+    for (record, q) in rule_queries() {
+        let v = prom.query(&q.expr).await;
+        assert_eq!(v["status"], "success", "{}: {v}", q.origin);
+        match record {
+            // Recording rules: data, and the recorded series exists in Prometheus.
+            Some(name) => {
+                if result_len(&v) == 0 {
+                    empty.push(format!("{}: {}", q.origin, q.expr));
+                }
+                assert!(result_len(&prom.query(&name).await) > 0, "{name} was never recorded");
+            }
+            // Alerts stay quiet on this normal traffic; what they compare must have data.
+            None => {
+                let e = parser::parse(&q.expr).unwrap();
+                let mut sides = vec![&e];
+                while let Some(Expr::Binary(b)) = sides.last().copied() {
+                    if b.op.is_comparison_operator() || b.op.is_set_operator() {
+                        sides.pop();
+                        sides.push(&b.lhs);
+                    } else {
+                        break;
+                    }
+                }
+                let lhs = sides[0].to_string();
+                let l = prom.query(&lhs).await;
+                assert_eq!(l["status"], "success", "{}: {lhs}: {l}", q.origin);
+                if result_len(&l) == 0 && !lhs.starts_with("absent") {
+                    empty.push(format!("{} (what it compares): {lhs}", q.origin));
+                }
+            }
+        }
+    }
+    assert!(empty.is_empty(), "queries returned no data although the simulator produced some:\n{}", empty.join("\n"));
+}
