@@ -52,9 +52,17 @@ impl Histogram {
     pub fn observe(&mut self, bounds: &[f64], value: f64, exemplar: Exemplar) {
         let i = bounds.partition_point(|&b| b < value);
         self.buckets[i] += 1;
-        self.exemplars[i] = Some(exemplar);
+        keep_newest(&mut self.exemplars[i], exemplar);
         self.count += 1;
         self.sum += value;
+    }
+}
+
+/// Replaces the exemplar in `slot` unless it names a call that ended later: calls are admitted in CEC's
+/// order, not by time, and Prometheus drops (and logs) an exemplar older than the one it has.
+fn keep_newest(slot: &mut Option<Exemplar>, ex: Exemplar) {
+    if slot.is_none_or(|old| ex.ts_ms >= old.ts_ms) {
+        *slot = Some(ex);
     }
 }
 
@@ -132,7 +140,7 @@ impl Aggregates {
         let key = record.reason_code.map_or(NO_REASON, ReasonKey::from);
         let c = self.end_reasons[t].entry(key).or_default();
         c.count += 1;
-        c.exemplar = Some(ex(1.0));
+        keep_newest(&mut c.exemplar, ex(1.0));
 
         if let Some(s) = record.customer_talk_seconds().filter(|&s| s > 0.0) {
             self.talk[t].observe(TALK_BUCKETS, s, ex(s));
@@ -290,5 +298,19 @@ mod tests {
         assert_eq!(restored.talk[0], Histogram::new(TALK_BUCKETS));
         assert_eq!(restored.calls, a.calls, "counters are kept");
         assert_eq!(restored.answer_delay, a.answer_delay, "other histograms are kept");
+    }
+
+    #[test]
+    fn exemplars_only_move_forward_in_time() {
+        let mut a = Aggregates::default();
+        let t = TaskType::ItaBidirectional;
+        for (id, end) in [(1, 5_000), (2, 9_000), (3, 7_000)] {
+            let rec = CallRecord { reason_code: Some(16), talk_s: Some(20.0), end_ms: Some(end), ..Default::default() };
+            a.observe(CallId(id), t, &rec);
+        }
+        let reason = a.end_reasons[t.index()][&16].exemplar.unwrap();
+        assert_eq!((reason.call, reason.ts_ms), (CallId(2), Some(9_000)), "call 3 ended before call 2");
+        assert_eq!(a.talk[t.index()].exemplars[2].unwrap().call, CallId(2));
+        assert_eq!(a.end_reasons[t.index()][&16].count, 3, "every call still counts");
     }
 }
