@@ -248,34 +248,10 @@ fn load(db: &Database, path: &Path) -> Result<Option<(State, u32)>, StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cec::record::{CallRecord, CallState, TaskQuery};
+    use crate::cec::record::{CallState, TaskQuery};
     use crate::cec::wire::ParsedRecord;
-    use crate::ingest::ledger::Retention;
-    use crate::ingest::plan::{plan, PlanConfig, MAX_WINDOW_MS};
-
-    const T0: i64 = 1_800_000_000_000;
-    const RET: Retention = Retention { lookback_ms: 120_000, max_call_ms: 24 * 3_600_000 };
-    const CFG: PlanConfig = PlanConfig {
-        backfill_ms: 3_600_000,
-        lookback_ms: 120_000,
-        pad_ms: 1_000,
-        max_window_ms: MAX_WINDOW_MS,
-        page_size: 100,
-    };
-
-    fn rec(id: u64, state: CallState, start: i64) -> ParsedRecord {
-        ParsedRecord {
-            id: CallId(id),
-            state,
-            record: CallRecord {
-                start_ms: Some(start),
-                reason_code: Some(16),
-                talk_s: Some(30.0),
-                ..Default::default()
-            },
-            invalid: Default::default(),
-        }
-    }
+    use crate::ingest::plan::plan;
+    use crate::ingest::testing::{rec, CFG, RET, T0};
 
     fn poll(s: &mut State, now: i64, recs: Vec<ParsedRecord>) {
         let p = plan(&CFG, now, s.ledger.cursor_ms(), &[TaskQuery::ITA], s.ledger.open_spans(), |_| None);

@@ -307,33 +307,9 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cec::record::CallRecord;
-    use crate::ingest::plan::{plan, PlanConfig, Window, MAX_WINDOW_MS};
+    use crate::ingest::plan::{plan, Window};
+    use crate::ingest::testing::{rec, CFG, RET, T0};
     use crate::metrics::classify::Outcome;
-
-    const T0: i64 = 1_800_000_000_000;
-    const RET: Retention = Retention { lookback_ms: 120_000, max_call_ms: 24 * 3_600_000 };
-    const CFG: PlanConfig = PlanConfig {
-        backfill_ms: 3_600_000,
-        lookback_ms: RET.lookback_ms,
-        pad_ms: 1_000,
-        max_window_ms: MAX_WINDOW_MS,
-        page_size: 100,
-    };
-
-    fn rec(id: u64, state: CallState, start: i64) -> ParsedRecord {
-        ParsedRecord {
-            id: CallId(id),
-            state,
-            record: CallRecord {
-                start_ms: Some(start),
-                reason_code: (state == CallState::Ended).then_some(16),
-                talk_s: (state == CallState::Ended).then_some(30.0),
-                ..Default::default()
-            },
-            invalid: Default::default(),
-        }
-    }
 
     fn startless(id: u64, state: CallState) -> ParsedRecord {
         let mut r = rec(id, state, 0);
