@@ -140,31 +140,30 @@ impl<S: Source> Poller<S> {
                 }
             }
         }
-        let plan = plan(
-            &self.cfg.plan,
-            now,
-            self.state.ledger.cursor_ms(),
-            &self.cfg.queries,
-            self.state.ledger.open_spans(),
-            |q| self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d),
-        );
-        let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::with_capacity(plan.reads.len());
+        let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::new();
         let mut requests = 0;
-        for read in &plan.reads {
+        // Main windows first; the targeted reads are planned after them, with the record density the
+        // main windows just showed (so even the first poll after a restart merges them well).
+        let mut plan = self.plan(now);
+        for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
             let r = self.source.read(read.query, read.window).await?;
             requests += r.requests;
             let complete = r.complete();
-            if !read.targeted {
-                let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
-                match self.density.iter_mut().find(|(q, _)| *q == read.query) {
-                    Some(slot) => slot.1 = d,
-                    None => self.density.push((read.query, d)),
-                }
+            let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
+            match self.density.iter_mut().find(|(q, _)| *q == read.query) {
+                Some(slot) => slot.1 = d,
+                None => self.density.push((read.query, d)),
             }
             fetched.push((*read, r.records));
-            if let (false, false, Some(settled)) = (complete, read.targeted, plan.settled) {
+            if let (false, Some(settled)) = (complete, plan.settled) {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
             }
+        }
+        plan.reads = self.plan(now).reads;
+        for read in plan.reads.iter().filter(|r| r.targeted) {
+            let r = self.source.read(read.query, read.window).await?;
+            requests += r.requests;
+            fetched.push((*read, r.records));
         }
         let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
         let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
@@ -188,6 +187,18 @@ impl<S: Source> Poller<S> {
         self.state.committed();
         self.publish();
         Ok(PollReport { plan, summary, requests })
+    }
+
+    /// The plan of a poll at `now` from the ledger and the densities known so far.
+    fn plan(&self, now: i64) -> PollPlan {
+        plan(
+            &self.cfg.plan,
+            now,
+            self.state.ledger.cursor_ms(),
+            &self.cfg.queries,
+            self.state.ledger.open_spans(),
+            |q| self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d),
+        )
     }
 
     /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
