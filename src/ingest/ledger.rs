@@ -96,6 +96,8 @@ impl Ledger {
         let from = self.s.cursor_ms?;
         (cursor_ms > from).then(|| {
             self.s.cursor_ms = Some(cursor_ms);
+            // Nothing before the new cursor was read: a call found there later is not "late".
+            self.s.covered_from_ms = Some(cursor_ms);
             (from, cursor_ms)
         })
     }

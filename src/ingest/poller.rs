@@ -124,27 +124,15 @@ impl<S: Source> Poller<S> {
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
-        if let Some(cursor) = self.state.ledger.cursor_ms() {
-            let limit = now.saturating_sub(self.cfg.max_catchup_ms);
-            if cursor < limit {
-                // Only the in-memory cursor moves: the skip becomes durable with this poll's commit.
-                if let Some((from, to)) = self.state.ledger.skip_to(limit) {
-                    let secs = (to - from) as f64 / 1000.0;
-                    self.shared.telemetry.update(|d| d.catchup_skipped_seconds += secs);
-                    tracing::warn!(
-                        from = %crate::metrics::expose::rfc3339_ms(from),
-                        to = %crate::metrics::expose::rfc3339_ms(to),
-                        skipped_s = secs,
-                        "the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted"
-                    );
-                }
-            }
-        }
+        // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
+        // with this poll's commit, so a poll that fails leaves the skip undone (and unreported).
+        let limit = now.saturating_sub(self.cfg.max_catchup_ms);
+        let cursor = self.state.ledger.cursor_ms().map(|c| c.max(limit));
         let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::new();
         let mut requests = 0;
         // Main windows first; the targeted reads are planned after them, with the record density the
         // main windows just showed (so even the first poll after a restart merges them well).
-        let mut plan = self.plan(now);
+        let mut plan = self.plan(now, cursor);
         for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
             let r = self.source.read(read.query, read.window).await?;
             requests += r.requests;
@@ -159,13 +147,14 @@ impl<S: Source> Poller<S> {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
             }
         }
-        plan.reads = self.plan(now).reads;
+        plan.reads = self.plan(now, cursor).reads;
         for read in plan.reads.iter().filter(|r| r.targeted) {
             let r = self.source.read(read.query, read.window).await?;
             requests += r.requests;
             fetched.push((*read, r.records));
         }
         let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
+        let skipped = self.state.ledger.skip_to(limit);
         let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
         if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
             // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
@@ -185,20 +174,25 @@ impl<S: Source> Poller<S> {
             }
         }
         self.state.committed();
+        if let Some((from, to)) = skipped {
+            let secs = (to - from) as f64 / 1000.0;
+            self.shared.telemetry.update(|d| d.catchup_skipped_seconds += secs);
+            tracing::warn!(
+                from = %crate::metrics::expose::rfc3339_ms(from),
+                to = %crate::metrics::expose::rfc3339_ms(to),
+                skipped_s = secs,
+                "the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted"
+            );
+        }
         self.publish();
         Ok(PollReport { plan, summary, requests })
     }
 
-    /// The plan of a poll at `now` from the ledger and the densities known so far.
-    fn plan(&self, now: i64) -> PollPlan {
-        plan(
-            &self.cfg.plan,
-            now,
-            self.state.ledger.cursor_ms(),
-            &self.cfg.queries,
-            self.state.ledger.open_spans(),
-            |q| self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d),
-        )
+    /// The plan of a poll at `now` from `cursor`, the ledger's open calls and the densities known so far.
+    fn plan(&self, now: i64, cursor: Option<i64>) -> PollPlan {
+        plan(&self.cfg.plan, now, cursor, &self.cfg.queries, self.state.ledger.open_spans(), |q| {
+            self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d)
+        })
     }
 
     /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
@@ -350,6 +344,63 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cec::record::CallState;
+    use crate::ingest::testing::{rec, CFG, RET, T0};
+    use crate::metrics::telemetry::Endpoint;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A CEC with one ended call whose reads fail while `down` is set.
+    struct Flaky {
+        down: AtomicBool,
+    }
+
+    impl Source for Flaky {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(ApiError::Status {
+                    endpoint: Endpoint::QueryCallDetailRecord,
+                    status: 503,
+                    retry_after: None,
+                });
+            }
+            let c = rec(1, CallState::Ended, T0 - 1_000);
+            let records = if (w.start_ms..=w.end_ms).contains(&(T0 - 1_000)) { vec![c] } else { vec![] };
+            Ok(WindowRead {
+                total: Some(records.len() as u64),
+                records,
+                requests: 1,
+                total_unchanged: true,
+                rejected: 0,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_beyond_max_catchup_is_skipped_only_by_a_poll_that_succeeds() {
+        let cfg = PollerConfig {
+            interval: Duration::from_secs(30),
+            plan: CFG,
+            retention: RET,
+            queries: vec![TaskQuery::ITA],
+            max_catchup_ms: 3_600_000,
+        };
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(Flaky { down: AtomicBool::new(false) }, cfg, State::default(), shared.clone(), None);
+        p.poll_at(T0).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 1);
+        // Down for two hours; the first poll after that fails.
+        let later = T0 + 2 * 3_600_000;
+        p.source().down.store(true, Ordering::Relaxed);
+        assert!(p.poll_at(later).await.is_err());
+        assert_eq!(p.state().ledger.cursor_ms(), Some(T0), "a failed poll skipped nothing");
+        assert_eq!(shared.telemetry.snapshot().catchup_skipped_seconds, 0.0);
+        p.source().down.store(false, Ordering::Relaxed);
+        let report = p.poll_at(later).await.unwrap();
+        assert_eq!(report.plan.main.start_ms, later - 3_600_000 - RET.lookback_ms);
+        assert_eq!(p.state().ledger.cursor_ms(), Some(later));
+        assert_eq!(shared.telemetry.snapshot().catchup_skipped_seconds, 3_600.0);
+        assert_eq!(p.state().aggregates.total_calls(), 1);
+    }
 
     #[test]
     fn backoff_doubles_then_caps() {

@@ -137,9 +137,10 @@ impl Exporter {
         s
     }
 
-    /// Scrapes the classic text format.
+    /// Scrapes the classic text format (a stalled exporter fails the test instead of hanging it).
     pub async fn metrics(&self) -> Metrics {
-        let body = reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let body = client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
         Metrics::parse(&body)
     }
 
