@@ -263,29 +263,17 @@ pub fn assert_matches_truth(m: &Metrics, t: &Truth) {
     }
     assert_eq!(m.sum("cec_call_end_reasons_total", &[]) as u64, t.ended_calls, "end reasons add up to the calls");
     for tt in TASK_TYPES {
-        let talk = t.talk_duration.iter().find(|d| d.task_type == tt);
         let labels = [("task_type", tt)];
-        assert_eq!(
-            m.value("cec_call_talk_duration_seconds_count", &labels) as u64,
-            talk.map_or(0, |d| d.count),
-            "talk count {tt}"
-        );
-        assert_eq!(
-            m.value("cec_call_talk_duration_seconds_sum", &labels) as u64,
-            talk.map_or(0, |d| d.sum),
-            "talk sum {tt}"
-        );
-        let agent = t.agent_talk_duration.iter().find(|d| d.task_type == tt);
-        assert_eq!(
-            m.value("cec_call_agent_talk_duration_seconds_count", &labels) as u64,
-            agent.map_or(0, |d| d.count),
-            "agent talk count {tt}"
-        );
-        assert_eq!(
-            m.value("cec_call_agent_talk_duration_seconds_sum", &labels) as u64,
-            agent.map_or(0, |d| d.sum),
-            "agent talk sum {tt}"
-        );
+        for (metric, rows) in [
+            ("cec_call_talk_duration_seconds", &t.talk_duration),
+            ("cec_call_agent_talk_duration_seconds", &t.agent_talk_duration),
+        ] {
+            let want = rows.iter().find(|d| d.task_type == tt);
+            let count = m.value(&format!("{metric}_count"), &labels) as u64;
+            assert_eq!(count, want.map_or(0, |d| d.count), "{metric}_count {tt}");
+            let sum = m.value(&format!("{metric}_sum"), &labels) as u64;
+            assert_eq!(sum, want.map_or(0, |d| d.sum), "{metric}_sum {tt}");
+        }
         for leg in ["customer", "agent"] {
             let d = t.answer_delay.iter().find(|d| d.task_type == tt && d.leg == leg);
             let labels = [("task_type", tt), ("leg", leg)];
