@@ -209,7 +209,8 @@ async fn counts_are_exact_after_twenty_random_kill_9s() {
     calls.push(CallSpec::builder(SERIAL0 + 2_000, 4, t0).outcome(Outcome::Busy).build());
     let n = calls.len() as u64;
     let sim = Sim::scripted(calls).await;
-    // Slow answers and small pages: a poll takes a while, so kills land inside polls as well as between.
+    // Slow answers and small pages: a poll takes a while, so the random kills land inside polls as well
+    // as between them, and half of the kills are made inside one on purpose.
     sim.faults(Faults { delay_ms: 15, ..Faults::default() });
     let dir = tempfile::tempdir().unwrap();
     let st = state_args(dir.path());
@@ -219,13 +220,19 @@ async fn counts_are_exact_after_twenty_random_kill_9s() {
         let exp = Exporter::start(&sim.url, &args(&st, &flags));
         let lived = Duration::from_millis(rng.range(100, 1_800) as u64);
         tokio::time::sleep(lived).await;
-        // A poll is under way when the simulator answered a request in the last 40 ms.
-        let busy = sim.sim.stats().log.last().is_some_and(|e| now() - e.at_ms < 40);
-        kills_during_polls += u32::from(busy);
+        if round % 2 == 0 {
+            // Every other kill on purpose inside a poll: right after CEC answered one of its requests
+            // (the poll then still has pages to read or its commit to make).
+            let seen = sim.sim.stats().logged_total;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while sim.sim.stats().logged_total == seen && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            kills_during_polls += u32::from(sim.sim.stats().logged_total > seen);
+        }
         exp.kill9();
-        let _ = round;
     }
-    assert!(kills_during_polls >= 3, "only {kills_during_polls} kills landed inside a poll");
+    assert_eq!(kills_during_polls, 10, "ten kills landed right after a request of a poll");
     let exp = Exporter::start(&sim.url, &args(&st, &flags));
     let deadline = Instant::now() + Duration::from_secs(90);
     let m = loop {
