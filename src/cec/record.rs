@@ -146,7 +146,8 @@ impl fmt::Display for TaskQuery {
     }
 }
 
-/// The details of one call record after lenient parsing (identity and state live in [`ValidRecord`]).
+/// The details of one call record after lenient parsing (identity and state live in
+/// [`ParsedRecord`](super::wire::ParsedRecord)).
 /// Every field is optional, as the vendor documents. Times are epoch milliseconds; durations are seconds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallRecord {
@@ -166,16 +167,6 @@ pub struct CallRecord {
     pub talk_s: Option<f64>,
     /// `agentTalkDuration`, seconds.
     pub agent_talk_s: Option<f64>,
-}
-
-/// A record that passed validation: it has an identity and a state, so it can be admitted.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ValidRecord {
-    pub id: CallId,
-    pub state: CallState,
-    /// Task type after attributing the query (see [`TaskQuery::attribute`]).
-    pub task_type: TaskType,
-    pub record: CallRecord,
 }
 
 impl CallRecord {

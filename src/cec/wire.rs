@@ -51,15 +51,13 @@ pub struct TokenRequest<'a> {
     pub app_secret: &'a str,
 }
 
-/// A `tokenByAkSk` answer: the token and its lifetime. `Expires` and `CreateTime` may be strings or
-/// numbers.
+/// A `tokenByAkSk` answer: the token and its lifetime. `Expires` may be a string or a number;
+/// `CreateTime` is ignored (the client times the token from when the answer arrived, its own clock).
 #[derive(Debug)]
 pub struct TokenResponse {
     pub access_token: String,
     /// Lifetime in seconds, if the gateway said.
     pub expires_s: Option<u64>,
-    /// When the gateway created the token, epoch seconds, if it said.
-    pub create_time_s: Option<u64>,
 }
 
 /// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error.
@@ -70,19 +68,13 @@ pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
         access_token: Option<Cow<'a, str>>,
         #[serde(rename = "Expires", borrow, default)]
         expires: Scalar<'a>,
-        #[serde(rename = "CreateTime", borrow, default)]
-        create_time: Scalar<'a>,
     }
     let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let access_token = match w.access_token {
         Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
         _ => return Err("no AccessToken in the answer".to_owned()),
     };
-    Ok(TokenResponse {
-        access_token,
-        expires_s: w.expires.as_u64().ok().flatten(),
-        create_time_s: w.create_time.as_u64().ok().flatten(),
-    })
+    Ok(TokenResponse { access_token, expires_s: w.expires.as_u64().ok().flatten() })
 }
 
 /// `retCode` of a page.
@@ -678,29 +670,26 @@ mod tests {
     }
 
     #[test]
-    fn rejections_name_their_reason() {
+    fn rejections_name_their_reason_and_keep_a_readable_serial() {
+        use RejectReason::*;
+        let serial = Some("callSerialNo");
+        // (entry, reason, offending field, serial kept for the log)
         let cases = [
-            (r#"42"#, RejectReason::NotAnObject, None),
-            (r#""text""#, RejectReason::NotAnObject, None),
-            (r#"[1,2]"#, RejectReason::NotAnObject, None),
-            (r#"{"state":3}"#, RejectReason::MissingSerialNo, Some("callSerialNo")),
-            (r#"{"callSerialNo":"12a","state":3}"#, RejectReason::InvalidSerialNo, Some("callSerialNo")),
-            (r#"{"callSerialNo":1.5e18,"state":3}"#, RejectReason::InvalidSerialNo, Some("callSerialNo")),
-            (
-                r#"{"callSerialNo":"99999999999999999999","state":3}"#,
-                RejectReason::InvalidSerialNo,
-                Some("callSerialNo"),
-            ),
-            (r#"{"callSerialNo":"7"}"#, RejectReason::MissingState, Some("state")),
-            (r#"{"callSerialNo":"7","state":"banana"}"#, RejectReason::InvalidState, Some("state")),
-            (r#"{"callSerialNo":"7","state":4}"#, RejectReason::InvalidState, Some("state")),
+            (r#"42"#, NotAnObject, None, None),
+            (r#""text""#, NotAnObject, None, None),
+            (r#"[1,2]"#, NotAnObject, None, None),
+            (r#"{"state":3}"#, MissingSerialNo, serial, None),
+            (r#"{"callSerialNo":"12a","state":3}"#, InvalidSerialNo, serial, None),
+            (r#"{"callSerialNo":1.5e18,"state":3}"#, InvalidSerialNo, serial, None),
+            (r#"{"callSerialNo":"99999999999999999999","state":3}"#, InvalidSerialNo, serial, None),
+            (r#"{"callSerialNo":"7"}"#, MissingState, Some("state"), Some(CallId(7))),
+            (r#"{"callSerialNo":"7","state":"banana"}"#, InvalidState, Some("state"), Some(CallId(7))),
+            (r#"{"callSerialNo":"7","state":4}"#, InvalidState, Some("state"), Some(CallId(7))),
         ];
-        for (json, reason, field) in cases {
+        for (json, reason, field, serial) in cases {
             let rej = one(json).expect_err(json);
-            assert_eq!((rej.reason, rej.field), (reason, field), "{json}");
+            assert_eq!(rej, Rejection { reason, field, serial }, "{json}");
         }
-        let rej = one(r#"{"callSerialNo":"7","state":"x"}"#).unwrap_err();
-        assert_eq!(rej.serial, Some(CallId(7)));
     }
 
     #[test]
@@ -723,12 +712,6 @@ mod tests {
             assert_eq!(r.record, kept, "the bad value reads as absent: {json}");
         }
         assert!(one(r#"{"callSerialNo":"7","state":3}"#).unwrap().invalid.is_empty());
-    }
-
-    #[test]
-    fn rejection_keeps_the_serial_for_the_log() {
-        let rej = one(r#"{"callSerialNo":"7","state":"x"}"#).unwrap_err();
-        assert_eq!(rej.serial, Some(CallId(7)));
     }
 
     #[test]
@@ -779,11 +762,19 @@ mod tests {
 
     #[test]
     fn token_answer_strings_or_numbers() {
-        let t = parse_token(br#"{"AccessToken":"zz","ApplyType":"Bearer","CreateTime":"1545650171","Expires":"600"}"#)
-            .unwrap();
-        assert_eq!((t.access_token.as_str(), t.expires_s, t.create_time_s), ("zz", Some(600), Some(1_545_650_171)));
-        let t = parse_token(br#"{"AccessToken":"zz","CreateTime":1545650171,"Expires":600}"#).unwrap();
-        assert_eq!((t.expires_s, t.create_time_s), (Some(600), Some(1_545_650_171)));
-        assert_eq!(parse_token(br#"{"AccessToken":""}"#).unwrap_err(), "no AccessToken in the answer");
+        // (answer, token, lifetime)
+        let cases = [
+            (r#"{"AccessToken":"zz","ApplyType":"Bearer","CreateTime":"1545650171","Expires":"600"}"#, "zz", Some(600)),
+            (r#"{"AccessToken":" zz ","CreateTime":1545650171,"Expires":600}"#, "zz", Some(600)),
+            (r#"{"AccessToken":"zz","Expires":""}"#, "zz", None),
+            (r#"{"AccessToken":"zz","Expires":"soon"}"#, "zz", None),
+        ];
+        for (json, token, expires) in cases {
+            let t = parse_token(json.as_bytes()).expect(json);
+            assert_eq!((t.access_token.as_str(), t.expires_s), (token, expires), "{json}");
+        }
+        for json in [r#"{"AccessToken":""}"#, r#"{"Expires":600}"#] {
+            assert_eq!(parse_token(json.as_bytes()).unwrap_err(), "no AccessToken in the answer", "{json}");
+        }
     }
 }
