@@ -2,12 +2,15 @@
 //!
 //! Data takes one path: [`cec::client`] fetches pages → [`cec::wire`] parses them into typed records →
 //! [`ingest::ledger`] admits each call once → [`metrics::aggregate`] counts it → the poller publishes the
-//! new state, which [`server`] renders on each scrape via [`metrics::expose`].
+//! new state, which [`server`] renders on each scrape via [`metrics::expose`]. The vendor API ([`cec`])
+//! imports nothing downstream; what happens on the way (requests, failures, skipped records, polls) is
+//! emitted as typed [`events`], each one log line and its counters.
 
 pub mod cec;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
@@ -38,6 +41,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(ingest::poller::Shared::default());
+    // The client reports its exchanges to the telemetry, which turns them into internal events.
     let client = cec::client::CecClient::new(cfg.client.clone(), shared.telemetry.clone())
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
     let (store, state) = match &cfg.state_path {
@@ -61,6 +65,7 @@ pub async fn run(
     let poller = ingest::poller::Poller::new(client, cfg.poller.clone(), state, shared.clone(), store);
     let (stop_tx, stop_rx) = watch::channel(false);
     let poll_task = tokio::spawn(poller.run(stop_rx));
+    let telemetry = shared.telemetry.clone();
     let site = Arc::new(server::Site { shared, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -79,7 +84,7 @@ pub async fn run(
                 Err(e) if e.is_panic() => "it panicked",
                 _ => "it stopped",
             };
-            tracing::error!("the poller stopped: {why}; exiting");
+            events::InternalEvent::emit(&events::PollerStopped { why }, &telemetry);
             anyhow::bail!("the poller stopped unexpectedly: {why}");
         }
     }

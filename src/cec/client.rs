@@ -1,7 +1,7 @@
 //! The HTTP client of the two interfaces: fetches and caches the token, reads a window page by page
 //! until all of `total` is read, and turns every failure into one typed [`ApiError`] that says whether
-//! retrying makes sense. Each exchange is counted in telemetry; rejected records are logged and counted
-//! here, where they are seen.
+//! retrying makes sense. It neither counts nor logs: each exchange, failure and token refresh is told to
+//! an [`ApiObserver`], and the entries it had to skip come back in the [`WindowRead`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,15 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::auth::Token;
+use super::error::Endpoint;
 use super::record::TaskQuery;
-use super::wire::{parse_page, parse_token, ParsedRecord, QueryRequest, RetCode, TokenRequest};
-use crate::ingest::plan::Window;
-use crate::metrics::telemetry::{Endpoint, ErrorKind, Telemetry};
+use super::window::Window;
+use super::wire::{parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest};
+use super::{ApiObserver, Retry};
 use crate::secret::Secret;
+
+/// Kept at its old path for callers outside `cec` that still import it from here.
+pub use super::error::ApiError;
 
 /// What the client needs to know; from the validated configuration.
 #[derive(Clone, Debug)]
@@ -37,99 +41,48 @@ pub struct ClientConfig {
     pub retries: u32,
 }
 
-/// A failed API exchange.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{endpoint}: no answer within {timeout:?}", endpoint = .endpoint.label())]
-    Timeout { endpoint: Endpoint, timeout: Duration },
-    #[error("{endpoint}: {message}", endpoint = .endpoint.label())]
-    Transport { endpoint: Endpoint, message: String },
-    #[error("{endpoint}: HTTP {status}{hint}", endpoint = .endpoint.label(), hint = status_hint(*.status))]
-    Status { endpoint: Endpoint, status: u16, retry_after: Option<Duration> },
-    #[error("{endpoint}: answer is not the documented JSON: {message}", endpoint = .endpoint.label())]
-    Decode { endpoint: Endpoint, message: String },
-    #[error("queryCallDetailRecord taskType {query} [{start}, {end}]: retCode {code}: {message}", start = .window.start_ms, end = .window.end_ms)]
-    RetCode { query: TaskQuery, window: Window, code: String, message: String },
-}
-
-fn status_hint(status: u16) -> &'static str {
-    match status {
-        401 => " (unauthorized: check the app key and secret)",
-        403 => " (forbidden: wrong key or source IP not allowed)",
-        404 => " (not found: check --cec.url / --cec.token-url)",
-        429 => " (rate limited)",
-        _ => "",
-    }
-}
-
-impl ApiError {
-    /// Whether the same request may succeed if tried again soon.
-    pub fn retryable(&self) -> bool {
-        match self {
-            ApiError::Timeout { .. } | ApiError::Transport { .. } | ApiError::Decode { .. } => true,
-            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
-            ApiError::RetCode { .. } => false,
-        }
-    }
-
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            ApiError::Timeout { .. } => ErrorKind::Timeout,
-            ApiError::Transport { .. } => ErrorKind::Transport,
-            ApiError::Status { status: 401 | 403, .. } => ErrorKind::Unauthorized,
-            ApiError::Status { status: 429, .. } => ErrorKind::RateLimited,
-            ApiError::Status { status, .. } if *status >= 500 => ErrorKind::ServerError,
-            ApiError::Status { .. } => ErrorKind::HttpStatus,
-            ApiError::Decode { .. } => ErrorKind::Decode,
-            ApiError::RetCode { .. } => ErrorKind::RetCode,
-        }
-    }
-
-    pub fn endpoint(&self) -> Endpoint {
-        match self {
-            ApiError::Timeout { endpoint, .. }
-            | ApiError::Transport { endpoint, .. }
-            | ApiError::Status { endpoint, .. }
-            | ApiError::Decode { endpoint, .. } => *endpoint,
-            ApiError::RetCode { .. } => Endpoint::QueryCallDetailRecord,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ApiError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
-
 /// The CEC client. Cheap to share; one token for all requests.
 pub struct CecClient {
     http: reqwest::Client,
     cfg: ClientConfig,
     token: Mutex<Option<Token>>,
-    telemetry: Arc<Telemetry>,
+    observer: Arc<dyn ApiObserver>,
 }
 
 /// Records of one window and what reading it cost.
 #[derive(Clone, Debug, Default)]
 pub struct WindowRead {
+    /// Every record that has an identity and a state, in the order CEC served them. A record whose
+    /// optional fields were unusable is here too, with those fields named in its `invalid`.
     pub records: Vec<ParsedRecord>,
     /// Business requests made (retries included).
     pub requests: u64,
     /// `total` as the last page reported it.
     pub total: Option<u64>,
-    /// Entries skipped as malformed.
-    pub rejected: u64,
+    /// Entries skipped as malformed (no identity or no state), for the caller to report.
+    pub rejected: Vec<Skipped>,
     /// Whether every page reported the same `total`.
     pub total_unchanged: bool,
 }
 
+/// A `callInfo` entry skipped as malformed, and where it came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub rejection: Rejection,
+    /// The `offset` of the page it came on.
+    pub page_offset: u64,
+}
+
 impl WindowRead {
+    /// Every entry CEC served, counted or skipped (repeats included).
+    pub fn entries(&self) -> u64 {
+        (self.records.len() + self.rejected.len()) as u64
+    }
+
     /// Distinct calls read (plus malformed entries, which have no identity).
     pub fn distinct(&self) -> u64 {
         let ids: hashbrown::HashSet<_> = self.records.iter().map(|r| r.id).collect();
-        ids.len() as u64 + self.rejected
+        (ids.len() + self.rejected.len()) as u64
     }
 
     /// The pages partitioned CEC's answer: `total` never moved and as many distinct entries came back
@@ -144,12 +97,13 @@ impl WindowRead {
 }
 
 impl CecClient {
-    pub fn new(cfg: ClientConfig, telemetry: Arc<Telemetry>) -> Result<CecClient, reqwest::Error> {
+    /// A client that tells `observer` about every exchange.
+    pub fn new(cfg: ClientConfig, observer: Arc<dyn ApiObserver>) -> Result<CecClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .user_agent(concat!("cec-exporter/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(CecClient { http, cfg, token: Mutex::new(None), telemetry })
+        Ok(CecClient { http, cfg, token: Mutex::new(None), observer })
     }
 
     /// Reads every page of `query` over `window`: pages of `page_size` with `offset` until all of
@@ -167,42 +121,16 @@ impl CecClient {
                 RetCode::Success => page,
                 RetCode::NoData => break,
                 RetCode::Error(code) => {
-                    return Err(self.fail(ApiError::RetCode { query, window, code, message: page.ret_msg }));
+                    let e = ApiError::RetCode { query, window, code, message: page.ret_msg };
+                    self.observer.error(&e, None);
+                    return Err(e);
                 }
             };
             let n = page.records.len() as u64;
-            self.telemetry.update(|d| d.records_fetched += n);
             for r in page.records {
                 match r {
-                    Ok(rec) => {
-                        if !rec.invalid.is_empty() {
-                            self.telemetry.update(|d| {
-                                for f in rec.invalid.iter() {
-                                    *d.fields_invalid.entry(f).or_default() += 1;
-                                }
-                            });
-                            let fields: Vec<&str> = rec.invalid.iter().map(|f| f.name()).collect();
-                            tracing::warn!(
-                                fields = %fields.join(","),
-                                call_serial_no = %rec.id,
-                                task_query = %query,
-                                "record field unusable; read as absent, the call still counts"
-                            );
-                        }
-                        out.records.push(rec)
-                    }
-                    Err(rej) => {
-                        out.rejected += 1;
-                        self.telemetry.update(|d| *d.records_rejected.entry(rej.reason).or_default() += 1);
-                        tracing::warn!(
-                            reason = rej.reason.label(),
-                            field = rej.field.unwrap_or(""),
-                            call_serial_no = %rej.serial.map(|s| s.to_string()).unwrap_or_default(),
-                            task_query = %query,
-                            offset,
-                            "record rejected"
-                        );
-                    }
+                    Ok(rec) => out.records.push(rec),
+                    Err(rejection) => out.rejected.push(Skipped { rejection, page_offset: offset }),
                 }
             }
             offset += n;
@@ -224,25 +152,30 @@ impl CecClient {
         Ok(out)
     }
 
-    async fn query_with_retries(&self, req: &QueryRequest, requests: &mut u64) -> Result<super::wire::Page, ApiError> {
+    /// One page, retrying a retryable failure; every failure is told to the observer once, with
+    /// whether it is retried.
+    async fn query_with_retries(&self, req: &QueryRequest, requests: &mut u64) -> Result<Page, ApiError> {
         let mut attempt = 0;
         loop {
-            let result = self.query_page(req, requests).await;
-            match result {
+            match self.query_page(req, requests).await {
                 Err(e) if e.retryable() && attempt < self.cfg.retries => {
                     attempt += 1;
                     let backoff = Duration::from_millis(200 << attempt.min(6));
                     let wait = e.retry_after().map_or(backoff, |r| r.min(Duration::from_secs(10)).max(backoff));
-                    tracing::info!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "retrying request");
+                    self.observer.error(&e, Some(Retry { attempt, wait }));
                     tokio::time::sleep(wait).await;
                 }
-                other => return other,
+                Err(e) => {
+                    self.observer.error(&e, None);
+                    return Err(e);
+                }
+                ok => return ok,
             }
         }
     }
 
     /// One page; on HTTP 401 fetches a new token and tries once more.
-    async fn query_page(&self, req: &QueryRequest, requests: &mut u64) -> Result<super::wire::Page, ApiError> {
+    async fn query_page(&self, req: &QueryRequest, requests: &mut u64) -> Result<Page, ApiError> {
         let body = req.to_json();
         let mut reauthenticated = false;
         loop {
@@ -260,20 +193,15 @@ impl CecClient {
                 .await;
             let (status, bytes) = self.finish(ep, resp).await?;
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
-                tracing::info!("queryCallDetailRecord answered 401: fetching a new token");
+                // The token was revoked or expired early: one new token, one more try.
                 *self.token.lock().await = None;
                 reauthenticated = true;
                 continue;
             }
             if !status.is_success() {
-                return Err(self.fail(ApiError::Status {
-                    endpoint: ep,
-                    status: status.as_u16(),
-                    retry_after: bytes.1,
-                }));
+                return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
             }
-            return parse_page(&bytes.0)
-                .map_err(|e| self.fail(ApiError::Decode { endpoint: ep, message: e.to_string() }));
+            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() });
         }
     }
 
@@ -300,9 +228,9 @@ impl CecClient {
             .await;
         let (status, bytes) = self.finish(ep, resp).await?;
         if !status.is_success() {
-            return Err(self.fail(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 }));
+            return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
         }
-        let t = parse_token(&bytes.0).map_err(|message| self.fail(ApiError::Decode { endpoint: ep, message }))?;
+        let t = parse_token(&bytes.0).map_err(|message| ApiError::Decode { endpoint: ep, message })?;
         // Never trust a lifetime longer than the one asked for: a gateway's odd `Expires` must not keep
         // a dead token in use (or overflow the clock).
         let asked = u64::from(self.cfg.token_lifetime_s);
@@ -310,12 +238,11 @@ impl CecClient {
         let token = Token::new(Secret::new(t.access_token), received, lifetime);
         let value = token.value.clone();
         *slot = Some(token);
-        self.telemetry.update(|d| d.token_refreshes += 1);
-        tracing::debug!(lifetime_s = lifetime.as_secs(), "fetched a new token");
+        self.observer.token_refreshed(lifetime, force);
         Ok(value)
     }
 
-    /// Reads the answer, counting the request by status; transport failures become typed errors.
+    /// Reads the answer, telling the observer its status; transport failures become typed errors.
     async fn finish(
         &self,
         ep: Endpoint,
@@ -324,16 +251,16 @@ impl CecClient {
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                self.telemetry.request(ep, 0);
-                return Err(self.fail(self.transport(ep, e)));
+                self.observer.request(ep, None);
+                return Err(self.transport(ep, e));
             }
         };
         let status = resp.status();
-        self.telemetry.request(ep, status.as_u16());
+        self.observer.request(ep, Some(status.as_u16()));
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
         match resp.bytes().await {
             Ok(b) => Ok((status, (b, retry_after))),
-            Err(e) => Err(self.fail(self.transport(ep, e))),
+            Err(e) => Err(self.transport(ep, e)),
         }
     }
 
@@ -351,12 +278,6 @@ impl CecClient {
             }
             ApiError::Transport { endpoint, message }
         }
-    }
-
-    /// Counts a failure by endpoint and kind (the caller logs it once, with context).
-    fn fail(&self, e: ApiError) -> ApiError {
-        self.telemetry.error(e.endpoint(), e.kind());
-        e
     }
 }
 
@@ -391,23 +312,198 @@ mod tests {
         assert_eq!(retry_after("soon"), None);
     }
 
-    #[test]
-    fn errors_say_whether_to_retry() {
-        let status = |s| ApiError::Status { endpoint: Endpoint::QueryCallDetailRecord, status: s, retry_after: None };
-        assert!(status(500).retryable() && status(502).retryable() && status(429).retryable());
-        assert!(!status(400).retryable() && !status(401).retryable() && !status(403).retryable());
-        assert_eq!(status(403).kind(), ErrorKind::Unauthorized);
-        assert_eq!(status(404).kind(), ErrorKind::HttpStatus);
+    use std::collections::VecDeque;
+    use std::sync::Mutex as StdMutex;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    use crate::cec::record::CallId;
+    use crate::cec::wire::{Field, RejectReason};
+
+    /// What the fake CEC answers, in order, per interface; and the query bodies it received.
+    #[derive(Default)]
+    struct Script {
+        token: StdMutex<VecDeque<(u16, &'static str)>>,
+        query: StdMutex<VecDeque<(u16, String)>>,
+        bodies: StdMutex<Vec<serde_json::Value>>,
+    }
+
+    const TOKEN_OK: (u16, &str) = (200, r#"{"AccessToken":"t0k3n","Expires":"600"}"#);
+
+    /// A loopback HTTP server that answers from `script`: `/token` and `/query`.
+    async fn fake_cec(script: Arc<Script>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let script = script.clone();
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let script = script.clone();
+                    async move {
+                        let token = req.uri().path() == "/token";
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let (status, answer) = if token {
+                            let (s, b) = script.token.lock().unwrap().pop_front().expect("an unscripted token request");
+                            (s, b.to_owned())
+                        } else {
+                            script.bodies.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                            script.query.lock().unwrap().pop_front().expect("an unscripted query")
+                        };
+                        let mut resp = hyper::Response::new(Full::new(bytes::Bytes::from(answer)));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// An observer that writes down everything it is told, one line each.
+    #[derive(Default)]
+    struct Recorder(StdMutex<Vec<String>>);
+
+    impl ApiObserver for Recorder {
+        fn request(&self, endpoint: Endpoint, status: Option<u16>) {
+            self.0.lock().unwrap().push(format!("request {} {status:?}", endpoint.label()));
+        }
+        fn error(&self, error: &ApiError, retry: Option<Retry>) {
+            let retry = retry.map(|r| (r.attempt, r.wait.as_millis()));
+            self.0.lock().unwrap().push(format!("error {error} retry={retry:?}"));
+        }
+        fn token_refreshed(&self, lifetime: Duration, after_401: bool) {
+            self.0.lock().unwrap().push(format!("token {}s after_401={after_401}", lifetime.as_secs()));
+        }
+    }
+
+    fn client(base: &str, page_size: u32, retries: u32) -> (CecClient, Arc<Recorder>) {
+        let cfg = ClientConfig {
+            query_url: format!("{base}/query").parse().unwrap(),
+            token_url: format!("{base}/token").parse().unwrap(),
+            app_key: "key".into(),
+            app_secret: Secret::new("secret"),
+            token_lifetime_s: 600,
+            page_size,
+            timeout: Duration::from_secs(5),
+            retries,
+        };
+        let rec = Arc::new(Recorder::default());
+        (CecClient::new(cfg, rec.clone()).unwrap(), rec)
+    }
+
+    fn page(total: u64, entries: &[&str]) -> (u16, String) {
+        (
+            200,
+            format!(
+                r#"{{"retCode":"0","retMsg":"ok","result":{{"total":{total},"callInfo":[{}]}}}}"#,
+                entries.join(",")
+            ),
+        )
+    }
+
+    const W: Window = Window { start_ms: 1_000, end_ms: 2_000 };
+
+    #[tokio::test]
+    async fn a_401_gets_one_new_token_and_the_observer_sees_every_exchange() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().extend([TOKEN_OK, TOKEN_OK]);
+        script.query.lock().unwrap().extend([
+            (401, String::new()),
+            page(
+                3,
+                &[
+                    r#"{"callSerialNo":"1","state":3}"#,
+                    r#"{"callSerialNo":"2","state":"x"}"#,
+                    r#"{"callSerialNo":"3","state":2,"talkDuration":"26s"}"#,
+                ],
+            ),
+        ]);
+        let (c, rec) = client(&fake_cec(script.clone()).await, 100, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
         assert_eq!(
-            status(401).to_string(),
-            "query_call_detail_record: HTTP 401 (unauthorized: check the app key and secret)"
+            *rec.0.lock().unwrap(),
+            [
+                "request token_by_ak_sk Some(200)",
+                "token 600s after_401=false",
+                "request query_call_detail_record Some(401)",
+                "request token_by_ak_sk Some(200)",
+                "token 600s after_401=true",
+                "request query_call_detail_record Some(200)",
+            ]
         );
-        let w = Window { start_ms: 1, end_ms: 2 };
-        let e = ApiError::RetCode { query: TaskQuery::ITA, window: w, code: "2".into(), message: "bad time".into() };
-        assert!(!e.retryable());
-        assert_eq!(e.to_string(), "queryCallDetailRecord taskType 4 [1, 2]: retCode 2: bad time");
-        let t = ApiError::Timeout { endpoint: Endpoint::Token, timeout: Duration::from_secs(10) };
-        assert!(t.retryable());
-        assert_eq!(t.to_string(), "token_by_ak_sk: no answer within 10s");
+        assert_eq!(read.requests, 2, "the request refused with 401 counts");
+        assert_eq!(read.records.iter().map(|r| r.id).collect::<Vec<_>>(), [CallId(1), CallId(3)]);
+        assert_eq!(read.records[1].invalid.iter().collect::<Vec<_>>(), [Field::TalkDuration]);
+        let rejected = Rejection { reason: RejectReason::InvalidState, field: Some("state"), serial: Some(CallId(2)) };
+        assert_eq!(read.rejected, [Skipped { rejection: rejected, page_offset: 0 }]);
+        assert_eq!((read.entries(), read.distinct(), read.complete()), (3, 3, true));
+    }
+
+    #[tokio::test]
+    async fn a_retried_failure_is_reported_with_its_retry_and_a_final_one_without() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        script.query.lock().unwrap().extend([
+            (500, String::new()),
+            page(0, &[]),
+            (400, String::new()),
+            (200, r#"{"retCode":"2","retMsg":"bad time"}"#.to_owned()),
+        ]);
+        let (c, rec) = client(&fake_cec(script.clone()).await, 100, 1);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.records.len()), (2, 0));
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(e.to_string(), "query_call_detail_record: HTTP 400");
+        let e = c.read_window(TaskQuery::ALL_BUT_ITA, W).await.unwrap_err();
+        assert_eq!(e.kind(), super::super::ErrorKind::RetCode);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "request token_by_ak_sk Some(200)",
+                "token 600s after_401=false",
+                "request query_call_detail_record Some(500)",
+                "error query_call_detail_record: HTTP 500 retry=Some((1, 400))",
+                "request query_call_detail_record Some(200)",
+                "request query_call_detail_record Some(400)",
+                "error query_call_detail_record: HTTP 400 retry=None",
+                "request query_call_detail_record Some(200)",
+                "error queryCallDetailRecord taskType 0 [1000, 2000]: retCode 2: bad time retry=None",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_offset_and_skipped_entries_keep_their_page() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        script.query.lock().unwrap().extend([
+            page(3, &[r#"{"callSerialNo":"1","state":3}"#, r#"{"callSerialNo":"2","state":3}"#]),
+            page(3, &["42"]),
+        ]);
+        let (c, _) = client(&fake_cec(script.clone()).await, 2, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        let offsets: Vec<_> = script.bodies.lock().unwrap().iter().map(|b| b["offset"].clone()).collect();
+        assert_eq!(offsets, ["0", "2"]);
+        let rejected = Rejection { reason: RejectReason::NotAnObject, field: None, serial: None };
+        assert_eq!(read.rejected, [Skipped { rejection: rejected, page_offset: 2 }]);
+        assert_eq!((read.requests, read.total, read.complete()), (2, Some(3), true));
+    }
+
+    #[tokio::test]
+    async fn no_answer_is_a_request_without_status() {
+        // A port nobody listens on.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (c, rec) = client(&format!("http://{addr}"), 100, 0);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(e.kind(), super::super::ErrorKind::Transport);
+        let seen = rec.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], "request token_by_ak_sk None");
+        assert!(seen[1].starts_with("error token_by_ak_sk: ") && seen[1].ends_with(" retry=None"), "{seen:?}");
+        assert!(!seen[1].contains("secret"), "{seen:?}");
     }
 }

@@ -309,7 +309,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::plan::{plan, Window};
+    use crate::cec::window::Window;
+    use crate::ingest::plan::plan;
     use crate::ingest::testing::{rec, CFG, RET, T0};
     use crate::metrics::classify::Outcome;
 

@@ -1,5 +1,6 @@
 //! Which windows a poll reads. A pure function of the ledger's cursor and open calls, the clock, and
-//! the configuration, so the cost of a poll can be reasoned about and tested without a network.
+//! the configuration, so the cost of a poll can be reasoned about and tested without a network. The
+//! window itself and CEC's seven-day limit belong to the vendor API ([`crate::cec::window`]).
 //!
 //! CEC selects records on the call's `startTime`, so:
 //! - the *main window* re-reads `lookback` before the last cursor (records show up late, and offset
@@ -10,17 +11,10 @@
 
 use crate::cec::record::TaskQuery;
 
-/// The longest window of one query: CEC refuses windows longer than seven days. A minute is kept in hand
-/// in case "cannot exceed seven days" is enforced as "shorter than".
-pub const MAX_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000 - 60_000;
-
-/// A `[start, end]` window of call start times, epoch ms. CEC's inclusivity is undocumented, so windows
-/// are read as if both ends were inclusive and overlaps are absorbed by the ledger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    pub start_ms: i64,
-    pub end_ms: i64,
-}
+/// Re-exported at their old path for the configuration, the integration tests and the benches; the
+/// window and its seven-day limit are the vendor's ([`crate::cec::window`]). To be removed once every
+/// caller imports them from there.
+pub use crate::cec::window::{Window, MAX_WINDOW_MS};
 
 /// How far windows reach; from the validated configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! The background loop: every interval, plan the windows, read every page of every read, and only when
 //! all of them succeeded admit the records and publish the new state. A failed poll leaves no trace: it
-//! is logged once, counted once, and retried after a backoff. A scrape never waits for a poll.
+//! is one [`PollFailed`] event (one line, its counters), and is retried after a backoff. A scrape never
+//! waits for a poll. Everything worth a line or a counter is emitted as an event of [`crate::events`];
+//! the poller itself neither logs failures nor touches counters.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,10 +11,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{PollSummary, Retention, State};
-use super::plan::{plan, PlanConfig, PollPlan, Read, Window};
-use crate::cec::client::{ApiError, CecClient, WindowRead};
+use super::plan::{plan, PlanConfig, PollPlan, Read};
+use crate::cec::client::{CecClient, WindowRead};
+use crate::cec::error::ApiError;
 use crate::cec::record::TaskQuery;
+use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
+use crate::events::{
+    CatchupSkipped, FieldInvalid, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted,
+    PollFailed, RecordRejected, StateCommitFailed, StateCommitted, WindowFetched,
+};
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
 use crate::store::{Store, StoreError};
@@ -134,7 +142,7 @@ impl<S: Source> Poller<S> {
         // main windows just showed (so even the first poll after a restart merges them well).
         let mut plan = self.plan(now, cursor);
         for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
-            let r = self.source.read(read.query, read.window).await?;
+            let r = self.read(read.query, read.window).await?;
             requests += r.requests;
             let complete = r.complete();
             let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
@@ -149,7 +157,7 @@ impl<S: Source> Poller<S> {
         }
         plan.reads = self.plan(now, cursor).reads;
         for read in plan.reads.iter().filter(|r| r.targeted) {
-            let r = self.source.read(read.query, read.window).await?;
+            let r = self.read(read.query, read.window).await?;
             requests += r.requests;
             fetched.push((*read, r.records));
         }
@@ -159,33 +167,36 @@ impl<S: Source> Poller<S> {
         if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
             // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
             let result = tokio::task::block_in_place(|| store.commit(&self.state));
-            let size = store.size();
             let telemetry = &self.shared.telemetry;
             match result {
-                Ok(()) => telemetry.update(|d| {
-                    d.state_commits += 1;
-                    d.state_bytes = size;
-                }),
+                Ok(()) => StateCommitted { bytes: store.size() }.emit(telemetry),
                 Err(e) => {
                     self.state.rollback(cp);
-                    telemetry.update(|d| d.state_commit_failures += 1);
+                    StateCommitFailed { error: &e }.emit(telemetry);
                     return Err(e.into());
                 }
             }
         }
         self.state.committed();
-        if let Some((from, to)) = skipped {
-            let secs = (to - from) as f64 / 1000.0;
-            self.shared.telemetry.update(|d| d.catchup_skipped_seconds += secs);
-            tracing::warn!(
-                from = %crate::metrics::expose::rfc3339_ms(from),
-                to = %crate::metrics::expose::rfc3339_ms(to),
-                skipped_s = secs,
-                "the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted"
-            );
+        if let Some((from_ms, to_ms)) = skipped {
+            CatchupSkipped { from_ms, to_ms }.emit(&self.shared.telemetry);
         }
         self.publish();
         Ok(PollReport { plan, summary, requests })
+    }
+
+    /// Every page of `query` over `window`, reporting what the read served and what it had to skip.
+    async fn read(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        let r = self.source.read(query, window).await?;
+        let telemetry = &self.shared.telemetry;
+        WindowFetched { query, window, read: &r }.emit(telemetry);
+        for skipped in &r.rejected {
+            RecordRejected { query, skipped }.emit(telemetry);
+        }
+        for record in r.records.iter().filter(|rec| !rec.invalid.is_empty()) {
+            FieldInvalid { query, record }.emit(telemetry);
+        }
+        Ok(r)
     }
 
     /// The plan of a poll at `now` from `cursor`, the ledger's open calls and the densities known so far.
@@ -207,24 +218,18 @@ impl<S: Source> Poller<S> {
     ) -> Result<(), PollError> {
         let read = Read { query, window: settled, targeted: false };
         let mut seen = hashbrown::HashSet::new();
-        for attempt in 1..=3 {
-            let r = self.source.read(query, settled).await?;
+        // Each read is logged as a `WindowFetched` event; only giving up is worth a warning.
+        for _ in 0..3 {
+            let r = self.read(query, settled).await?;
             *requests += r.requests;
             seen.extend(r.records.iter().map(|rec| rec.id));
-            let covered = r.total.is_none_or(|t| seen.len() as u64 + r.rejected >= t);
-            tracing::debug!(%query, attempt, requests = r.requests, covered, "read the settled part of a window again");
+            let covered = r.total.is_none_or(|t| (seen.len() + r.rejected.len()) as u64 >= t);
             fetched.push((read, r.records));
             if covered {
                 return Ok(());
             }
         }
-        self.shared.telemetry.update(|d| d.incomplete_reads += 1);
-        tracing::warn!(
-            %query,
-            start_ms = settled.start_ms,
-            end_ms = settled.end_ms,
-            "CEC's answer kept changing while paged; calls of this window may be missed"
-        );
+        IncompleteRead { query, window: settled }.emit(&self.shared.telemetry);
         Ok(())
     }
 
@@ -253,53 +258,24 @@ impl<S: Source> Poller<S> {
             let wait = match result {
                 Ok(report) => {
                     let s = report.summary;
-                    if failures > 0 {
-                        tracing::info!(after_failures = failures, "polling recovered");
-                    } else if !telemetry.update(|d| d.ready) {
-                        tracing::info!(
-                            requests = report.requests,
-                            counted = s.counted,
-                            in_progress = s.tracked,
-                            "first poll committed; ready"
-                        );
+                    PollCommitted {
+                        summary: s,
+                        main: report.plan.main,
+                        reads: report.plan.reads.len(),
+                        requests: report.requests,
+                        elapsed,
+                        at_ms: now_ms(),
+                        after_failures: failures,
                     }
-                    failures = 0;
-                    telemetry.update(|d| {
-                        d.up = true;
-                        d.ready = true;
-                        d.polls += 1;
-                        d.last_poll_seconds = elapsed.as_secs_f64();
-                        d.last_success_ms = Some(now_ms());
-                        d.last_poll_requests = report.requests;
-                        d.open_calls_abandoned += s.abandoned;
-                        d.late_records += s.late;
-                        d.max_lateness_seconds = d.max_lateness_seconds.max(s.max_lateness_ms as f64 / 1000.0);
-                        d.last_error = None;
-                    });
-                    if s.max_lateness_ms * 2 > self.cfg.plan.lookback_ms {
-                        tracing::warn!(
-                            late = s.late,
-                            max_lateness_ms = s.max_lateness_ms,
-                            lookback_ms = self.cfg.plan.lookback_ms,
-                            "CEC returned records late by over half of --poll.lookback; later ones would be missed: raise it"
-                        );
+                    .emit(&telemetry);
+                    if s.late > 0 {
+                        let lookback_ms = self.cfg.plan.lookback_ms;
+                        LateRecords { count: s.late, max_lateness_ms: s.max_lateness_ms, lookback_ms }.emit(&telemetry);
                     }
                     if s.abandoned > 0 {
-                        tracing::warn!(abandoned = s.abandoned, "gave up open calls CEC never showed ended");
+                        OpenCallsAbandoned { count: s.abandoned }.emit(&telemetry);
                     }
-                    tracing::debug!(
-                        window_start_ms = report.plan.main.start_ms,
-                        window_end_ms = report.plan.main.end_ms,
-                        reads = report.plan.reads.len(),
-                        requests = report.requests,
-                        counted = s.counted,
-                        tracked = s.tracked,
-                        already_counted = s.already_counted,
-                        before_floor = s.before_floor,
-                        late = s.late,
-                        duration_ms = elapsed.as_millis() as u64,
-                        "poll committed"
-                    );
+                    failures = 0;
                     if report.plan.behind {
                         Duration::ZERO
                     } else {
@@ -309,20 +285,14 @@ impl<S: Source> Poller<S> {
                 Err(e) => {
                     failures += 1;
                     let wait = backoff(self.cfg.interval, failures);
-                    telemetry.update(|d| {
-                        d.up = false;
-                        d.polls += 1;
-                        d.poll_failures += 1;
-                        d.last_poll_seconds = elapsed.as_secs_f64();
-                        d.last_error = Some(e.to_string());
-                    });
-                    tracing::warn!(
-                        error = %e,
-                        retryable = e.retryable(),
-                        consecutive_failures = failures,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "poll failed; nothing committed"
-                    );
+                    PollFailed {
+                        error: &e,
+                        retryable: e.retryable(),
+                        elapsed,
+                        consecutive_failures: failures,
+                        retry_in: wait,
+                    }
+                    .emit(&telemetry);
                     wait
                 }
             };
@@ -344,9 +314,12 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cec::client::Skipped;
+    use crate::cec::error::Endpoint;
+    use crate::cec::record::CallId;
     use crate::cec::record::CallState;
+    use crate::cec::wire::{Field, RejectReason, Rejection};
     use crate::ingest::testing::{rec, CFG, RET, T0};
-    use crate::metrics::telemetry::Endpoint;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A CEC with one ended call whose reads fail while `down` is set.
@@ -370,7 +343,7 @@ mod tests {
                 records,
                 requests: 1,
                 total_unchanged: true,
-                rejected: 0,
+                rejected: Vec::new(),
             })
         }
     }
@@ -400,6 +373,45 @@ mod tests {
         assert_eq!(p.state().ledger.cursor_ms(), Some(later));
         assert_eq!(shared.telemetry.snapshot().catchup_skipped_seconds, 3_600.0);
         assert_eq!(p.state().aggregates.total_calls(), 1);
+    }
+
+    /// A CEC whose one read serves a call with an unusable field and an entry without a state.
+    struct Messy;
+
+    impl Source for Messy {
+        async fn read(&self, _: TaskQuery, _: Window) -> Result<WindowRead, ApiError> {
+            let mut c = rec(1, CallState::Ended, T0 - 1_000);
+            c.invalid.insert(Field::TalkDuration);
+            let rejection =
+                Rejection { reason: RejectReason::MissingState, field: Some("state"), serial: Some(CallId(2)) };
+            Ok(WindowRead {
+                records: vec![c],
+                requests: 1,
+                total: Some(2),
+                rejected: vec![Skipped { rejection, page_offset: 0 }],
+                total_unchanged: true,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_read_skipped_is_reported_by_the_poller_once_per_read() {
+        let cfg = PollerConfig {
+            interval: Duration::from_secs(30),
+            plan: CFG,
+            retention: RET,
+            queries: vec![TaskQuery::ITA],
+            max_catchup_ms: 3_600_000,
+        };
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(Messy, cfg, State::default(), shared.clone(), None);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!(report.plan.reads.len(), 1, "one read: the first poll's main window");
+        let d = shared.telemetry.snapshot();
+        assert_eq!(d.records_fetched, 2, "the counted record and the skipped entry");
+        assert_eq!(d.records_rejected, [(RejectReason::MissingState, 1)].into());
+        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 1)].into());
+        assert_eq!(p.state().aggregates.total_calls(), 1, "the record with a bad field still counts");
     }
 
     #[test]

@@ -1,77 +1,16 @@
 //! The exporter's own health: poll results, API requests and errors, rejected records, token refreshes.
-//! Updated live by the client and the poller (each runtime failure is counted here and logged where it
-//! happens), read by the renderer and the landing page. Not persisted: these restart with the process,
-//! as exporters' own counters do.
+//! Plain data behind a lock: only the internal events of [`crate::events`] move it (each runtime
+//! failure is one event: one log line and its counters, in one place); the renderer and the landing page
+//! read snapshots. Not persisted: these restart with the process, as exporters' own counters do.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::cec::wire::{Field, RejectReason};
 
-/// The `endpoint` label of API metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Endpoint {
-    Token,
-    QueryCallDetailRecord,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 2] = [Endpoint::Token, Endpoint::QueryCallDetailRecord];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Endpoint::Token => "token_by_ak_sk",
-            Endpoint::QueryCallDetailRecord => "query_call_detail_record",
-        }
-    }
-}
-
-/// The `error` label of `cec_exporter_api_errors_total`: why an API exchange failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ErrorKind {
-    /// No answer within the request timeout.
-    Timeout,
-    /// Connection refused or reset, DNS, TLS.
-    Transport,
-    /// HTTP 401/403: bad credentials, token rejected twice, source IP not allowed.
-    Unauthorized,
-    /// HTTP 429.
-    RateLimited,
-    /// HTTP 5xx.
-    ServerError,
-    /// Another unexpected HTTP status (400, 404, …).
-    HttpStatus,
-    /// The body is not the documented JSON.
-    Decode,
-    /// `retCode` other than "0" and "1".
-    RetCode,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
-        ErrorKind::Timeout,
-        ErrorKind::Transport,
-        ErrorKind::Unauthorized,
-        ErrorKind::RateLimited,
-        ErrorKind::ServerError,
-        ErrorKind::HttpStatus,
-        ErrorKind::Decode,
-        ErrorKind::RetCode,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Transport => "transport",
-            ErrorKind::Unauthorized => "unauthorized",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::ServerError => "server_error",
-            ErrorKind::HttpStatus => "http_status",
-            ErrorKind::Decode => "decode",
-            ErrorKind::RetCode => "ret_code",
-        }
-    }
-}
+/// Re-exported at their old path for the renderer and the benches; the types belong to the vendor API
+/// ([`crate::cec::error`]). To be removed once every caller imports them from there.
+pub use crate::cec::error::{Endpoint, ErrorKind};
 
 /// Everything the exporter reports about itself.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -125,13 +64,5 @@ impl Telemetry {
 
     pub fn snapshot(&self) -> TelemetryData {
         self.update(|d| d.clone())
-    }
-
-    pub fn request(&self, endpoint: Endpoint, status: u16) {
-        self.update(|d| *d.api_requests.entry((endpoint, status)).or_default() += 1);
-    }
-
-    pub fn error(&self, endpoint: Endpoint, kind: ErrorKind) {
-        self.update(|d| *d.api_errors.entry((endpoint, kind)).or_default() += 1);
     }
 }

@@ -1,0 +1,247 @@
+//! The one error type of the vendor-API boundary: every failed exchange with `tokenByAkSk` or
+//! `queryCallDetailRecord` becomes one [`ApiError`] variant that carries its context (endpoint, status,
+//! window) and says whether retrying makes sense. [`Endpoint`] and [`ErrorKind`] are the label values the
+//! exporter counts these failures under; they live here because they describe the API, not the metrics.
+//! No variant's message ever contains the app secret or a token.
+
+use std::time::Duration;
+
+use super::record::TaskQuery;
+use super::window::Window;
+
+/// One of the two interfaces; the `endpoint` label of API metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// `tokenByAkSk`.
+    Token,
+    /// `queryCallDetailRecord`.
+    QueryCallDetailRecord,
+}
+
+impl Endpoint {
+    /// Every endpoint, in exposition order.
+    pub const ALL: [Endpoint; 2] = [Endpoint::Token, Endpoint::QueryCallDetailRecord];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token_by_ak_sk",
+            Endpoint::QueryCallDetailRecord => "query_call_detail_record",
+        }
+    }
+}
+
+/// Why an API exchange failed; the `error` label of `cec_exporter_api_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// No answer within the request timeout.
+    Timeout,
+    /// Connection refused or reset, DNS, TLS.
+    Transport,
+    /// HTTP 401/403: bad credentials, token rejected twice, source IP not allowed.
+    Unauthorized,
+    /// HTTP 429.
+    RateLimited,
+    /// HTTP 5xx.
+    ServerError,
+    /// Another unexpected HTTP status (400, 404, …).
+    HttpStatus,
+    /// The body is not the documented JSON.
+    Decode,
+    /// `retCode` other than "0" and "1".
+    RetCode,
+}
+
+impl ErrorKind {
+    /// Every kind, in exposition order.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Timeout,
+        ErrorKind::Transport,
+        ErrorKind::Unauthorized,
+        ErrorKind::RateLimited,
+        ErrorKind::ServerError,
+        ErrorKind::HttpStatus,
+        ErrorKind::Decode,
+        ErrorKind::RetCode,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::Decode => "decode",
+            ErrorKind::RetCode => "ret_code",
+        }
+    }
+}
+
+/// A failed API exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No answer within the request timeout.
+    #[error("{endpoint}: no answer within {timeout:?}", endpoint = .endpoint.label())]
+    Timeout { endpoint: Endpoint, timeout: Duration },
+    /// No HTTP answer at all (connection, DNS, TLS); `message` is reqwest's chain, which names the URL and
+    /// never a header or body.
+    #[error("{endpoint}: {message}", endpoint = .endpoint.label())]
+    Transport { endpoint: Endpoint, message: String },
+    /// An HTTP status other than success (after the one re-authentication a 401 gets).
+    #[error("{endpoint}: HTTP {status}{hint}", endpoint = .endpoint.label(), hint = status_hint(*.status))]
+    Status { endpoint: Endpoint, status: u16, retry_after: Option<Duration> },
+    /// The body is not the documented JSON.
+    #[error("{endpoint}: answer is not the documented JSON: {message}", endpoint = .endpoint.label())]
+    Decode { endpoint: Endpoint, message: String },
+    /// `queryCallDetailRecord` refused the request (`retCode` other than "0" and "1").
+    #[error("queryCallDetailRecord taskType {query} [{start}, {end}]: retCode {code}: {message}", start = .window.start_ms, end = .window.end_ms)]
+    RetCode { query: TaskQuery, window: Window, code: String, message: String },
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (unauthorized: check the app key and secret)",
+        403 => " (forbidden: wrong key or source IP not allowed)",
+        404 => " (not found: check --cec.url / --cec.token-url)",
+        429 => " (rate limited)",
+        _ => "",
+    }
+}
+
+impl ApiError {
+    /// Whether the same request may succeed if tried again soon.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApiError::Timeout { .. } | ApiError::Transport { .. } | ApiError::Decode { .. } => true,
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
+            ApiError::RetCode { .. } => false,
+        }
+    }
+
+    /// The `error` label this failure is counted under.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ApiError::Timeout { .. } => ErrorKind::Timeout,
+            ApiError::Transport { .. } => ErrorKind::Transport,
+            ApiError::Status { status: 401 | 403, .. } => ErrorKind::Unauthorized,
+            ApiError::Status { status: 429, .. } => ErrorKind::RateLimited,
+            ApiError::Status { status, .. } if *status >= 500 => ErrorKind::ServerError,
+            ApiError::Status { .. } => ErrorKind::HttpStatus,
+            ApiError::Decode { .. } => ErrorKind::Decode,
+            ApiError::RetCode { .. } => ErrorKind::RetCode,
+        }
+    }
+
+    /// The interface that failed.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            ApiError::Timeout { endpoint, .. }
+            | ApiError::Transport { endpoint, .. }
+            | ApiError::Status { endpoint, .. }
+            | ApiError::Decode { endpoint, .. } => *endpoint,
+            ApiError::RetCode { .. } => Endpoint::QueryCallDetailRecord,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_variant_says_whether_to_retry_and_how_it_is_counted() {
+        let q = Endpoint::QueryCallDetailRecord;
+        let status = |s| ApiError::Status { endpoint: q, status: s, retry_after: None };
+        let w = Window { start_ms: 1, end_ms: 2 };
+        // (error, retryable, kind, endpoint, message)
+        let cases = [
+            (status(500), true, ErrorKind::ServerError, q, "query_call_detail_record: HTTP 500"),
+            (status(502), true, ErrorKind::ServerError, q, "query_call_detail_record: HTTP 502"),
+            (status(429), true, ErrorKind::RateLimited, q, "query_call_detail_record: HTTP 429 (rate limited)"),
+            (status(400), false, ErrorKind::HttpStatus, q, "query_call_detail_record: HTTP 400"),
+            (
+                status(401),
+                false,
+                ErrorKind::Unauthorized,
+                q,
+                "query_call_detail_record: HTTP 401 (unauthorized: check the app key and secret)",
+            ),
+            (
+                status(403),
+                false,
+                ErrorKind::Unauthorized,
+                q,
+                "query_call_detail_record: HTTP 403 (forbidden: wrong key or source IP not allowed)",
+            ),
+            (
+                status(404),
+                false,
+                ErrorKind::HttpStatus,
+                q,
+                "query_call_detail_record: HTTP 404 (not found: check --cec.url / --cec.token-url)",
+            ),
+            (
+                ApiError::Timeout { endpoint: Endpoint::Token, timeout: Duration::from_secs(10) },
+                true,
+                ErrorKind::Timeout,
+                Endpoint::Token,
+                "token_by_ak_sk: no answer within 10s",
+            ),
+            (
+                ApiError::Transport { endpoint: Endpoint::Token, message: "connection refused".into() },
+                true,
+                ErrorKind::Transport,
+                Endpoint::Token,
+                "token_by_ak_sk: connection refused",
+            ),
+            (
+                ApiError::Decode { endpoint: q, message: "EOF".into() },
+                true,
+                ErrorKind::Decode,
+                q,
+                "query_call_detail_record: answer is not the documented JSON: EOF",
+            ),
+            (
+                ApiError::RetCode { query: TaskQuery::ITA, window: w, code: "2".into(), message: "bad time".into() },
+                false,
+                ErrorKind::RetCode,
+                q,
+                "queryCallDetailRecord taskType 4 [1, 2]: retCode 2: bad time",
+            ),
+        ];
+        for (e, retryable, kind, endpoint, message) in cases {
+            assert_eq!((e.retryable(), e.kind(), e.endpoint()), (retryable, kind, endpoint), "{e}");
+            assert_eq!(e.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn only_a_status_carries_retry_after() {
+        let e = ApiError::Status {
+            endpoint: Endpoint::QueryCallDetailRecord,
+            status: 429,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        let t = ApiError::Timeout { endpoint: Endpoint::Token, timeout: Duration::from_secs(1) };
+        assert_eq!(t.retry_after(), None);
+    }
+
+    #[test]
+    fn every_kind_and_endpoint_has_a_distinct_label() {
+        let kinds: std::collections::BTreeSet<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(kinds.len(), ErrorKind::ALL.len());
+        assert_eq!(Endpoint::ALL.map(Endpoint::label), ["token_by_ak_sk", "query_call_detail_record"]);
+    }
+}

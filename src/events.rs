@@ -1,0 +1,707 @@
+//! Typed internal events, as Vector structures its own: every runtime happening worth a log line or a
+//! counter is one struct here, carrying the context it needs, and its [`InternalEvent::emit`] writes its
+//! one log line and moves its counters in [`Telemetry`], in one place. Callers (the poller, the run loop,
+//! and the client through [`ApiObserver`]) only build events and emit them; nothing else logs a failure
+//! or moves a counter, so a counter and the line explaining it cannot drift apart.
+//!
+//! A new runtime failure gets a struct here, an `emit` (one line, its counters), a test below asserting
+//! both, and one `.emit(&telemetry)` where it happens. No field ever holds a secret: errors' `Display`
+//! omits them, and phone numbers never get this far.
+//!
+//! This module sits between the emitters and the telemetry: it reads the vendor API's types and the
+//! ledger's poll summary, and writes only [`Telemetry`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cec::client::{Skipped, WindowRead};
+use crate::cec::error::{ApiError, Endpoint};
+use crate::cec::record::TaskQuery;
+use crate::cec::window::Window;
+use crate::cec::wire::ParsedRecord;
+use crate::cec::{ApiObserver, Retry};
+use crate::ingest::ledger::PollSummary;
+use crate::metrics::telemetry::Telemetry;
+
+/// An internal event: one log line and its counters.
+pub trait InternalEvent {
+    /// Writes the event's log line and moves its counters.
+    fn emit(&self, telemetry: &Telemetry);
+}
+
+/// The exporter's side of the client: every exchange the client reports becomes an event.
+impl ApiObserver for Telemetry {
+    fn request(&self, endpoint: Endpoint, status: Option<u16>) {
+        ApiRequest { endpoint, status }.emit(self);
+    }
+
+    fn error(&self, error: &ApiError, retry: Option<Retry>) {
+        ApiFailed { error, retry }.emit(self);
+    }
+
+    fn token_refreshed(&self, lifetime: Duration, after_401: bool) {
+        TokenRefreshed { lifetime, after_401 }.emit(self);
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One HTTP exchange with CEC ended. Counts `cec_exporter_api_requests_total{endpoint, code}` (code 0:
+/// no HTTP answer); a trace line.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiRequest {
+    pub endpoint: Endpoint,
+    /// `None` when no answer came (timeout, transport failure).
+    pub status: Option<u16>,
+}
+
+impl InternalEvent for ApiRequest {
+    fn emit(&self, t: &Telemetry) {
+        let status = self.status.unwrap_or(0);
+        tracing::trace!(endpoint = self.endpoint.label(), status, "API request");
+        t.update(|d| *d.api_requests.entry((self.endpoint, status)).or_default() += 1);
+    }
+}
+
+/// An API exchange failed. Counts `cec_exporter_api_errors_total{endpoint, error}`. A failure the
+/// client retries is logged at info ("retrying request"); one that ends the read only at debug, because
+/// the poll it fails logs it at warn ([`PollFailed`]): one visible line per failure.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiFailed<'a> {
+    pub error: &'a ApiError,
+    pub retry: Option<Retry>,
+}
+
+impl InternalEvent for ApiFailed<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let e = self.error;
+        match self.retry {
+            Some(r) => tracing::info!(error = %e, attempt = r.attempt, wait_ms = ms(r.wait), "retrying request"),
+            None => tracing::debug!(error = %e, retryable = e.retryable(), "API request failed; the read fails"),
+        }
+        t.update(|d| *d.api_errors.entry((e.endpoint(), e.kind())).or_default() += 1);
+    }
+}
+
+/// A new token was fetched. Counts `cec_exporter_token_refreshes_total`. A renewal ahead of expiry is
+/// routine (debug); one forced by a 401 means the token was revoked or expired early (info).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenRefreshed {
+    pub lifetime: Duration,
+    pub after_401: bool,
+}
+
+impl InternalEvent for TokenRefreshed {
+    fn emit(&self, t: &Telemetry) {
+        let lifetime_s = self.lifetime.as_secs();
+        if self.after_401 {
+            tracing::info!(lifetime_s, "queryCallDetailRecord answered 401: fetched a new token");
+        } else {
+            tracing::debug!(lifetime_s, "fetched a new token");
+        }
+        t.update(|d| d.token_refreshes += 1);
+    }
+}
+
+/// Every page of one read arrived. Counts `cec_exporter_records_fetched_total` by every entry served
+/// (rejected ones too); a debug line.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowFetched<'a> {
+    pub query: TaskQuery,
+    pub window: Window,
+    pub read: &'a WindowRead,
+}
+
+impl InternalEvent for WindowFetched<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let r = self.read;
+        tracing::debug!(
+            task_query = %self.query,
+            start_ms = self.window.start_ms,
+            end_ms = self.window.end_ms,
+            records = r.records.len(),
+            rejected = r.rejected.len(),
+            requests = r.requests,
+            complete = r.complete(),
+            "window read"
+        );
+        t.update(|d| d.records_fetched += r.entries());
+    }
+}
+
+/// A `callInfo` entry without identity or state was skipped. Counts
+/// `cec_exporter_records_rejected_total{reason}`; a warning naming the field and, when readable, the
+/// serial number (a log field, never a label).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRejected<'a> {
+    pub query: TaskQuery,
+    pub skipped: &'a Skipped,
+}
+
+impl InternalEvent for RecordRejected<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let rej = &self.skipped.rejection;
+        tracing::warn!(
+            reason = rej.reason.label(),
+            field = rej.field.unwrap_or(""),
+            call_serial_no = %rej.serial.map(|s| s.to_string()).unwrap_or_default(),
+            task_query = %self.query,
+            offset = self.skipped.page_offset,
+            "record rejected"
+        );
+        t.update(|d| *d.records_rejected.entry(rej.reason).or_default() += 1);
+    }
+}
+
+/// A counted record had optional fields whose values were unusable (read as absent). Counts
+/// `cec_exporter_record_fields_invalid_total{field}` once per field; one warning per record.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldInvalid<'a> {
+    pub query: TaskQuery,
+    pub record: &'a ParsedRecord,
+}
+
+impl InternalEvent for FieldInvalid<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let invalid = self.record.invalid;
+        let fields: Vec<&str> = invalid.iter().map(|f| f.name()).collect();
+        tracing::warn!(
+            fields = %fields.join(","),
+            call_serial_no = %self.record.id,
+            task_query = %self.query,
+            "record field unusable; read as absent, the call still counts"
+        );
+        t.update(|d| {
+            for f in invalid.iter() {
+                *d.fields_invalid.entry(f).or_default() += 1;
+            }
+        });
+    }
+}
+
+/// The settled part of a window still did not cover CEC's answer after three reads: calls may be
+/// missed. Counts `cec_exporter_incomplete_reads_total`; a warning.
+#[derive(Clone, Copy, Debug)]
+pub struct IncompleteRead {
+    pub query: TaskQuery,
+    pub window: Window,
+}
+
+impl InternalEvent for IncompleteRead {
+    fn emit(&self, t: &Telemetry) {
+        tracing::warn!(
+            task_query = %self.query,
+            start_ms = self.window.start_ms,
+            end_ms = self.window.end_ms,
+            "CEC's answer kept changing while paged; calls of this window may be missed"
+        );
+        t.update(|d| d.incomplete_reads += 1);
+    }
+}
+
+/// A poll was committed to the state store. Counts `cec_exporter_state_commits_total` and sets the
+/// store's size; a debug line.
+#[derive(Clone, Copy, Debug)]
+pub struct StateCommitted {
+    /// The store's size after the commit, when known.
+    pub bytes: Option<u64>,
+}
+
+impl InternalEvent for StateCommitted {
+    fn emit(&self, t: &Telemetry) {
+        tracing::debug!(bytes = self.bytes, "state committed");
+        t.update(|d| {
+            d.state_commits += 1;
+            d.state_bytes = self.bytes;
+        });
+    }
+}
+
+/// Committing a poll failed; the poll was undone. Counts `cec_exporter_state_commit_failures_total`. The
+/// line is debug: the failed poll's warning ([`PollFailed`]) carries the store's error.
+#[derive(Clone, Copy)]
+pub struct StateCommitFailed<'a> {
+    pub error: &'a dyn fmt::Display,
+}
+
+impl InternalEvent for StateCommitFailed<'_> {
+    fn emit(&self, t: &Telemetry) {
+        tracing::debug!(error = %self.error, "state commit failed; the poll is undone");
+        t.update(|d| d.state_commit_failures += 1);
+    }
+}
+
+/// An outage longer than `--poll.max-catchup`: the stretch `[from_ms, to_ms)` was skipped with a
+/// committed poll. Adds to `cec_exporter_catchup_skipped_seconds_total`; a warning.
+#[derive(Clone, Copy, Debug)]
+pub struct CatchupSkipped {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl InternalEvent for CatchupSkipped {
+    fn emit(&self, t: &Telemetry) {
+        let secs = (self.to_ms - self.from_ms) as f64 / 1000.0;
+        tracing::warn!(
+            from = %crate::metrics::expose::rfc3339_ms(self.from_ms),
+            to = %crate::metrics::expose::rfc3339_ms(self.to_ms),
+            skipped_s = secs,
+            "the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted"
+        );
+        t.update(|d| d.catchup_skipped_seconds += secs);
+    }
+}
+
+/// A poll committed. Sets `cec_up` and readiness, counts `cec_exporter_polls_total`, records the poll's
+/// duration, time and requests, and clears the last error. One line: info for the first poll since
+/// start ("ready") and for the first after failures ("recovered"), debug otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct PollCommitted {
+    pub summary: PollSummary,
+    pub main: Window,
+    pub reads: usize,
+    pub requests: u64,
+    pub elapsed: Duration,
+    /// When it committed, epoch ms.
+    pub at_ms: i64,
+    /// Consecutive failed polls before this one.
+    pub after_failures: u32,
+}
+
+impl InternalEvent for PollCommitted {
+    fn emit(&self, t: &Telemetry) {
+        let s = &self.summary;
+        let first = t.update(|d| {
+            let first = !d.ready;
+            d.up = true;
+            d.ready = true;
+            d.polls += 1;
+            d.last_poll_seconds = self.elapsed.as_secs_f64();
+            d.last_success_ms = Some(self.at_ms);
+            d.last_poll_requests = self.requests;
+            d.last_error = None;
+            first
+        });
+        if self.after_failures > 0 {
+            tracing::info!(after_failures = self.after_failures, requests = self.requests, "polling recovered");
+        } else if first {
+            tracing::info!(
+                requests = self.requests,
+                counted = s.counted,
+                in_progress = s.tracked,
+                "first poll committed; ready"
+            );
+        } else {
+            tracing::debug!(
+                window_start_ms = self.main.start_ms,
+                window_end_ms = self.main.end_ms,
+                reads = self.reads,
+                requests = self.requests,
+                counted = s.counted,
+                tracked = s.tracked,
+                already_counted = s.already_counted,
+                before_floor = s.before_floor,
+                late = s.late,
+                duration_ms = ms(self.elapsed),
+                "poll committed"
+            );
+        }
+    }
+}
+
+/// A poll gave up open calls CEC never showed ended. Counts `cec_exporter_open_calls_abandoned_total`
+/// by `count`; a warning.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenCallsAbandoned {
+    pub count: u64,
+}
+
+impl InternalEvent for OpenCallsAbandoned {
+    fn emit(&self, t: &Telemetry) {
+        tracing::warn!(abandoned = self.count, "gave up open calls CEC never showed ended");
+        t.update(|d| d.open_calls_abandoned += self.count);
+    }
+}
+
+/// A poll counted calls CEC returned late. Counts `cec_exporter_late_records_total` by `count` and
+/// raises the largest lateness seen. Warns when the lateness used over half of `--poll.lookback` (later
+/// records would be missed); otherwise a debug line.
+#[derive(Clone, Copy, Debug)]
+pub struct LateRecords {
+    pub count: u64,
+    pub max_lateness_ms: i64,
+    pub lookback_ms: i64,
+}
+
+impl InternalEvent for LateRecords {
+    fn emit(&self, t: &Telemetry) {
+        let (late, max_lateness_ms, lookback_ms) = (self.count, self.max_lateness_ms, self.lookback_ms);
+        if max_lateness_ms.saturating_mul(2) > lookback_ms {
+            tracing::warn!(
+                late,
+                max_lateness_ms,
+                lookback_ms,
+                "CEC returned records late by over half of --poll.lookback; later ones would be missed: raise it"
+            );
+        } else {
+            tracing::debug!(late, max_lateness_ms, lookback_ms, "counted records CEC returned late");
+        }
+        t.update(|d| {
+            d.late_records += late;
+            d.max_lateness_seconds = d.max_lateness_seconds.max(max_lateness_ms as f64 / 1000.0);
+        });
+    }
+}
+
+/// A poll failed and left no trace. Sets `cec_up` to 0, counts `cec_exporter_polls_total` and
+/// `cec_exporter_poll_failures_total`, records the duration and the error for the landing page; one
+/// warning with the error, which names what failed (never a secret).
+#[derive(Clone, Copy)]
+pub struct PollFailed<'a> {
+    pub error: &'a dyn fmt::Display,
+    pub retryable: bool,
+    pub elapsed: Duration,
+    pub consecutive_failures: u32,
+    pub retry_in: Duration,
+}
+
+impl InternalEvent for PollFailed<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let error = self.error.to_string();
+        tracing::warn!(
+            error = %error,
+            retryable = self.retryable,
+            consecutive_failures = self.consecutive_failures,
+            retry_in_ms = ms(self.retry_in),
+            "poll failed; nothing committed"
+        );
+        t.update(|d| {
+            d.up = false;
+            d.polls += 1;
+            d.poll_failures += 1;
+            d.last_poll_seconds = self.elapsed.as_secs_f64();
+            d.last_error = Some(error);
+        });
+    }
+}
+
+/// The poller ended without being told to (it panicked): the process exits so its supervisor restarts
+/// it. An error line; no counter (the process is about to end).
+#[derive(Clone, Copy, Debug)]
+pub struct PollerStopped {
+    pub why: &'static str,
+}
+
+impl InternalEvent for PollerStopped {
+    fn emit(&self, _: &Telemetry) {
+        tracing::error!("the poller stopped: {}; exiting", self.why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::cec::record::{CallId, CallState};
+    use crate::cec::wire::{Field, RejectReason, Rejection};
+    use crate::cec::ErrorKind;
+    use crate::metrics::telemetry::TelemetryData;
+
+    /// Emits `event` on fresh telemetry under a subscriber that captures every line (all levels, in the
+    /// production logfmt); returns the telemetry and the lines without their timestamp.
+    fn emit(event: &dyn InternalEvent) -> (TelemetryData, Vec<String>) {
+        emit_on(Telemetry::default(), event)
+    }
+
+    fn emit_on(t: Telemetry, event: &dyn InternalEvent) -> (TelemetryData, Vec<String>) {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Capture::default();
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .event_format(crate::logging::Logfmt)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || event.emit(&t));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines = text.lines().map(|l| l.split_once(' ').expect("ts first").1.to_owned()).collect();
+        (t.snapshot(), lines)
+    }
+
+    /// Asserts that exactly one line was written, at `level`, with message `msg`, and returns it.
+    fn one_line(lines: &[String], level: &str) -> String {
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(&format!("level={level} msg=")), "{lines:?}");
+        lines[0].clone()
+    }
+
+    const W: Window = Window { start_ms: 1_000, end_ms: 2_000 };
+
+    #[test]
+    fn api_request_counts_by_endpoint_and_status_zero_for_no_answer() {
+        let t = Telemetry::default();
+        ApiRequest { endpoint: Endpoint::QueryCallDetailRecord, status: Some(200) }.emit(&t);
+        ApiRequest { endpoint: Endpoint::QueryCallDetailRecord, status: Some(200) }.emit(&t);
+        let (d, lines) = emit_on(t, &ApiRequest { endpoint: Endpoint::Token, status: None });
+        let want = [((Endpoint::Token, 0), 1), ((Endpoint::QueryCallDetailRecord, 200), 2)];
+        assert_eq!(d, TelemetryData { api_requests: want.into(), ..Default::default() });
+        assert_eq!(one_line(&lines, "trace"), "level=trace msg=\"API request\" endpoint=token_by_ak_sk status=0");
+    }
+
+    #[test]
+    fn api_failed_counts_by_endpoint_and_kind_and_says_info_only_when_retrying() {
+        let e = ApiError::Status { endpoint: Endpoint::QueryCallDetailRecord, status: 503, retry_after: None };
+        let retry = Some(Retry { attempt: 2, wait: Duration::from_millis(800) });
+        let (d, lines) = emit(&ApiFailed { error: &e, retry });
+        let want = [((Endpoint::QueryCallDetailRecord, ErrorKind::ServerError), 1)];
+        assert_eq!(d, TelemetryData { api_errors: want.into(), ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "info"),
+            "level=info msg=\"retrying request\" error=\"query_call_detail_record: HTTP 503\" attempt=2 wait_ms=800"
+        );
+        let e = ApiError::Timeout { endpoint: Endpoint::Token, timeout: Duration::from_secs(1) };
+        let (d, lines) = emit(&ApiFailed { error: &e, retry: None });
+        assert_eq!(d.api_errors, [((Endpoint::Token, ErrorKind::Timeout), 1)].into());
+        assert_eq!(
+            one_line(&lines, "debug"),
+            "level=debug msg=\"API request failed; the read fails\" error=\"token_by_ak_sk: no answer within 1s\" retryable=true"
+        );
+    }
+
+    #[test]
+    fn token_refreshed_counts_one_and_is_visible_only_after_a_401() {
+        let (d, lines) = emit(&TokenRefreshed { lifetime: Duration::from_secs(600), after_401: false });
+        assert_eq!(d, TelemetryData { token_refreshes: 1, ..Default::default() });
+        assert_eq!(one_line(&lines, "debug"), "level=debug msg=\"fetched a new token\" lifetime_s=600");
+        let (d, lines) = emit(&TokenRefreshed { lifetime: Duration::from_secs(60), after_401: true });
+        assert_eq!(d.token_refreshes, 1);
+        one_line(&lines, "info");
+    }
+
+    fn skipped(reason: RejectReason, field: Option<&'static str>, serial: Option<u64>) -> Skipped {
+        Skipped { rejection: Rejection { reason, field, serial: serial.map(CallId) }, page_offset: 200 }
+    }
+
+    fn record(id: u64, invalid: &[Field]) -> ParsedRecord {
+        let mut r = ParsedRecord {
+            id: CallId(id),
+            state: CallState::Ended,
+            record: Default::default(),
+            invalid: Default::default(),
+        };
+        invalid.iter().for_each(|&f| r.invalid.insert(f));
+        r
+    }
+
+    #[test]
+    fn window_fetched_counts_every_entry_served() {
+        let read = WindowRead {
+            records: vec![record(1, &[]), record(2, &[]), record(1, &[])],
+            rejected: vec![skipped(RejectReason::NotAnObject, None, None)],
+            requests: 2,
+            total: Some(4),
+            total_unchanged: true,
+        };
+        let (d, lines) = emit(&WindowFetched { query: TaskQuery::ITA, window: W, read: &read });
+        assert_eq!(d, TelemetryData { records_fetched: 4, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "debug"),
+            "level=debug msg=\"window read\" task_query=4 start_ms=1000 end_ms=2000 records=3 rejected=1 requests=2 complete=false"
+        );
+    }
+
+    #[test]
+    fn record_rejected_counts_its_reason_and_logs_the_field_and_serial() {
+        let s = skipped(RejectReason::InvalidState, Some("state"), Some(7));
+        let (d, lines) = emit(&RecordRejected { query: TaskQuery::ALL_BUT_ITA, skipped: &s });
+        assert_eq!(
+            d,
+            TelemetryData { records_rejected: [(RejectReason::InvalidState, 1)].into(), ..Default::default() }
+        );
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"record rejected\" reason=invalid_state field=state call_serial_no=7 task_query=0 offset=200"
+        );
+        let s = skipped(RejectReason::NotAnObject, None, None);
+        let (_, lines) = emit(&RecordRejected { query: TaskQuery::ITA, skipped: &s });
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"record rejected\" reason=not_an_object field=\"\" call_serial_no=\"\" task_query=4 offset=200"
+        );
+    }
+
+    #[test]
+    fn field_invalid_counts_each_field_once_in_one_line() {
+        let r = record(9, &[Field::EndTime, Field::TalkDuration]);
+        let (d, lines) = emit(&FieldInvalid { query: TaskQuery::ITA, record: &r });
+        let want = [(Field::EndTime, 1), (Field::TalkDuration, 1)];
+        assert_eq!(d, TelemetryData { fields_invalid: want.into(), ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"record field unusable; read as absent, the call still counts\" fields=endTime,talkDuration call_serial_no=9 task_query=4"
+        );
+    }
+
+    #[test]
+    fn incomplete_read_counts_one() {
+        let (d, lines) = emit(&IncompleteRead { query: TaskQuery::ITA, window: W });
+        assert_eq!(d, TelemetryData { incomplete_reads: 1, ..Default::default() });
+        one_line(&lines, "warn");
+    }
+
+    #[test]
+    fn state_commits_count_and_set_the_size_failures_count_apart() {
+        let (d, lines) = emit(&StateCommitted { bytes: Some(4096) });
+        assert_eq!(d, TelemetryData { state_commits: 1, state_bytes: Some(4096), ..Default::default() });
+        one_line(&lines, "debug");
+        let (d, lines) = emit(&StateCommitFailed { error: &"state store /x: commit failed: disk full" });
+        assert_eq!(d, TelemetryData { state_commit_failures: 1, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "debug"),
+            "level=debug msg=\"state commit failed; the poll is undone\" error=\"state store /x: commit failed: disk full\""
+        );
+    }
+
+    #[test]
+    fn catchup_skipped_adds_the_seconds_skipped() {
+        let t = Telemetry::default();
+        CatchupSkipped { from_ms: 0, to_ms: 1_500 }.emit(&t);
+        let (d, lines) = emit_on(t, &CatchupSkipped { from_ms: 10_000, to_ms: 3_610_000 });
+        assert_eq!(d, TelemetryData { catchup_skipped_seconds: 3_601.5, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted\" \
+             from=1970-01-01T00:00:10.000Z to=1970-01-01T01:00:10.000Z skipped_s=3600.0"
+        );
+    }
+
+    fn committed(after_failures: u32) -> PollCommitted {
+        PollCommitted {
+            summary: PollSummary { counted: 5, tracked: 2, ..Default::default() },
+            main: W,
+            reads: 2,
+            requests: 3,
+            elapsed: Duration::from_millis(250),
+            at_ms: 1_234,
+            after_failures,
+        }
+    }
+
+    #[test]
+    fn poll_committed_sets_up_ready_and_the_poll_and_says_ready_once() {
+        let t = Telemetry::default();
+        t.update(|d| d.last_error = Some("earlier".into()));
+        let (d, lines) = emit_on(t, &committed(0));
+        let want = TelemetryData {
+            up: true,
+            ready: true,
+            polls: 1,
+            last_poll_seconds: 0.25,
+            last_success_ms: Some(1_234),
+            last_poll_requests: 3,
+            last_error: None,
+            ..Default::default()
+        };
+        assert_eq!(d, want);
+        assert_eq!(
+            one_line(&lines, "info"),
+            "level=info msg=\"first poll committed; ready\" requests=3 counted=5 in_progress=2"
+        );
+        // Later polls are routine; the first after failures says it recovered.
+        let t = Telemetry::default();
+        committed(0).emit(&t);
+        let (d, lines) = emit_on(t, &committed(0));
+        assert_eq!(d.polls, 2);
+        assert!(one_line(&lines, "debug").starts_with("level=debug msg=\"poll committed\""));
+        let t = Telemetry::default();
+        committed(0).emit(&t);
+        let (_, lines) = emit_on(t, &committed(3));
+        assert_eq!(one_line(&lines, "info"), "level=info msg=\"polling recovered\" after_failures=3 requests=3");
+    }
+
+    #[test]
+    fn open_calls_abandoned_adds_the_count() {
+        let (d, lines) = emit(&OpenCallsAbandoned { count: 4 });
+        assert_eq!(d, TelemetryData { open_calls_abandoned: 4, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"gave up open calls CEC never showed ended\" abandoned=4"
+        );
+    }
+
+    #[test]
+    fn late_records_add_the_count_keep_the_maximum_and_warn_past_half_the_lookback() {
+        let t = Telemetry::default();
+        LateRecords { count: 2, max_lateness_ms: 90_000, lookback_ms: 120_000 }.emit(&t);
+        let (d, lines) = emit_on(t, &LateRecords { count: 1, max_lateness_ms: 30_000, lookback_ms: 120_000 });
+        assert_eq!(d, TelemetryData { late_records: 3, max_lateness_seconds: 90.0, ..Default::default() });
+        one_line(&lines, "debug");
+        let (_, lines) = emit(&LateRecords { count: 1, max_lateness_ms: 60_001, lookback_ms: 120_000 });
+        one_line(&lines, "warn");
+    }
+
+    #[test]
+    fn poll_failed_sets_down_counts_the_poll_and_its_failure() {
+        let e = ApiError::Status { endpoint: Endpoint::QueryCallDetailRecord, status: 500, retry_after: None };
+        let t = Telemetry::default();
+        committed(0).emit(&t);
+        let failed = PollFailed {
+            error: &e,
+            retryable: true,
+            elapsed: Duration::from_millis(500),
+            consecutive_failures: 1,
+            retry_in: Duration::from_secs(30),
+        };
+        let (d, lines) = emit_on(t, &failed);
+        let want = TelemetryData {
+            up: false,
+            ready: true,
+            polls: 2,
+            poll_failures: 1,
+            last_poll_seconds: 0.5,
+            last_success_ms: Some(1_234),
+            last_poll_requests: 3,
+            last_error: Some("query_call_detail_record: HTTP 500".into()),
+            ..Default::default()
+        };
+        assert_eq!(d, want);
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"poll failed; nothing committed\" error=\"query_call_detail_record: HTTP 500\" \
+             retryable=true consecutive_failures=1 retry_in_ms=30000"
+        );
+    }
+
+    #[test]
+    fn poller_stopped_is_an_error_line_and_no_counter() {
+        let (d, lines) = emit(&PollerStopped { why: "it panicked" });
+        assert_eq!(d, TelemetryData::default());
+        assert_eq!(one_line(&lines, "error"), "level=error msg=\"the poller stopped: it panicked; exiting\"");
+    }
+
+    #[test]
+    fn the_observer_turns_each_report_into_its_event() {
+        let t = Telemetry::default();
+        let o: &dyn ApiObserver = &t;
+        o.request(Endpoint::Token, Some(401));
+        o.error(&ApiError::Status { endpoint: Endpoint::Token, status: 401, retry_after: None }, None);
+        o.token_refreshed(Duration::from_secs(5), false);
+        let d = t.snapshot();
+        assert_eq!(d.api_requests, [((Endpoint::Token, 401), 1)].into());
+        assert_eq!(d.api_errors, [((Endpoint::Token, ErrorKind::Unauthorized), 1)].into());
+        assert_eq!(d.token_refreshes, 1);
+    }
+}
