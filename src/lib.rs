@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use events::InternalEvent;
+
 /// Build information shown in `cec_exporter_build_info` and on the landing page.
 pub fn build_info() -> metrics::expose::BuildInfo {
     metrics::expose::BuildInfo {
@@ -84,7 +86,7 @@ pub async fn run(
                 Err(e) if e.is_panic() => "it panicked",
                 _ => "it stopped",
             };
-            events::InternalEvent::emit(&events::PollerStopped { why }, &telemetry);
+            events::PollerStopped { why }.emit(&telemetry);
             anyhow::bail!("the poller stopped unexpectedly: {why}");
         }
     }
