@@ -487,6 +487,72 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// A fixed state where every family has samples: exemplars with and without a timestamp, a reason
+    /// code without a name, every optional gauge present, non-zero self-telemetry everywhere.
+    fn golden_state() -> (Published, TelemetryData) {
+        let (mut p, mut t) = sample_state();
+        let no_end =
+            CallRecord { reason_code: Some(4), talk_s: Some(3_700.0), agent_talk_s: Some(12.5), ..Default::default() };
+        p.aggregates.observe(CallId(42), TaskType::CecBidirectional, &no_end);
+        let agent = CallRecord {
+            task_type: Some(TaskType::VoiceNotification),
+            agent_alerting_ms: Some(1_700_000_200_000),
+            agent_talking_ms: Some(1_700_000_200_750),
+            agent_talk_s: Some(61.0),
+            end_ms: Some(1_700_000_261_999),
+            ..Default::default()
+        };
+        p.aggregates.observe(CallId(43), TaskType::VoiceNotification, &agent);
+        p.aggregates.observe(
+            CallId(44),
+            TaskType::Unknown,
+            &CallRecord { reason_code: Some(999), ..Default::default() },
+        );
+        p.in_progress[TaskType::ItaBidirectional.index()] = [1, 0, 7];
+        t.poll_failures = 1;
+        t.last_poll_seconds = 0.25;
+        t.last_poll_requests = 4;
+        t.records_fetched = 120;
+        t.records_rejected.insert(RejectReason::InvalidState, 2);
+        t.fields_invalid.insert(Field::TalkDuration, 3);
+        t.token_refreshes = 2;
+        t.open_calls_abandoned = 1;
+        t.state_commits = 2;
+        t.state_commit_failures = 1;
+        t.state_bytes = Some(1_572_864);
+        t.catchup_skipped_seconds = 90.5;
+        t.incomplete_reads = 1;
+        t.late_records = 5;
+        t.max_lateness_seconds = 12.75;
+        (p, t)
+    }
+
+    /// The whole exposition of [`golden_state`] in both formats, compared byte for byte with the files
+    /// under `src/metrics/testdata/`: names, help texts, label order and value formatting are a contract.
+    /// `UPDATE_GOLDEN=1 cargo test --lib metrics::expose` rewrites them (review the diff!).
+    #[test]
+    fn golden_files() {
+        let (p, t) = golden_state();
+        for (format, file) in [(Format::OpenMetrics, "exposition.om.txt"), (Format::Text, "exposition.prom.txt")] {
+            let mut out = Vec::new();
+            render(&mut out, format, &p, &t, &build());
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics/testdata").join(file);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &out).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let got = String::from_utf8(out).unwrap();
+            if got != want {
+                let line = got.lines().zip(want.lines()).position(|(a, b)| a != b);
+                panic!(
+                    "{file} differs from the rendered exposition (first differing line {line:?}); \
+                     run UPDATE_GOLDEN=1 cargo test --lib metrics::expose if the change is intended\n{got}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn negotiation() {
         assert_eq!(Format::negotiate(None), Format::Text);
