@@ -12,13 +12,16 @@ use super::telemetry::{Endpoint, ErrorKind, TelemetryData};
 use crate::cec::record::{CallState, TaskType};
 use crate::cec::wire::{Field, RejectReason};
 
+/// Writes one family's samples from a collector's source (of any lifetime).
+pub type Produce<C> = for<'a, 's> fn(&'s <C as Collector>::Source<'a>, &mut Samples<'_>);
+
 /// A producer of samples for some of the families of [`f::ALL`], from one kind of source.
 pub trait Collector: 'static {
     /// What the samples are read from.
     type Source<'a>;
     /// The families this collector fills, in exposition order, each with the function writing its
     /// samples (for any lifetime of the source, hence the higher-ranked type).
-    const FAMILIES: &'static [(&'static Family, for<'a, 's> fn(&'s Self::Source<'a>, &mut Samples<'_>))];
+    const FAMILIES: &'static [(&'static Family, Produce<Self>)];
 }
 
 /// The call metrics: from the aggregates a poll committed and the calls the ledger sees open.
@@ -26,7 +29,7 @@ pub struct Calls;
 
 impl Collector for Calls {
     type Source<'a> = Published;
-    const FAMILIES: &'static [(&'static Family, fn(&Published, &mut Samples<'_>))] = &[
+    const FAMILIES: &'static [(&'static Family, Produce<Self>)] = &[
         (&f::CALLS, |c, s| {
             for t in TaskType::ALL {
                 for o in Outcome::ALL {
@@ -94,7 +97,7 @@ pub struct Own<'a> {
 
 impl Collector for SelfTelemetry {
     type Source<'a> = Own<'a>;
-    const FAMILIES: &'static [(&'static Family, for<'a, 's> fn(&'s Own<'a>, &mut Samples<'_>))] = &[
+    const FAMILIES: &'static [(&'static Family, Produce<Self>)] = &[
         (&f::UP, |c, s| s.sample(&[], Value::U(u64::from(c.telemetry.up)))),
         (&f::BUILD_INFO, |c, s| s.sample(&[c.build.version, c.build.revision], Value::U(1))),
         (&f::LAST_SUCCESSFUL_POLL, |c, s| {
