@@ -1,39 +1,27 @@
-//! Renders the aggregates and the exporter's telemetry as OpenMetrics 1.0 (with exemplars carrying a
-//! `call_serial_no`) or the classic Prometheus text format 0.0.4, picked from the scraper's `Accept`
-//! header. Written by hand over plain data rather than through a metrics registry: the aggregates must
-//! be plain data to be committed with the ledger, and both formats come from one walk over them.
+//! Renders the call metrics and the exporter's own telemetry as OpenMetrics 1.0 (with exemplars
+//! carrying a `call_serial_no`) or the classic Prometheus text format 0.0.4: one walk over the
+//! [`families`](super::families) table, whose samples the [`collect`](super::collect) collectors write
+//! through [`Samples`], which takes every name and label name from the table.
+//!
+//! Design note: why by hand and not through a metrics crate. The `prometheus` crate renders only the
+//! classic text format and has no exemplars; `prometheus-client` writes OpenMetrics with exemplars but
+//! not the 0.0.4 text format that `promtool`, older scrapers and `curl` users read. Both own their
+//! values inside a registry of live, atomically updated metrics, while ours are plain data (the
+//! [`Aggregates`](super::aggregate::Aggregates)) that a poll commits together with the ledger and a
+//! restart restores: we would have to copy every counter, bucket and exemplar into a registry on every
+//! scrape (or replay it after a restore), and keep the registry's view and the committed view from
+//! diverging. Writing the two formats by hand is one small writer over a table, allocation-free per
+//! sample, and the golden files and `promtool check metrics` in the tests hold it to the specs.
 
 use std::io::Write as _;
 
-use super::aggregate::{Aggregates, Exemplar, Histogram, Leg, DELAY_BUCKETS, NO_REASON, TALK_BUCKETS};
-use super::classify::{reason_name, Outcome};
-use super::telemetry::{Endpoint, ErrorKind, TelemetryData};
-use crate::cec::record::{CallState, TaskType};
-use crate::cec::wire::{Field, RejectReason};
+use super::aggregate::{Aggregates, Exemplar, Histogram};
+use super::collect::{Calls, Collector, Own, SelfTelemetry};
+use super::families::{Family, Kind};
+use super::telemetry::TelemetryData;
+use crate::cec::record::TaskType;
 
-/// An exposition format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    OpenMetrics,
-    Text,
-}
-
-impl Format {
-    /// OpenMetrics when the scraper accepts it (Prometheus asks for it), the classic text otherwise.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Text,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
-        }
-    }
-}
+pub use super::negotiate::Format;
 
 /// Version and revision for `cec_exporter_build_info`.
 #[derive(Clone, Debug)]
@@ -52,76 +40,31 @@ pub struct Published {
     pub remembered_calls: u64,
 }
 
-const POLLED: &str = "; from the exporter's background poll of CEC queryCallDetailRecord";
-
-struct W<'a> {
-    out: &'a mut Vec<u8>,
-    om: bool,
-}
-
-impl W<'_> {
-    fn family(&mut self, name: &str, kind: &str, help: &str, unit: Option<&str>) {
-        // OpenMetrics names a counter family without its `_total` suffix.
-        let fam = if self.om && kind == "counter" { name.strip_suffix("_total").unwrap_or(name) } else { name };
-        let _ = write!(self.out, "# HELP {fam} {help}\n# TYPE {fam} {kind}\n");
-        if let (true, Some(u)) = (self.om, unit) {
-            let _ = writeln!(self.out, "# UNIT {fam} {u}");
-        }
-    }
-
-    fn sample(&mut self, name: &str, suffix: &str, labels: &[(&str, &str)], value: Value, ex: Option<&Exemplar>) {
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(suffix.as_bytes());
-        if !labels.is_empty() {
-            self.out.push(b'{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                self.out.extend_from_slice(k.as_bytes());
-                self.out.extend_from_slice(b"=\"");
-                escape(self.out, v);
-                self.out.push(b'"');
-            }
-            self.out.push(b'}');
-        }
-        self.out.push(b' ');
-        value.write(self.out);
-        if let (true, Some(ex)) = (self.om, ex) {
-            self.out.extend_from_slice(b" # {call_serial_no=\"");
-            self.out.extend_from_slice(itoa::Buffer::new().format(ex.call.0).as_bytes());
-            self.out.extend_from_slice(b"\"} ");
-            Value::F(ex.value).write(self.out);
-            if let Some(ts) = ex.ts_ms {
-                self.out.push(b' ');
-                write_ms_as_seconds(self.out, ts);
-            }
-        }
-        self.out.push(b'\n');
-    }
-
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], bounds: &[f64], h: &Histogram) {
-        let mut cumulative = 0;
-        let n = labels.len();
-        for (i, &count) in h.buckets.iter().enumerate() {
-            cumulative += count;
-            let mut le_buf = ryu::Buffer::new();
-            let le = match bounds.get(i) {
-                Some(b) => le_buf.format(*b),
-                None => "+Inf",
-            };
-            let mut all = [("", ""); 4];
-            all[..n].copy_from_slice(labels);
-            all[n] = ("le", le);
-            self.sample(name, "_bucket", &all[..=n], Value::U(cumulative), h.exemplars[i].as_ref());
-        }
-        self.sample(name, "_sum", labels, Value::F(h.sum), None);
-        self.sample(name, "_count", labels, Value::U(h.count), None);
+/// Renders everything into `out`: every family of the table, in its order.
+pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryData, build: &BuildInfo) {
+    let om = format == Format::OpenMetrics;
+    write_families::<Calls>(out, om, p);
+    write_families::<SelfTelemetry>(out, om, &Own { telemetry: t, build, remembered_calls: p.remembered_calls });
+    if om {
+        out.extend_from_slice(b"# EOF\n");
     }
 }
 
-#[derive(Clone, Copy)]
-enum Value {
+/// Writes each family of a collector: its header lines from the table, then its samples.
+fn write_families<C: Collector>(out: &mut Vec<u8>, om: bool, source: &C::Source<'_>) {
+    for &(family, produce) in C::FAMILIES {
+        let name = family.header_name(om);
+        let _ = write!(out, "# HELP {name} {}\n# TYPE {name} {}\n", family.help, family.kind.type_name());
+        if let (true, Some(unit)) = (om, family.unit) {
+            let _ = writeln!(out, "# UNIT {name} {unit}");
+        }
+        produce(source, &mut Samples { out, om, family });
+    }
+}
+
+/// A sample value: counts are written as integers, everything else as a float.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
     U(u64),
     F(f64),
 }
@@ -134,6 +77,81 @@ impl Value {
             Value::F(f) if f.is_infinite() => out.extend_from_slice(if f > 0.0 { b"+Inf" } else { b"-Inf" }),
             Value::F(f) => out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes()),
         }
+    }
+}
+
+/// The sample writer of one family: a collector gives label values, in the order of the family's
+/// declared label names, and the writer pairs them with those names.
+pub struct Samples<'a> {
+    out: &'a mut Vec<u8>,
+    om: bool,
+    family: &'static Family,
+}
+
+impl Samples<'_> {
+    /// One sample of a counter or gauge.
+    pub fn sample(&mut self, labels: &[&str], value: Value) {
+        self.write("", labels, None, value, None);
+    }
+
+    /// One sample with the call behind it (an exemplar, written in OpenMetrics only).
+    pub fn sample_with_exemplar(&mut self, labels: &[&str], value: Value, exemplar: Option<&Exemplar>) {
+        self.write("", labels, None, value, exemplar);
+    }
+
+    /// One histogram series: cumulative buckets with their exemplars, then `_sum` and `_count`.
+    pub fn histogram(&mut self, labels: &[&str], h: &Histogram) {
+        let Kind::Histogram { buckets: bounds } = self.family.kind else {
+            unreachable!("{} is not a histogram", self.family.name)
+        };
+        debug_assert_eq!(h.buckets.len(), bounds.len() + 1, "{}: bucket layout", self.family.name);
+        let mut cumulative = 0;
+        let mut le_buf = ryu::Buffer::new();
+        for (i, &count) in h.buckets.iter().enumerate() {
+            cumulative += count;
+            let le = match bounds.get(i) {
+                Some(b) => le_buf.format(*b),
+                None => "+Inf",
+            };
+            self.write("_bucket", labels, Some(le), Value::U(cumulative), h.exemplars[i].as_ref());
+        }
+        self.write("_sum", labels, None, Value::F(h.sum), None);
+        self.write("_count", labels, None, Value::U(h.count), None);
+    }
+
+    fn write(&mut self, suffix: &str, values: &[&str], le: Option<&str>, value: Value, ex: Option<&Exemplar>) {
+        let names = self.family.labels;
+        // Names come from the table; a collector that passes another number of values is a bug.
+        debug_assert_eq!(values.len(), names.len(), "{}: label values for {names:?}", self.family.name);
+        let out = &mut *self.out;
+        out.extend_from_slice(self.family.name.as_bytes());
+        out.extend_from_slice(suffix.as_bytes());
+        let pairs = names.iter().zip(values).map(|(n, v)| (*n, *v)).chain(le.map(|le| ("le", le)));
+        let mut first = true;
+        for (name, v) in pairs {
+            out.push(if first { b'{' } else { b',' });
+            first = false;
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"=\"");
+            escape(out, v);
+            out.push(b'"');
+        }
+        if !first {
+            out.push(b'}');
+        }
+        out.push(b' ');
+        value.write(out);
+        if let (true, Some(ex)) = (self.om, ex) {
+            out.extend_from_slice(b" # {call_serial_no=\"");
+            out.extend_from_slice(itoa::Buffer::new().format(ex.call.0).as_bytes());
+            out.extend_from_slice(b"\"} ");
+            Value::F(ex.value).write(out);
+            if let Some(ts) = ex.ts_ms {
+                out.push(b' ');
+                write_ms_as_seconds(out, ts);
+            }
+        }
+        out.push(b'\n');
     }
 }
 
@@ -158,294 +176,15 @@ fn escape(out: &mut Vec<u8>, v: &str) {
     }
 }
 
-/// Renders everything into `out`.
-pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryData, build: &BuildInfo) {
-    let mut w = W { out, om: format == Format::OpenMetrics };
-    let a = &p.aggregates;
-
-    w.family(
-        "cec_calls_total",
-        "counter",
-        &format!("Ended calls, each counted once, by task type and outcome{POLLED}."),
-        None,
-    );
-    for t in TaskType::ALL {
-        for o in Outcome::ALL {
-            let labels = [("task_type", t.label()), ("outcome", o.label())];
-            w.sample("cec_calls", "_total", &labels, Value::U(a.calls[t.index()][o.index()]), None);
-        }
-    }
-
-    w.family(
-        "cec_call_end_reasons_total",
-        "counter",
-        &format!(
-            "Ended calls by the reason code CEC gives for their end (page codes 0-6, Q.850 causes for ITA){POLLED}."
-        ),
-        None,
-    );
-    let mut code_buf = itoa::Buffer::new();
-    for t in TaskType::ALL {
-        for (&code, c) in &a.end_reasons[t.index()] {
-            let (code_s, name) =
-                if code == NO_REASON { ("none", "none") } else { (code_buf.format(code), reason_name(t, code as u16)) };
-            let labels = [("task_type", t.label()), ("reason_code", code_s), ("reason", name)];
-            w.sample("cec_call_end_reasons", "_total", &labels, Value::U(c.count), c.exemplar.as_ref());
-        }
-    }
-
-    for (name, help, hs) in [
-        (
-            "cec_call_talk_duration_seconds",
-            "Customer talk time of ended calls that were answered (talkDuration above zero)",
-            &a.talk,
-        ),
-        (
-            "cec_call_agent_talk_duration_seconds",
-            "Agent talk time of ended calls whose agent talked (agentTalkDuration above zero)",
-            &a.agent_talk,
-        ),
-    ] {
-        w.family(name, "histogram", &format!("{help}{POLLED}."), Some("seconds"));
-        for t in TaskType::ALL {
-            w.histogram(name, &[("task_type", t.label())], TALK_BUCKETS, &hs[t.index()]);
-        }
-    }
-
-    w.family(
-        "cec_call_answer_delay_seconds",
-        "histogram",
-        &format!("Ring time before answer of ended calls: talkingTime minus alertingTime (customer) or agentTalkingTime minus agentAlertingTime (agent){POLLED}."),
-        Some("seconds"),
-    );
-    for t in TaskType::ALL {
-        for leg in Leg::ALL {
-            let labels = [("task_type", t.label()), ("leg", leg.label())];
-            w.histogram(
-                "cec_call_answer_delay_seconds",
-                &labels,
-                DELAY_BUCKETS,
-                &a.answer_delay[t.index()][leg as usize],
-            );
-        }
-    }
-
-    w.family(
-        "cec_calls_in_progress",
-        "gauge",
-        &format!("Calls seen not yet ended (state 0 to be called, 1 calling, 2 talking){POLLED}."),
-        None,
-    );
-    for t in TaskType::ALL {
-        for s in CallState::OPEN {
-            let labels = [("task_type", t.label()), ("state", s.label())];
-            w.sample("cec_calls_in_progress", "", &labels, Value::U(p.in_progress[t.index()][s as usize]), None);
-        }
-    }
-
-    w.family(
-        "cec_last_call_end_timestamp_seconds",
-        "gauge",
-        &format!("End time of the newest ended call counted, Unix seconds{POLLED}."),
-        Some("seconds"),
-    );
-    for t in TaskType::ALL {
-        if let Some(ms) = a.last_call_end_ms[t.index()] {
-            w.sample(
-                "cec_last_call_end_timestamp_seconds",
-                "",
-                &[("task_type", t.label())],
-                Value::F(ms as f64 / 1000.0),
-                None,
-            );
-        }
-    }
-
-    // The exporter's own health.
-    w.family("cec_up", "gauge", "1 when the exporter's last background poll of CEC succeeded, 0 otherwise.", None);
-    w.sample("cec_up", "", &[], Value::U(u64::from(t.up)), None);
-    w.family(
-        "cec_exporter_build_info",
-        "gauge",
-        "Version and revision of the running cec-exporter, which polls CEC in the background; always 1.",
-        None,
-    );
-    w.sample(
-        "cec_exporter_build_info",
-        "",
-        &[("version", build.version), ("revision", build.revision)],
-        Value::U(1),
-        None,
-    );
-    w.family(
-        "cec_exporter_last_successful_poll_timestamp_seconds",
-        "gauge",
-        "When the exporter's last successful background poll of CEC finished, Unix seconds.",
-        Some("seconds"),
-    );
-    if let Some(ms) = t.last_success_ms {
-        w.sample("cec_exporter_last_successful_poll_timestamp_seconds", "", &[], Value::F(ms as f64 / 1000.0), None);
-    }
-    w.family(
-        "cec_exporter_poll_duration_seconds",
-        "gauge",
-        "How long the exporter's last background poll of CEC took.",
-        Some("seconds"),
-    );
-    w.sample("cec_exporter_poll_duration_seconds", "", &[], Value::F(t.last_poll_seconds), None);
-    w.family("cec_exporter_polls_total", "counter", "Background polls of CEC the exporter attempted.", None);
-    w.sample("cec_exporter_polls", "_total", &[], Value::U(t.polls), None);
-    w.family(
-        "cec_exporter_poll_failures_total",
-        "counter",
-        "Background polls of CEC that failed and were left without trace (retried later).",
-        None,
-    );
-    w.sample("cec_exporter_poll_failures", "_total", &[], Value::U(t.poll_failures), None);
-    w.family(
-        "cec_exporter_last_poll_api_requests",
-        "gauge",
-        "queryCallDetailRecord requests the exporter's last successful background poll made.",
-        None,
-    );
-    w.sample("cec_exporter_last_poll_api_requests", "", &[], Value::U(t.last_poll_requests), None);
-
-    w.family(
-        "cec_exporter_api_requests_total",
-        "counter",
-        "HTTP requests the exporter's background poll made to CEC, by endpoint and HTTP status code (none: no answer).",
-        None,
-    );
-    let mut status_buf = itoa::Buffer::new();
-    for (&(ep, status), &n) in &t.api_requests {
-        let code = if status == 0 { "none" } else { status_buf.format(status) };
-        w.sample("cec_exporter_api_requests", "_total", &[("endpoint", ep.label()), ("code", code)], Value::U(n), None);
-    }
-    w.family(
-        "cec_exporter_api_errors_total",
-        "counter",
-        "Failed CEC API exchanges of the exporter's background poll, by endpoint and kind of error.",
-        None,
-    );
-    // Every combination from zero, so the first error is an increase Prometheus can see.
-    for (ep, kind) in Endpoint::ALL.into_iter().flat_map(|ep| ErrorKind::ALL.map(|k| (ep, k))) {
-        let n = t.api_errors.get(&(ep, kind)).copied().unwrap_or(0);
-        w.sample(
-            "cec_exporter_api_errors",
-            "_total",
-            &[("endpoint", ep.label()), ("error", kind.label())],
-            Value::U(n),
-            None,
-        );
-    }
-    w.family(
-        "cec_exporter_records_fetched_total",
-        "counter",
-        "Call records (callInfo entries) the exporter's background poll fetched from CEC, re-reads included.",
-        None,
-    );
-    w.sample("cec_exporter_records_fetched", "_total", &[], Value::U(t.records_fetched), None);
-    w.family(
-        "cec_exporter_records_rejected_total",
-        "counter",
-        "Call records the exporter's background poll skipped because they cannot be counted (no usable callSerialNo or state), by reason; each fetch of a bad record counts.",
-        None,
-    );
-    for r in RejectReason::ALL {
-        let n = t.records_rejected.get(&r).copied().unwrap_or(0);
-        w.sample("cec_exporter_records_rejected", "_total", &[("reason", r.label())], Value::U(n), None);
-    }
-    w.family(
-        "cec_exporter_record_fields_invalid_total",
-        "counter",
-        "Optional record fields the exporter's background poll could not use (read as absent; the call still counts), by field.",
-        None,
-    );
-    for f in Field::ALL {
-        let n = t.fields_invalid.get(&f).copied().unwrap_or(0);
-        w.sample("cec_exporter_record_fields_invalid", "_total", &[("field", f.name())], Value::U(n), None);
-    }
-    w.family(
-        "cec_exporter_token_refreshes_total",
-        "counter",
-        "Bearer tokens the exporter's background poll fetched from tokenByAkSk (the first one included).",
-        None,
-    );
-    w.sample("cec_exporter_token_refreshes", "_total", &[], Value::U(t.token_refreshes), None);
-    w.family(
-        "cec_exporter_open_calls_abandoned_total",
-        "counter",
-        "Calls the exporter's background poll stopped waiting for because CEC never showed them ended within --poll.max-call-duration.",
-        None,
-    );
-    w.sample("cec_exporter_open_calls_abandoned", "_total", &[], Value::U(t.open_calls_abandoned), None);
-    w.family(
-        "cec_exporter_state_commits_total",
-        "counter",
-        "Polls the exporter's background poll committed to the --state.path store.",
-        None,
-    );
-    w.sample("cec_exporter_state_commits", "_total", &[], Value::U(t.state_commits), None);
-    w.family(
-        "cec_exporter_state_commit_failures_total",
-        "counter",
-        "Commits to the --state.path store that failed (disk full, read-only); the poll was undone and is retried.",
-        None,
-    );
-    w.sample("cec_exporter_state_commit_failures", "_total", &[], Value::U(t.state_commit_failures), None);
-    w.family(
-        "cec_exporter_state_bytes",
-        "gauge",
-        "Size of the --state.path store after the background poll's last commit.",
-        Some("bytes"),
-    );
-    if let Some(b) = t.state_bytes {
-        w.sample("cec_exporter_state_bytes", "", &[], Value::U(b), None);
-    }
-    w.family(
-        "cec_exporter_catchup_skipped_seconds_total",
-        "counter",
-        "Outage time beyond --poll.max-catchup that the background poll skipped: calls that started then are not counted.",
-        Some("seconds"),
-    );
-    w.sample("cec_exporter_catchup_skipped_seconds", "_total", &[], Value::F(t.catchup_skipped_seconds), None);
-    w.family(
-        "cec_exporter_incomplete_reads_total",
-        "counter",
-        "Windows whose pages the exporter's background poll could not make cover CEC's answer (it kept changing while paged); calls there may be missed.",
-        None,
-    );
-    w.sample("cec_exporter_incomplete_reads", "_total", &[], Value::U(t.incomplete_reads), None);
-    w.family(
-        "cec_exporter_late_records_total",
-        "counter",
-        "Calls the exporter's background poll first saw although they started before the previous poll's window end (CEC returned them late).",
-        None,
-    );
-    w.sample("cec_exporter_late_records", "_total", &[], Value::U(t.late_records), None);
-    w.family(
-        "cec_exporter_max_record_lateness_seconds",
-        "gauge",
-        "Largest lateness of a late record seen since start: how much of --poll.lookback the background poll needed.",
-        Some("seconds"),
-    );
-    w.sample("cec_exporter_max_record_lateness_seconds", "", &[], Value::F(t.max_lateness_seconds), None);
-    w.family(
-        "cec_exporter_remembered_calls",
-        "gauge",
-        "Counted calls the exporter's background poll still remembers so that re-reads do not count them twice.",
-        None,
-    );
-    w.sample("cec_exporter_remembered_calls", "", &[], Value::U(p.remembered_calls), None);
-    if w.om {
-        w.out.extend_from_slice(b"# EOF\n");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cec::record::{CallId, CallRecord};
+    use crate::cec::record::{CallId, CallRecord, CallState};
+    use crate::cec::wire::{Field, RejectReason};
+    use crate::metrics::aggregate::Leg;
+    use crate::metrics::classify::{reason_name, Outcome};
+    use crate::metrics::families;
+    use crate::metrics::telemetry::{Endpoint, ErrorKind};
 
     fn build() -> BuildInfo {
         BuildInfo { version: "1.2.3", revision: "abc" }
@@ -485,6 +224,72 @@ mod tests {
         let mut out = Vec::new();
         render(&mut out, format, &p, &t, &build());
         String::from_utf8(out).unwrap()
+    }
+
+    /// A fixed state where every family has samples: exemplars with and without a timestamp, a reason
+    /// code without a name, every optional gauge present, non-zero self-telemetry everywhere.
+    fn golden_state() -> (Published, TelemetryData) {
+        let (mut p, mut t) = sample_state();
+        let no_end =
+            CallRecord { reason_code: Some(4), talk_s: Some(3_700.0), agent_talk_s: Some(12.5), ..Default::default() };
+        p.aggregates.observe(CallId(42), TaskType::CecBidirectional, &no_end);
+        let agent = CallRecord {
+            task_type: Some(TaskType::VoiceNotification),
+            agent_alerting_ms: Some(1_700_000_200_000),
+            agent_talking_ms: Some(1_700_000_200_750),
+            agent_talk_s: Some(61.0),
+            end_ms: Some(1_700_000_261_999),
+            ..Default::default()
+        };
+        p.aggregates.observe(CallId(43), TaskType::VoiceNotification, &agent);
+        p.aggregates.observe(
+            CallId(44),
+            TaskType::Unknown,
+            &CallRecord { reason_code: Some(999), ..Default::default() },
+        );
+        p.in_progress[TaskType::ItaBidirectional.index()] = [1, 0, 7];
+        t.poll_failures = 1;
+        t.last_poll_seconds = 0.25;
+        t.last_poll_requests = 4;
+        t.records_fetched = 120;
+        t.records_rejected.insert(RejectReason::InvalidState, 2);
+        t.fields_invalid.insert(Field::TalkDuration, 3);
+        t.token_refreshes = 2;
+        t.open_calls_abandoned = 1;
+        t.state_commits = 2;
+        t.state_commit_failures = 1;
+        t.state_bytes = Some(1_572_864);
+        t.catchup_skipped_seconds = 90.5;
+        t.incomplete_reads = 1;
+        t.late_records = 5;
+        t.max_lateness_seconds = 12.75;
+        (p, t)
+    }
+
+    /// The whole exposition of [`golden_state`] in both formats, compared byte for byte with the files
+    /// under `src/metrics/testdata/`: names, help texts, label order and value formatting are a contract.
+    /// `UPDATE_GOLDEN=1 cargo test --lib metrics::expose` rewrites them (review the diff!).
+    #[test]
+    fn golden_files() {
+        let (p, t) = golden_state();
+        for (format, file) in [(Format::OpenMetrics, "exposition.om.txt"), (Format::Text, "exposition.prom.txt")] {
+            let mut out = Vec::new();
+            render(&mut out, format, &p, &t, &build());
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics/testdata").join(file);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &out).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let got = String::from_utf8(out).unwrap();
+            if got != want {
+                let line = got.lines().zip(want.lines()).position(|(a, b)| a != b).map(|i| i + 1);
+                panic!(
+                    "{file} differs from the rendered exposition (first differing line {line:?}); \
+                     run UPDATE_GOLDEN=1 cargo test --lib metrics::expose if the change is intended\n{got}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -552,34 +357,198 @@ mod tests {
         assert_eq!(types.len(), uniq.len());
     }
 
+    /// Parses a rendered exposition into samples: the family (from the table) and the label pairs.
+    /// Panics when a sample names no family of the table or its label names are not the family's
+    /// declared ones in order (plus `le`, last, on a histogram's buckets).
+    fn samples(text: &str) -> Vec<(&'static Family, Vec<(&str, &str)>)> {
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            // OpenMetrics puts an exemplar after ` # `; its label is not a series label.
+            let series = line.split(" # ").next().unwrap();
+            let (series, _value) = series.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"))),
+                None => (series, ""),
+            };
+            let (family, bucket) = families::ALL
+                .iter()
+                .find_map(|f| match f.kind {
+                    Kind::Histogram { .. } => match name.strip_prefix(f.name) {
+                        Some("_bucket") => Some((*f, true)),
+                        Some("_sum" | "_count") => Some((*f, false)),
+                        _ => None,
+                    },
+                    _ => (name == f.name).then_some((*f, false)),
+                })
+                .unwrap_or_else(|| panic!("sample of no family in the table: {line}"));
+            let pairs: Vec<(&str, &str)> = if labels.is_empty() {
+                Vec::new()
+            } else {
+                labels
+                    .split(',')
+                    .map(|p| {
+                        let (k, v) = p.split_once('=').unwrap_or_else(|| panic!("bad label in {line}"));
+                        (k, v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or_else(|| panic!("{line}")))
+                    })
+                    .collect()
+            };
+            let mut want: Vec<&str> = family.labels.to_vec();
+            if bucket {
+                want.push("le");
+            }
+            let got: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+            assert_eq!(got, want, "label names of {line}");
+            out.push((family, pairs));
+        }
+        out
+    }
+
+    /// Whether `value` is one of the fixed values the label `label` of `family` can take: enum labels,
+    /// bucket bounds, numeric codes, the build. Nothing a record carries as free text or a number.
+    fn allowed(family: &Family, label: &str, value: &str) -> bool {
+        let decimal = |v: &str, max: u32| v.parse::<u32>().is_ok_and(|n| n <= max && n.to_string() == v);
+        match label {
+            "task_type" => TaskType::ALL.iter().any(|t| t.label() == value),
+            "outcome" => Outcome::ALL.iter().any(|o| o.label() == value),
+            "reason_code" => value == "none" || decimal(value, u16::MAX.into()),
+            "reason" if std::ptr::eq(family, &families::RECORDS_REJECTED) => {
+                RejectReason::ALL.iter().any(|r| r.label() == value)
+            }
+            "reason" => {
+                value == "none" || TaskType::ALL.iter().any(|&t| (0..=u16::MAX).any(|c| reason_name(t, c) == value))
+            }
+            "le" => {
+                let Kind::Histogram { buckets } = family.kind else { return false };
+                value == "+Inf" || buckets.iter().any(|b| ryu::Buffer::new().format(*b) == value)
+            }
+            "leg" => Leg::ALL.iter().any(|l| l.label() == value),
+            "state" => CallState::OPEN.iter().any(|s| s.label() == value),
+            "version" => value == build().version,
+            "revision" => value == build().revision,
+            "endpoint" => Endpoint::ALL.iter().any(|e| e.label() == value),
+            "code" => value == "none" || (decimal(value, 599) && value.len() == 3),
+            "error" => ErrorKind::ALL.iter().any(|k| k.label() == value),
+            "field" => Field::ALL.iter().any(|f| f.name() == value),
+            _ => false,
+        }
+    }
+
+    /// A page as CEC returns it, every record carrying phone numbers (`caller`, `called`, the CLIP
+    /// numbers `callerPresent`/`agentPresent`, and the `callerNo`/`calleeNo` other CEC APIs use) and
+    /// third-party free text in `callData`; some put a phone number where a code belongs.
+    const PAGE: &str = r#"{"retCode":"0","retMsg":"Query call detail record successfully","result":{"total":7,"callInfo":[
+        {"callSerialNo":"1037058396471308289","state":3,"taskType":"1","reasonCode":1,"caller":"+8613812345678","called":"13987654321","callerPresent":"4008123456","agentPresent":"95588123","callerNo":"+8613812345678","calleeNo":"13987654321","callData":"VIP customer Zhang Wei, ID 110101199003077777, asked for a refund","startTime":1621576992000,"endTime":1621577022000,"alertingTime":1621576994000,"talkingTime":1621576995000,"releaseTime":1621577022000,"talkDuration":26,"agentAlertingTime":1621576992000,"agentTalkingTime":1621576994000,"agentReleaseTime":1621577022000,"agentTalkDuration":27},
+        {"callSerialNo":"1037058396471308290","state":"3","taskType":"2","reasonCode":"5","caller":"02161234567","called":"13700001111","callData":"{\"campaign\":\"renewal\",\"note\":\"call back after 6pm\"}","startTime":"1621576993000","endTime":"1621577053000","alertingTime":"1621576994000","talkDuration":"0"},
+        {"callSerialNo":"1037058396471308291","state":3,"taskType":"13812345678","reasonCode":"13812345678","caller":"+8615900002222","called":"18688889999","callData":"wrong number\nsecond line \"quoted\" \\ backslash","startTime":1621576995000,"endTime":1621577000000,"talkDuration":"n/a"},
+        {"callSerialNo":"1037058396471308292","state":2,"taskType":"3","caller":"+8613311112222","called":"13444445555","callerPresent":"+8613311112222","callData":"prefers Mandarin","startTime":1621577010000,"alertingTime":1621577011000,"talkingTime":1621577012000},
+        {"callSerialNo":"1037058396471308293","state":1,"caller":"075512345678","called":"17712345678","callData":"x","startTime":1621577015000},
+        {"callSerialNo":"+8613812345678","state":3,"caller":"+8613655556666","callData":"serial is a phone number"},
+        {"state":3,"caller":"+8613977778888","called":"13500009999","callData":"no serial at all"}
+    ]}}"#;
+
+    const SECRETS: &[&str] = &[
+        "13812345678",
+        "13987654321",
+        "4008123456",
+        "95588123",
+        "02161234567",
+        "13700001111",
+        "15900002222",
+        "18688889999",
+        "13311112222",
+        "13444445555",
+        "075512345678",
+        "17712345678",
+        "13655556666",
+        "13977778888",
+        "13500009999",
+        "Zhang",
+        "110101199003077777",
+        "refund",
+        "renewal",
+        "call back",
+        "wrong number",
+        "quoted",
+        "Mandarin",
+        "no serial",
+        "serial is",
+    ];
+
     #[test]
     fn no_phone_number_or_free_text_can_reach_a_label() {
-        // Label values are drawn only from enums, numbers and the build info.
-        let s = text(Format::Text);
-        for line in s.lines().filter(|l| !l.starts_with('#')) {
-            if let Some(labels) = line.split_once('{').and_then(|(_, r)| r.split_once('}')).map(|(l, _)| l) {
-                for pair in labels.split(',') {
-                    let (k, _) = pair.split_once('=').unwrap();
-                    assert!(
-                        [
-                            "task_type",
-                            "outcome",
-                            "reason_code",
-                            "reason",
-                            "le",
-                            "leg",
-                            "state",
-                            "version",
-                            "revision",
-                            "endpoint",
-                            "code",
-                            "error",
-                            "field"
-                        ]
-                        .contains(&k),
-                        "unexpected label {k}"
-                    );
+        use crate::cec::record::TaskQuery;
+        use crate::cec::wire::parse_page;
+        use crate::ingest::ledger::{PollSummary, State};
+        use crate::ingest::plan::{Read, Window};
+
+        // The real path: the vendor's page parsed, each record admitted by the ledger (which counts
+        // ended calls into the aggregates), rejections and unusable fields tallied as the poller does.
+        let page = parse_page(PAGE.as_bytes()).unwrap();
+        assert_eq!(page.records.len(), 7);
+        let read = Read {
+            query: TaskQuery::ALL_BUT_ITA,
+            window: Window { start_ms: 1_621_576_000_000, end_ms: 1_621_578_000_000 },
+            targeted: false,
+        };
+        let mut state = State::default();
+        let mut summary = PollSummary::default();
+        let mut t = TelemetryData { up: true, polls: 1, records_fetched: 7, ..Default::default() };
+        for r in &page.records {
+            match r {
+                Ok(rec) => {
+                    for f in rec.invalid.iter() {
+                        *t.fields_invalid.entry(f).or_default() += 1;
+                    }
+                    state.admit(rec, &read, &mut summary);
                 }
+                Err(rej) => *t.records_rejected.entry(rej.reason).or_default() += 1,
+            }
+        }
+        // The fixture exercises what it should: counted, open, rejected and invalid-field records.
+        assert_eq!((summary.counted, summary.tracked), (3, 2));
+        assert_eq!(t.records_rejected.values().sum::<u64>(), 2);
+        assert!(t.fields_invalid.contains_key(&Field::ReasonCode), "{:?}", t.fields_invalid);
+        let p = Published {
+            aggregates: state.aggregates,
+            in_progress: state.ledger.in_progress(),
+            remembered_calls: state.ledger.counted_len() as u64,
+        };
+
+        for format in [Format::OpenMetrics, Format::Text] {
+            let mut out = Vec::new();
+            render(&mut out, format, &p, &t, &build());
+            let text = String::from_utf8(out).unwrap();
+            for secret in SECRETS {
+                assert!(!text.contains(secret), "{format:?} exposition contains {secret:?}\n{text}");
+            }
+            let samples = samples(&text);
+            assert!(samples.len() > 300, "{format:?}: {} samples", samples.len());
+            for (family, labels) in samples {
+                for (k, v) in labels {
+                    assert!(allowed(family, k, v), "{format:?}: {}{{{k}=\"{v}\"}} is not a fixed value", family.name);
+                }
+            }
+        }
+    }
+
+    /// Every sample of the golden state carries exactly its family's declared label names, and every
+    /// family of the table appears (with `# TYPE`) in both formats, in the table's order.
+    #[test]
+    fn every_family_is_rendered_with_its_declared_labels() {
+        let (p, t) = golden_state();
+        for format in [Format::OpenMetrics, Format::Text] {
+            let mut out = Vec::new();
+            render(&mut out, format, &p, &t, &build());
+            let text = String::from_utf8(out).unwrap();
+            let om = format == Format::OpenMetrics;
+            let typed: Vec<String> =
+                text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(str::to_owned).collect();
+            let want: Vec<String> =
+                families::ALL.iter().map(|f| format!("{} {}", f.header_name(om), f.kind.type_name())).collect();
+            assert_eq!(typed, want, "{format:?}");
+            let samples = samples(&text);
+            for f in families::ALL {
+                assert!(samples.iter().any(|(g, _)| std::ptr::eq(*g, f)), "{format:?}: no sample of {}", f.name);
             }
         }
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod durable;
 mod exactly_once;
+mod exposition;
 mod faults;
 mod harness;
 mod model;
