@@ -1,10 +1,16 @@
-//! The command line, as clap parses it: raw values only. Every flag can also come from an environment
-//! variable; the app secret comes from a file or `CEC_APP_SECRET`, never from a flag. Validation lives in
-//! [`crate::config`].
+//! The command line, typed where clap parses it: every flag's value parser checks the value and its
+//! range, so a bad flag stops start-up with clap's message naming it (exit code 2). Every flag can also
+//! come from an environment variable; the app secret comes from a file or `CEC_APP_SECRET`, never from a
+//! flag. Rules that relate two flags live in [`crate::config`].
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::cec::record::TaskQuery;
+use crate::logging::{LogFormat, LogLevel};
 
 /// Prometheus exporter for Huawei Cloud CEC (AICC) call detail records: polls queryCallDetailRecord in
 /// the background and counts every call exactly once.
@@ -27,104 +33,475 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+/// The longest backfill and catch-up: CEC documents no history limit, and a first start should not page
+/// through months of records.
+pub const MAX_BACKFILL: Duration = Duration::from_secs(90 * 24 * 3600);
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 /// Flags of the exporter.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Base URL of the CEC API gateway; the documented paths are appended (plain http:// works).
-    #[arg(long = "cec.url", env = "CEC_URL", global = true)]
-    pub cec_url: Option<String>,
+    #[arg(long = "cec.url", env = "CEC_URL", global = true, value_name = "URL", value_parser = http_url)]
+    pub cec_url: Option<reqwest::Url>,
     /// URL of tokenByAkSk: a base URL (the documented path is appended) or the full URL. Default: from --cec.url.
-    #[arg(long = "cec.token-url", env = "CEC_TOKEN_URL", global = true)]
-    pub cec_token_url: Option<String>,
+    #[arg(long = "cec.token-url", env = "CEC_TOKEN_URL", global = true, value_name = "URL", value_parser = http_url)]
+    pub cec_token_url: Option<reqwest::Url>,
     /// App key (X-APP-Key), issued by the tenant's operations admin.
-    #[arg(long = "cec.app-key", env = "CEC_APP_KEY", global = true)]
+    #[arg(long = "cec.app-key", env = "CEC_APP_KEY", global = true, value_name = "KEY")]
     pub cec_app_key: Option<String>,
     /// File holding the app secret (surrounding whitespace ignored). Or set CEC_APP_SECRET.
-    #[arg(long = "cec.app-secret-file", env = "CEC_APP_SECRET_FILE", global = true)]
+    #[arg(long = "cec.app-secret-file", env = "CEC_APP_SECRET_FILE", global = true, value_name = "FILE")]
     pub cec_app_secret_file: Option<PathBuf>,
     /// taskType filters to query each window with, comma separated (0 = every type except ITA, 4 = ITA).
-    #[arg(long = "cec.task-types", env = "CEC_TASK_TYPES", default_value = "0,4", global = true)]
-    pub cec_task_types: String,
+    #[arg(long = "cec.task-types", env = "CEC_TASK_TYPES", global = true)]
+    #[arg(default_value = "0,4", value_name = "TYPES", value_parser = task_types)]
+    pub cec_task_types: TaskTypes,
     /// Records per page (at most 100).
-    #[arg(long = "cec.page-size", env = "CEC_PAGE_SIZE", default_value = "100", global = true)]
-    pub cec_page_size: String,
+    #[arg(long = "cec.page-size", env = "CEC_PAGE_SIZE", global = true)]
+    #[arg(default_value = "100", value_name = "N", value_parser = whole_number_in(1, 100))]
+    pub cec_page_size: u32,
     /// Token lifetime asked for with X-Token-Expire, in seconds (at most 3600).
-    #[arg(long = "cec.token-expire", env = "CEC_TOKEN_EXPIRE", default_value = "600", global = true)]
-    pub cec_token_expire: String,
-    /// Timeout of each API request.
-    #[arg(long = "cec.timeout", env = "CEC_TIMEOUT", default_value = "10s", global = true)]
-    pub cec_timeout: String,
-    /// Time between polls.
-    #[arg(long = "poll.interval", env = "CEC_POLL_INTERVAL", default_value = "30s", global = true)]
-    pub poll_interval: String,
-    /// How far back the first poll reads when there is no state.
-    #[arg(long = "poll.backfill", env = "CEC_POLL_BACKFILL", default_value = "1h", global = true)]
-    pub poll_backfill: String,
-    /// How far before the previous poll's window end each poll re-reads, for records that show up late.
-    #[arg(long = "poll.lookback", env = "CEC_POLL_LOOKBACK", default_value = "5m", global = true)]
-    pub poll_lookback: String,
-    /// Give up on a call CEC has not shown ended this long after its start.
-    #[arg(long = "poll.max-call-duration", env = "CEC_POLL_MAX_CALL_DURATION", default_value = "24h", global = true)]
-    pub poll_max_call_duration: String,
+    #[arg(long = "cec.token-expire", env = "CEC_TOKEN_EXPIRE", global = true)]
+    #[arg(default_value = "600", value_name = "SECONDS", value_parser = whole_number_in(1, 3600))]
+    pub cec_token_expire: u32,
+    /// Timeout of each API request (at least 100ms).
+    #[arg(long = "cec.timeout", env = "CEC_TIMEOUT", global = true)]
+    #[arg(default_value = "10s", value_name = "DURATION")]
+    #[arg(value_parser = duration_in(Duration::from_millis(100), Duration::MAX, "must be at least 100ms"))]
+    pub cec_timeout: Duration,
+    /// Time between polls, at least 1s [default: 30s; demo: 5s]
+    #[arg(long = "poll.interval", env = "CEC_POLL_INTERVAL", global = true)]
+    #[arg(value_name = "DURATION", value_parser = duration_in(SECOND, Duration::MAX, "must be at least 1s"))]
+    pub poll_interval: Option<Duration>,
+    /// How far back the first poll reads when there is no state (at most 90d).
+    #[arg(long = "poll.backfill", env = "CEC_POLL_BACKFILL", global = true)]
+    #[arg(default_value = "1h", value_name = "DURATION")]
+    #[arg(value_parser = duration_in(Duration::ZERO, MAX_BACKFILL, "must be at most 90d"))]
+    pub poll_backfill: Duration,
+    /// How far before the previous poll's window end each poll re-reads, for records that show up late (1s to 24h).
+    #[arg(long = "poll.lookback", env = "CEC_POLL_LOOKBACK", global = true)]
+    #[arg(default_value = "5m", value_name = "DURATION")]
+    #[arg(value_parser = duration_in(SECOND, DAY, "must be from 1s to 24h"))]
+    pub poll_lookback: Duration,
+    /// Give up on a call CEC has not shown ended this long after its start (longer than lookback plus interval).
+    #[arg(long = "poll.max-call-duration", env = "CEC_POLL_MAX_CALL_DURATION", global = true)]
+    #[arg(default_value = "24h", value_name = "DURATION", value_parser = duration)]
+    pub poll_max_call_duration: Duration,
     /// Directory for the exporter's durable state (created when missing). Without it, state is in memory only.
-    #[arg(long = "state.path", env = "CEC_STATE_PATH", global = true)]
+    #[arg(long = "state.path", env = "CEC_STATE_PATH", global = true, value_name = "DIR")]
     pub state_path: Option<PathBuf>,
     /// Move an existing (for instance unreadable) state store aside and start afresh. Use once.
     #[arg(long = "state.reset", env = "CEC_STATE_RESET", global = true)]
     pub state_reset: bool,
-    /// After an outage, catch up at most this far back; the older part is skipped and reported.
-    #[arg(long = "poll.max-catchup", env = "CEC_POLL_MAX_CATCHUP", default_value = "30d", global = true)]
-    pub poll_max_catchup: String,
+    /// After an outage, catch up at most this far back (from lookback plus interval to 90d); the older part is
+    /// skipped and reported.
+    #[arg(long = "poll.max-catchup", env = "CEC_POLL_MAX_CATCHUP", global = true)]
+    #[arg(default_value = "30d", value_name = "DURATION")]
+    #[arg(value_parser = duration_in(Duration::ZERO, MAX_BACKFILL, "must be at most 90d"))]
+    pub poll_max_catchup: Duration,
     /// Address to serve /metrics on; ":PORT" listens on every interface [default: :10049; demo: 127.0.0.1:10049]
     #[arg(long = "web.listen-address", env = "CEC_WEB_LISTEN_ADDRESS", global = true)]
-    pub web_listen_address: Option<String>,
+    #[arg(value_name = "ADDRESS", value_parser = listen_address)]
+    pub web_listen_address: Option<SocketAddr>,
     /// Path of the metrics endpoint.
-    #[arg(long = "web.telemetry-path", env = "CEC_WEB_TELEMETRY_PATH", default_value = "/metrics", global = true)]
+    #[arg(long = "web.telemetry-path", env = "CEC_WEB_TELEMETRY_PATH", global = true)]
+    #[arg(default_value = "/metrics", value_name = "PATH", value_parser = telemetry_path)]
     pub web_telemetry_path: String,
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long = "log.level", env = "CEC_LOG_LEVEL", default_value = "info", global = true)]
-    pub log_level: String,
-    /// Log format: logfmt or json.
-    #[arg(long = "log.format", env = "CEC_LOG_FORMAT", default_value = "logfmt", global = true)]
-    pub log_format: String,
+    /// Log level.
+    #[arg(
+        long = "log.level",
+        env = "CEC_LOG_LEVEL",
+        default_value = "info",
+        global = true,
+        value_name = "LEVEL",
+        ignore_case = true
+    )]
+    pub log_level: LogLevel,
+    /// Log format.
+    #[arg(long = "log.format", env = "CEC_LOG_FORMAT", default_value = "logfmt", global = true, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 }
 
 /// Flags of the simulator.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Address to listen on.
-    #[arg(long, env = "CEC_SIM_LISTEN", default_value = "127.0.0.1:10050")]
-    pub listen: String,
+    #[arg(long, env = "CEC_SIM_LISTEN")]
+    #[arg(default_value = "127.0.0.1:10050", value_name = "ADDRESS", value_parser = listen_address)]
+    pub listen: SocketAddr,
     /// App key the simulator accepts.
-    #[arg(long = "app-key", env = "CEC_SIM_APP_KEY", default_value = "demo-app-key")]
+    #[arg(long = "app-key", env = "CEC_SIM_APP_KEY", default_value = "demo-app-key", value_name = "KEY")]
     pub app_key: String,
     /// File holding the app secret the simulator accepts (default: "demo-app-secret").
-    #[arg(long = "app-secret-file", env = "CEC_SIM_APP_SECRET_FILE")]
+    #[arg(long = "app-secret-file", env = "CEC_SIM_APP_SECRET_FILE", value_name = "FILE")]
     pub app_secret_file: Option<PathBuf>,
     /// Seed of the generated traffic.
     #[arg(long, env = "CEC_SIM_SEED", default_value = "1")]
     pub seed: u64,
     /// Generated calls per minute (0 for none).
-    #[arg(long = "calls-per-minute", env = "CEC_SIM_CALLS_PER_MINUTE", default_value = "120")]
+    #[arg(long = "calls-per-minute", env = "CEC_SIM_CALLS_PER_MINUTE")]
+    #[arg(default_value = "120", value_name = "RATE", value_parser = non_negative_number)]
     pub calls_per_minute: f64,
     /// Traffic generated before the simulator started.
-    #[arg(long, env = "CEC_SIM_HISTORY", default_value = "1h")]
-    pub history: String,
+    #[arg(long, env = "CEC_SIM_HISTORY", default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    pub history: Duration,
     /// Factor on every call duration (1 realistic; 0.01 for fast tests).
-    #[arg(long = "duration-scale", env = "CEC_SIM_DURATION_SCALE", default_value = "1")]
+    #[arg(long = "duration-scale", env = "CEC_SIM_DURATION_SCALE")]
+    #[arg(default_value = "1", value_name = "FACTOR", value_parser = positive_number)]
     pub duration_scale: f64,
     /// Largest delay before a record (or its ended state) shows up.
-    #[arg(long = "max-record-latency", env = "CEC_SIM_MAX_RECORD_LATENCY", default_value = "5s")]
-    pub max_record_latency: String,
+    #[arg(long = "max-record-latency", env = "CEC_SIM_MAX_RECORD_LATENCY")]
+    #[arg(default_value = "5s", value_name = "DURATION", value_parser = duration)]
+    pub max_record_latency: Duration,
 }
 
 /// Flags of the demo.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Address of the simulator (port 0 picks a free one).
-    #[arg(long = "sim.listen", default_value = "127.0.0.1:0")]
-    pub sim_listen: String,
+    #[arg(long = "sim.listen", default_value = "127.0.0.1:0", value_name = "ADDRESS", value_parser = listen_address)]
+    pub sim_listen: SocketAddr,
     /// Generated calls per minute.
-    #[arg(long = "sim.calls-per-minute", default_value = "120")]
+    #[arg(long = "sim.calls-per-minute", default_value = "120", value_name = "RATE", value_parser = positive_number)]
     pub calls_per_minute: f64,
+}
+
+/// The `--cec.task-types` list: each a taskType 0–4, none twice, and `0` never with one of `1`–`3`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskTypes(Vec<TaskQuery>);
+
+impl TaskTypes {
+    /// The filters, in the order given.
+    pub fn queries(&self) -> &[TaskQuery] {
+        &self.0
+    }
+}
+
+// The value parsers. Each returns the reason only: clap adds the flag and the value, as in
+// `error: invalid value '0s' for '--poll.interval <DURATION>': must be at least 1s`.
+
+/// A duration such as `30s`, `1h`, `1h30m`, `500ms`, `10d`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("not a duration like 30s or 1h ({e})"))
+}
+
+/// A duration from `min` to `max` (both included); `rule` says so when it is not.
+pub fn duration_in(
+    min: Duration,
+    max: Duration,
+    rule: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |s| match duration(s)? {
+        d if (min..=max).contains(&d) => Ok(d),
+        _ => Err(rule.to_owned()),
+    }
+}
+
+/// A whole number from `min` to `max` (both included).
+pub fn whole_number_in(min: u32, max: u32) -> impl Fn(&str) -> Result<u32, String> + Clone + Send + Sync + 'static {
+    move |s| match s.trim().parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+/// An `http://` or `https://` URL with a host and without credentials.
+pub fn http_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("not an http:// or https:// URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials do not belong in the URL; use --cec.app-key and the secret file".into());
+    }
+    Ok(url)
+}
+
+/// A listen address; `:PORT` means every IPv4 interface. A host name is resolved (the one look-up
+/// parsing makes), and its first address is used.
+pub fn listen_address(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| "not an address like :10049 or 127.0.0.1:10049".to_owned())
+}
+
+/// A comma-separated list of taskType filters.
+pub fn task_types(s: &str) -> Result<TaskTypes, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let q = part
+            .parse::<u8>()
+            .ok()
+            .and_then(TaskQuery::new)
+            .ok_or_else(|| format!("{part:?} is not a taskType 0-4"))?;
+        if out.contains(&q) {
+            return Err(format!("taskType {part} is listed twice"));
+        }
+        out.push(q);
+    }
+    // "0" already returns types 1-3: adding one of them would read the same calls twice per poll.
+    if out.contains(&TaskQuery::ALL_BUT_ITA) && out.iter().any(|q| (1..=3).contains(&q.code())) {
+        return Err("0 already includes task types 1-3; list either 0 or some of 1, 2, 3".into());
+    }
+    Ok(TaskTypes(out))
+}
+
+/// The metrics path: below `/`, and not under `/-/`, where the health endpoints live.
+pub fn telemetry_path(s: &str) -> Result<String, String> {
+    let p = s.trim();
+    if !p.starts_with('/') || p.len() < 2 || p.starts_with("/-/") {
+        return Err("must start with / and not be / or under /-/".into());
+    }
+    Ok(p.to_owned())
+}
+
+/// A finite number of at least 0.
+pub fn non_negative_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err("must be a number of at least 0".into()),
+    }
+}
+
+/// A finite number above 0.
+pub fn positive_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("must be a number above 0".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [&str; 5] = ["cec-exporter", "--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k"];
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(BASE.iter().chain(extra))
+    }
+
+    /// clap's message for a refused value, without the colours and the "--help" hint.
+    fn refused(extra: &[&str]) -> String {
+        let e = parse(extra).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{e}");
+        e.to_string().lines().next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration(" 1h30m "), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("10d"), Ok(Duration::from_secs(864_000)));
+        assert_eq!(duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(duration("soon"), Err("not a duration like 30s or 1h (expected number at 0)".into()));
+        assert_eq!(
+            duration("30"),
+            Err("not a duration like 30s or 1h (time unit needed, for example 30sec or 30ms)".into())
+        );
+        assert_eq!(duration(""), Err("not a duration like 30s or 1h (value was empty)".into()));
+        let p = duration_in(Duration::from_secs(1), Duration::from_secs(60), "must be from 1s to 1m");
+        assert_eq!(p("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(p("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(p("999ms"), Err("must be from 1s to 1m".into()));
+        assert_eq!(p("61s"), Err("must be from 1s to 1m".into()));
+        assert_eq!(p("x"), Err("not a duration like 30s or 1h (expected number at 0)".into()));
+    }
+
+    #[test]
+    fn each_duration_flag_has_its_range() {
+        let run = |extra: &[&str]| parse(extra).unwrap().run;
+        assert_eq!(run(&["--cec.timeout", "100ms"]).cec_timeout, Duration::from_millis(100));
+        assert_eq!(
+            refused(&["--cec.timeout", "99ms"]),
+            "error: invalid value '99ms' for '--cec.timeout <DURATION>': must be at least 100ms"
+        );
+        assert_eq!(run(&[]).poll_interval, None, "the default is the config's, so the demo can tell");
+        assert_eq!(run(&["--poll.interval", "1s"]).poll_interval, Some(Duration::from_secs(1)));
+        assert_eq!(
+            refused(&["--poll.interval", "0s"]),
+            "error: invalid value '0s' for '--poll.interval <DURATION>': must be at least 1s"
+        );
+        assert_eq!(
+            refused(&["--poll.interval", "999ms"]),
+            "error: invalid value '999ms' for '--poll.interval <DURATION>': must be at least 1s"
+        );
+        assert_eq!(run(&["--poll.backfill", "0s"]).poll_backfill, Duration::ZERO);
+        assert_eq!(run(&["--poll.backfill", "90d"]).poll_backfill, MAX_BACKFILL);
+        assert_eq!(
+            refused(&["--poll.backfill", "90d1s"]),
+            "error: invalid value '90d1s' for '--poll.backfill <DURATION>': must be at most 90d"
+        );
+        assert_eq!(run(&["--poll.lookback", "1s"]).poll_lookback, Duration::from_secs(1));
+        assert_eq!(run(&["--poll.lookback", "24h"]).poll_lookback, Duration::from_secs(86_400));
+        for bad in ["0s", "24h1s"] {
+            assert_eq!(
+                refused(&["--poll.lookback", bad]),
+                format!("error: invalid value '{bad}' for '--poll.lookback <DURATION>': must be from 1s to 24h")
+            );
+        }
+        assert_eq!(run(&["--poll.max-catchup", "90d"]).poll_max_catchup, MAX_BACKFILL);
+        assert_eq!(
+            refused(&["--poll.max-catchup", "91d"]),
+            "error: invalid value '91d' for '--poll.max-catchup <DURATION>': must be at most 90d"
+        );
+        assert_eq!(
+            refused(&["--poll.max-call-duration", "a day"]),
+            "error: invalid value 'a day' for '--poll.max-call-duration <DURATION>': not a duration like 30s or 1h (expected number at 0)"
+        );
+    }
+
+    #[test]
+    fn defaults_parse_through_the_same_parsers() {
+        let a = parse(&[]).unwrap().run;
+        assert_eq!(a.cec_task_types.queries(), [TaskQuery::ALL_BUT_ITA, TaskQuery::ITA]);
+        assert_eq!((a.cec_page_size, a.cec_token_expire), (100, 600));
+        assert_eq!(a.cec_timeout, Duration::from_secs(10));
+        assert_eq!((a.poll_backfill, a.poll_lookback), (Duration::from_secs(3600), Duration::from_secs(300)));
+        assert_eq!((a.poll_max_call_duration, a.poll_max_catchup), (DAY, 30 * DAY));
+        assert_eq!(a.web_listen_address, None);
+        assert_eq!(a.web_telemetry_path, "/metrics");
+        assert_eq!((a.log_level, a.log_format), (LogLevel::Info, LogFormat::Logfmt));
+        let Some(Command::Simulate(s)) = Cli::try_parse_from(["cec-exporter", "simulate"]).unwrap().command else {
+            panic!("simulate")
+        };
+        assert_eq!(s.listen, "127.0.0.1:10050".parse().unwrap());
+        assert_eq!((s.calls_per_minute, s.duration_scale), (120.0, 1.0));
+        assert_eq!((s.history, s.max_record_latency), (Duration::from_secs(3600), Duration::from_secs(5)));
+        let Some(Command::Demo(d)) = Cli::try_parse_from(["cec-exporter", "demo"]).unwrap().command else {
+            panic!("demo")
+        };
+        assert_eq!((d.sim_listen, d.calls_per_minute), ("127.0.0.1:0".parse().unwrap(), 120.0));
+    }
+
+    #[test]
+    fn whole_numbers() {
+        let p = whole_number_in(1, 100);
+        assert_eq!((p("1"), p(" 100 ")), (Ok(1), Ok(100)));
+        for bad in ["0", "101", "-1", "1.5", "", "ten"] {
+            assert_eq!(p(bad), Err("must be a whole number from 1 to 100".into()), "{bad:?}");
+        }
+        assert_eq!(parse(&["--cec.page-size", "7"]).unwrap().run.cec_page_size, 7);
+        assert_eq!(
+            refused(&["--cec.page-size", "101"]),
+            "error: invalid value '101' for '--cec.page-size <N>': must be a whole number from 1 to 100"
+        );
+        assert_eq!(parse(&["--cec.token-expire", "3600"]).unwrap().run.cec_token_expire, 3600);
+        assert_eq!(
+            refused(&["--cec.token-expire", "3601"]),
+            "error: invalid value '3601' for '--cec.token-expire <SECONDS>': must be a whole number from 1 to 3600"
+        );
+    }
+
+    #[test]
+    fn task_type_lists() {
+        let codes = |s: &str| task_types(s).map(|t| t.queries().iter().map(|q| q.code()).collect::<Vec<_>>());
+        assert_eq!(codes("0,4"), Ok(vec![0, 4]));
+        assert_eq!(codes(" 4 , 1,2,3"), Ok(vec![4, 1, 2, 3]));
+        assert_eq!(codes("0"), Ok(vec![0]));
+        assert_eq!(codes("0,5"), Err("\"5\" is not a taskType 0-4".into()));
+        assert_eq!(codes("0,"), Err("\"\" is not a taskType 0-4".into()));
+        assert_eq!(codes("4,4"), Err("taskType 4 is listed twice".into()));
+        for with_zero in ["0,1", "2,0", "0,3,4"] {
+            assert_eq!(
+                codes(with_zero),
+                Err("0 already includes task types 1-3; list either 0 or some of 1, 2, 3".into()),
+                "{with_zero}"
+            );
+        }
+        assert_eq!(
+            refused(&["--cec.task-types", "0,2"]),
+            "error: invalid value '0,2' for '--cec.task-types <TYPES>': 0 already includes task types 1-3; list either 0 or some of 1, 2, 3"
+        );
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(http_url("https://gw.example:28070").unwrap().as_str(), "https://gw.example:28070/");
+        assert_eq!(http_url(" http://127.0.0.1:9/base ").unwrap().as_str(), "http://127.0.0.1:9/base");
+        assert_eq!(http_url("ftp://x"), Err("not an http:// or https:// URL".into()));
+        assert_eq!(http_url("gw.example"), Err("not a URL (relative URL without a base)".into()));
+        assert_eq!(
+            http_url("https://user:pw@gw.example"),
+            Err("credentials do not belong in the URL; use --cec.app-key and the secret file".into())
+        );
+        assert_eq!(
+            refused(&["--cec.token-url", "ftp://x"]),
+            "error: invalid value 'ftp://x' for '--cec.token-url <URL>': not an http:// or https:// URL"
+        );
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(listen_address(":10049"), Ok("0.0.0.0:10049".parse().unwrap()));
+        assert_eq!(listen_address("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(listen_address("[::]:10049"), Ok("[::]:10049".parse().unwrap()));
+        for bad in ["nowhere", "10049", "127.0.0.1", ":99999"] {
+            assert_eq!(listen_address(bad), Err("not an address like :10049 or 127.0.0.1:10049".into()), "{bad}");
+        }
+        assert_eq!(
+            refused(&["--web.listen-address", "nowhere"]),
+            "error: invalid value 'nowhere' for '--web.listen-address <ADDRESS>': not an address like :10049 or 127.0.0.1:10049"
+        );
+    }
+
+    #[test]
+    fn telemetry_paths() {
+        assert_eq!(telemetry_path("/metrics"), Ok("/metrics".into()));
+        assert_eq!(telemetry_path(" /cec-metrics "), Ok("/cec-metrics".into()));
+        for bad in ["metrics", "/", "/-/metrics", ""] {
+            assert_eq!(telemetry_path(bad), Err("must start with / and not be / or under /-/".into()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn log_level_and_format() {
+        assert_eq!(parse(&["--log.level", "WARN"]).unwrap().run.log_level, LogLevel::Warn);
+        assert_eq!(parse(&["--log.format", "json"]).unwrap().run.log_format, LogFormat::Json);
+        let e = parse(&["--log.format", "yaml"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        assert_eq!(
+            e.to_string(),
+            "error: invalid value 'yaml' for '--log.format <FORMAT>'\n  [possible values: logfmt, json]\n\n\
+             For more information, try '--help'.\n"
+        );
+        let e = parse(&["--log.level", "loud"]).unwrap_err();
+        assert!(e.to_string().contains("[possible values: error, warn, info, debug, trace]"), "{e}");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!((non_negative_number("0"), non_negative_number("2.5")), (Ok(0.0), Ok(2.5)));
+        for bad in ["-1", "NaN", "inf", "x"] {
+            assert_eq!(non_negative_number(bad), Err("must be a number of at least 0".into()), "{bad}");
+        }
+        assert_eq!(positive_number("0.01"), Ok(0.01));
+        for bad in ["0", "-0.5", "NaN", "inf", ""] {
+            assert_eq!(positive_number(bad), Err("must be a number above 0".into()), "{bad:?}");
+        }
+        let e = Cli::try_parse_from(["cec-exporter", "demo", "--sim.calls-per-minute", "0"]).unwrap_err();
+        assert_eq!(
+            e.to_string().lines().next().unwrap(),
+            "error: invalid value '0' for '--sim.calls-per-minute <RATE>': must be a number above 0"
+        );
+        let e = Cli::try_parse_from(["cec-exporter", "simulate", "--duration-scale", "0"]).unwrap_err();
+        assert_eq!(
+            e.to_string().lines().next().unwrap(),
+            "error: invalid value '0' for '--duration-scale <FACTOR>': must be a number above 0"
+        );
+        let e = Cli::try_parse_from(["cec-exporter", "simulate", "--history", "1 hour ago"]).unwrap_err();
+        assert!(e.to_string().starts_with("error: invalid value '1 hour ago' for '--history <DURATION>': "), "{e}");
+    }
+
+    #[test]
+    fn the_command_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

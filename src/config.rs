@@ -1,47 +1,74 @@
-//! The validated configuration: every flag parsed, checked and turned into a typed value before
-//! anything starts. An error here stops start-up with a message naming the flag (and never the secret).
+//! The validated configuration: the typed flags of [`crate::cli`] checked against each other and turned
+//! into what the client, the poller and the server run with. A single flag's value and range are clap's
+//! job (its value parsers); here live the rules that relate flags, each a [`ConfigError`] naming them.
+//! Building a [`Config`] changes nothing on disk: the one file it reads is the app secret, last, at the
+//! edge; the state directory is created where the store is opened.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cec::client::ClientConfig;
-use crate::cec::record::TaskQuery;
 use crate::cli::RunArgs;
 use crate::ingest::ledger::Retention;
 use crate::ingest::plan::{PlanConfig, MAX_WINDOW_MS};
-
 use crate::ingest::poller::PollerConfig;
 use crate::secret::Secret;
+
+/// The log types moved to [`crate::logging`], beside the code that uses them; re-exported here for
+/// callers of the old path.
+pub use crate::logging::LogFormat;
 
 /// The documented path of `queryCallDetailRecord`.
 pub const QUERY_PATH: &str = "/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord";
 /// The documented path of `tokenByAkSk`.
 pub const TOKEN_PATH: &str = "/apigovernance/api/oauth/tokenByAkSk";
-/// Default listen address: every IPv4 interface, a port above 10000 no other exporter registered.
-pub const DEFAULT_LISTEN: &str = ":10049";
-/// The longest backfill: CEC documents no history limit, and a first start should not page through
-/// months of records.
-const MAX_BACKFILL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Default listen address (`:10049`): every IPv4 interface, a port above 10000 no other exporter registered.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 10049));
+/// Default `--poll.interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 
-/// A configuration error: which flag, and what is wrong with it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A configuration that clap accepted flag by flag but that does not hold together. Each message starts
+/// with the flag to change.
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{flag} is required: {hint}")]
     Missing { flag: &'static str, hint: &'static str },
-    #[error("{flag}: {problem}")]
-    Invalid { flag: &'static str, problem: String },
+    #[error("--cec.app-secret-file: both the secret file and CEC_APP_SECRET are set; keep one")]
+    SecretTwice,
+    #[error("--cec.app-secret-file: cannot read {}: {error}", path.display())]
+    SecretUnreadable { path: PathBuf, error: std::io::Error },
+    #[error("--cec.app-secret-file: the app secret is empty")]
+    SecretEmpty,
+    /// Shorter, and a call given up would be read again by the next window and tracked anew.
+    #[error(
+        "--poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval ({})",
+        humantime::format_duration(*lookback_plus_interval)
+    )]
+    MaxCallDurationTooShort { lookback_plus_interval: Duration },
+    /// Shorter, and a catch-up would skip records that a normal poll still re-reads.
+    #[error(
+        "--poll.max-catchup: must be at least --poll.lookback plus --poll.interval ({})",
+        humantime::format_duration(*lookback_plus_interval)
+    )]
+    MaxCatchupTooShort { lookback_plus_interval: Duration },
+    #[error("--state.reset: needs --state.path: there is no store to reset")]
+    ResetWithoutStatePath,
 }
 
-fn invalid(flag: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { flag, problem: problem.into() }
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
+impl ConfigError {
+    /// The flag the message is about.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            ConfigError::Missing { flag, .. } => flag,
+            ConfigError::SecretTwice | ConfigError::SecretUnreadable { .. } | ConfigError::SecretEmpty => {
+                "--cec.app-secret-file"
+            }
+            ConfigError::MaxCallDurationTooShort { .. } => "--poll.max-call-duration",
+            ConfigError::MaxCatchupTooShort { .. } => "--poll.max-catchup",
+            ConfigError::ResetWithoutStatePath => "--state.reset",
+        }
+    }
 }
 
 /// Everything the exporter runs with.
@@ -58,125 +85,65 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Parses a duration such as `30s`, `1h`, `1h30m`, `500ms`.
-pub fn parse_duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| invalid(flag, format!("{s:?} is not a duration like 30s or 1h ({e})")))
-}
-
-fn parse_u32(flag: &'static str, s: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(invalid(flag, format!("{s:?} is not a whole number from {min} to {max}"))),
-    }
-}
-
-/// Parses the log flags alone, so logging can start before the rest is validated.
-pub fn log_settings(args: &RunArgs) -> Result<(tracing::Level, LogFormat), ConfigError> {
-    let level = match args.log_level.trim().to_ascii_lowercase().as_str() {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "info" => tracing::Level::INFO,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        other => {
-            return Err(invalid("--log.level", format!("{other:?} is not one of error, warn, info, debug, trace")))
-        }
-    };
-    let format = match args.log_format.trim() {
-        "logfmt" => LogFormat::Logfmt,
-        "json" => LogFormat::Json,
-        other => return Err(invalid("--log.format", format!("{other:?} is not logfmt or json"))),
-    };
-    Ok((level, format))
-}
-
-/// Resolves a listen address; `:PORT` means every IPv4 interface.
-pub fn parse_listen(flag: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
-    let s = s.trim();
-    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
-    full.to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| invalid(flag, format!("{s:?} is not an address like :10049 or 127.0.0.1:10049")))
-}
-
-/// A base URL with `path` appended, or `s` as is when `keep_path` and it already has a path.
-fn endpoint_url(flag: &'static str, s: &str, path: &str, keep_path: bool) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(s.trim()).map_err(|e| invalid(flag, format!("{s:?} is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(flag, format!("{s:?} is not an http:// or https:// URL")));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(flag, "credentials do not belong in the URL; use --cec.app-key and the secret file"));
-    }
+/// `url` with `path` appended, or `url` as is when `keep_path` and it already has a path.
+fn endpoint_url(url: &reqwest::Url, path: &str, keep_path: bool) -> reqwest::Url {
     if keep_path && !url.path().trim_end_matches('/').is_empty() {
-        return Ok(url);
+        return url.clone();
     }
-    let mut url = url;
+    let mut url = url.clone();
     let base = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{base}{path}"));
-    Ok(url)
+    url
 }
 
-/// Reads the app secret: from the file, or else from `CEC_APP_SECRET` (`env_secret`).
-fn app_secret(file: Option<&Path>, env_secret: Option<String>) -> Result<Secret, ConfigError> {
-    let flag = "--cec.app-secret-file";
-    let raw = match (file, env_secret) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(flag, "both the secret file and CEC_APP_SECRET are set; keep one"));
-        }
-        (Some(path), None) => {
-            std::fs::read_to_string(path).map_err(|e| invalid(flag, format!("cannot read {}: {e}", path.display())))?
-        }
-        (None, Some(s)) => s,
-        (None, None) => {
-            return Err(ConfigError::Missing {
-                flag,
+/// Where the app secret comes from: checked without reading anything, read by [`SecretSource::read`].
+#[derive(Debug)]
+enum SecretSource<'a> {
+    File(&'a Path),
+    Env(String),
+}
+
+impl<'a> SecretSource<'a> {
+    /// The file or else `CEC_APP_SECRET` (`env_secret`), never both.
+    fn new(file: Option<&'a Path>, env_secret: Option<String>) -> Result<SecretSource<'a>, ConfigError> {
+        match (file, env_secret) {
+            (Some(_), Some(_)) => Err(ConfigError::SecretTwice),
+            (Some(path), None) => Ok(SecretSource::File(path)),
+            (None, Some(s)) => Ok(SecretSource::Env(s)),
+            (None, None) => Err(ConfigError::Missing {
+                flag: "--cec.app-secret-file",
                 hint: "give a file holding the app secret, or set CEC_APP_SECRET",
-            });
+            }),
         }
-    };
-    let secret = raw.trim();
-    if secret.is_empty() {
-        return Err(invalid(flag, "the app secret is empty"));
     }
-    Ok(Secret::new(secret))
-}
 
-fn task_queries(s: &str) -> Result<Vec<TaskQuery>, ConfigError> {
-    let flag = "--cec.task-types";
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        let q = part
-            .parse::<u8>()
-            .ok()
-            .and_then(TaskQuery::new)
-            .ok_or_else(|| invalid(flag, format!("{part:?} is not a taskType 0-4")))?;
-        if out.contains(&q) {
-            return Err(invalid(flag, format!("taskType {part} is listed twice")));
+    /// The secret, surrounding whitespace removed (as `echo` writes a file). Reads the file: the one
+    /// file access of building a configuration.
+    fn read(self) -> Result<Secret, ConfigError> {
+        let raw = match self {
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|error| ConfigError::SecretUnreadable { path: path.to_owned(), error })?,
+            SecretSource::Env(s) => s,
+        };
+        match raw.trim() {
+            "" => Err(ConfigError::SecretEmpty),
+            secret => Ok(Secret::new(secret)),
         }
-        out.push(q);
     }
-    // "0" already returns types 1-3: adding one of them would read the same calls twice per poll.
-    if out.contains(&TaskQuery::ALL_BUT_ITA) && out.iter().any(|q| (1..=3).contains(&q.code())) {
-        return Err(invalid(flag, "0 already includes task types 1-3; list either 0 or some of 1, 2, 3"));
-    }
-    Ok(out)
 }
 
 impl Config {
-    /// Validates the exporter's flags; `env_secret` is the value of `CEC_APP_SECRET`, if set.
+    /// Checks the flags against each other and builds the configuration; `env_secret` is the value of
+    /// `CEC_APP_SECRET`, if set. Reads the secret file, if one is given, and nothing else.
     pub fn from_args(args: &RunArgs, env_secret: Option<String>) -> Result<Config, ConfigError> {
-        let (log_level, log_format) = log_settings(args)?;
-        let cec_url = args.cec_url.as_deref().ok_or(ConfigError::Missing {
+        let cec_url = args.cec_url.as_ref().ok_or(ConfigError::Missing {
             flag: "--cec.url",
             hint: "the base URL of the CEC API gateway, e.g. https://service.besclouds.com",
         })?;
-        let query_url = endpoint_url("--cec.url", cec_url, QUERY_PATH, false)?;
-        let token_url = match args.cec_token_url.as_deref() {
-            Some(t) => endpoint_url("--cec.token-url", t, TOKEN_PATH, true)?,
-            None => endpoint_url("--cec.url", cec_url, TOKEN_PATH, false)?,
+        let query_url = endpoint_url(cec_url, QUERY_PATH, false);
+        let token_url = match &args.cec_token_url {
+            Some(t) => endpoint_url(t, TOKEN_PATH, true),
+            None => endpoint_url(cec_url, TOKEN_PATH, false),
         };
         let app_key = args
             .cec_app_key
@@ -188,94 +155,53 @@ impl Config {
                 hint: "the app key issued by the tenant's operations admin",
             })?
             .to_owned();
-        let app_secret = app_secret(args.cec_app_secret_file.as_deref(), env_secret)?;
-        let page_size = parse_u32("--cec.page-size", &args.cec_page_size, 1, 100)?;
-        let token_lifetime_s = parse_u32("--cec.token-expire", &args.cec_token_expire, 1, 3600)?;
-        let timeout = parse_duration("--cec.timeout", &args.cec_timeout)?;
-        if timeout < Duration::from_millis(100) {
-            return Err(invalid("--cec.timeout", "must be at least 100ms"));
+        let secret = SecretSource::new(args.cec_app_secret_file.as_deref(), env_secret)?;
+        let interval = args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
+        let lookback = args.poll_lookback;
+        let lookback_plus_interval = lookback + interval;
+        if args.poll_max_call_duration <= lookback_plus_interval {
+            return Err(ConfigError::MaxCallDurationTooShort { lookback_plus_interval });
         }
-        let interval = parse_duration("--poll.interval", &args.poll_interval)?;
-        if interval < Duration::from_secs(1) {
-            return Err(invalid("--poll.interval", "must be at least 1s"));
-        }
-        let backfill = parse_duration("--poll.backfill", &args.poll_backfill)?;
-        if backfill > MAX_BACKFILL {
-            return Err(invalid("--poll.backfill", "must be at most 90d"));
-        }
-        let lookback = parse_duration("--poll.lookback", &args.poll_lookback)?;
-        if lookback < Duration::from_secs(1) || lookback > Duration::from_secs(24 * 3600) {
-            return Err(invalid("--poll.lookback", "must be from 1s to 24h"));
-        }
-        let max_call = parse_duration("--poll.max-call-duration", &args.poll_max_call_duration)?;
-        // Shorter, and a call given up would be read again by the next window and tracked anew.
-        if max_call <= lookback + interval {
-            return Err(invalid(
-                "--poll.max-call-duration",
-                format!(
-                    "must be longer than --poll.lookback plus --poll.interval ({})",
-                    humantime::format_duration(lookback + interval)
-                ),
-            ));
-        }
-        let max_catchup = parse_duration("--poll.max-catchup", &args.poll_max_catchup)?;
-        if max_catchup < lookback + interval || max_catchup > MAX_BACKFILL {
-            return Err(invalid(
-                "--poll.max-catchup",
-                format!(
-                    "must be from --poll.lookback plus --poll.interval ({}) to 90d",
-                    humantime::format_duration(lookback + interval)
-                ),
-            ));
+        if args.poll_max_catchup < lookback_plus_interval {
+            return Err(ConfigError::MaxCatchupTooShort { lookback_plus_interval });
         }
         if args.state_reset && args.state_path.is_none() {
-            return Err(invalid("--state.reset", "needs --state.path: there is no store to reset"));
+            return Err(ConfigError::ResetWithoutStatePath);
         }
-        let queries = task_queries(&args.cec_task_types)?;
-        let listen =
-            parse_listen("--web.listen-address", args.web_listen_address.as_deref().unwrap_or(DEFAULT_LISTEN))?;
-        let telemetry_path = args.web_telemetry_path.trim().to_owned();
-        if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 || telemetry_path.starts_with("/-/") {
-            return Err(invalid(
-                "--web.telemetry-path",
-                format!("{telemetry_path:?} must start with / and not be / or under /-/"),
-            ));
-        }
-        if let Some(p) = &args.state_path {
-            std::fs::create_dir_all(p)
-                .map_err(|e| invalid("--state.path", format!("cannot create {}: {e}", p.display())))?;
-        }
+        // Last, once everything else holds: the edge where a file is read.
+        let app_secret = secret.read()?;
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        let page_size = args.cec_page_size;
         Ok(Config {
             client: ClientConfig {
                 query_url,
                 token_url,
                 app_key,
                 app_secret,
-                token_lifetime_s,
+                token_lifetime_s: args.cec_token_expire,
                 page_size,
-                timeout,
+                timeout: args.cec_timeout,
                 retries: 2,
             },
             poller: PollerConfig {
                 interval,
                 plan: PlanConfig {
-                    backfill_ms: ms(backfill),
+                    backfill_ms: ms(args.poll_backfill),
                     lookback_ms: ms(lookback),
                     pad_ms: 1_000,
                     max_window_ms: MAX_WINDOW_MS,
                     page_size,
                 },
-                retention: Retention { lookback_ms: ms(lookback), max_call_ms: ms(max_call) },
-                queries,
-                max_catchup_ms: ms(max_catchup),
+                retention: Retention { lookback_ms: ms(lookback), max_call_ms: ms(args.poll_max_call_duration) },
+                queries: args.cec_task_types.queries().to_vec(),
+                max_catchup_ms: ms(args.poll_max_catchup),
             },
             state_path: args.state_path.clone(),
             state_reset: args.state_reset,
-            listen,
-            telemetry_path,
-            log_level,
-            log_format,
+            listen: args.web_listen_address.unwrap_or(DEFAULT_LISTEN),
+            telemetry_path: args.web_telemetry_path.clone(),
+            log_level: args.log_level.into(),
+            log_format: args.log_format,
         })
     }
 }
@@ -283,6 +209,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cec::record::TaskQuery;
     use clap::Parser;
 
     fn args(extra: &[&str]) -> RunArgs {
@@ -291,8 +218,8 @@ mod tests {
         crate::cli::Cli::try_parse_from(argv).unwrap().run
     }
 
-    fn err(extra: &[&str]) -> String {
-        Config::from_args(&args(extra), Some("s".into())).unwrap_err().to_string()
+    fn err(extra: &[&str]) -> ConfigError {
+        Config::from_args(&args(extra), Some("s".into())).unwrap_err()
     }
 
     #[test]
@@ -303,13 +230,49 @@ mod tests {
             "http://127.0.0.1:9/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord"
         );
         assert_eq!(c.client.token_url.as_str(), "http://127.0.0.1:9/apigovernance/api/oauth/tokenByAkSk");
+        assert_eq!(c.client.app_key, "k");
         assert_eq!(c.client.app_secret.expose(), "s3cret");
         assert_eq!((c.client.page_size, c.client.token_lifetime_s), (100, 600));
+        assert_eq!(c.client.timeout, Duration::from_secs(10));
         assert_eq!(c.poller.queries, vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA]);
         assert_eq!(c.poller.interval, Duration::from_secs(30));
-        assert_eq!(c.poller.plan.backfill_ms, 3_600_000);
+        assert_eq!(
+            (c.poller.plan.backfill_ms, c.poller.plan.lookback_ms, c.poller.plan.page_size),
+            (3_600_000, 300_000, 100)
+        );
+        assert_eq!(c.poller.retention, Retention { lookback_ms: 300_000, max_call_ms: 86_400_000 });
+        assert_eq!(c.poller.max_catchup_ms, 30 * 86_400_000);
+        assert_eq!((c.state_path, c.state_reset), (None, false));
         assert_eq!(c.listen, "0.0.0.0:10049".parse().unwrap());
         assert_eq!(c.telemetry_path, "/metrics");
+        assert_eq!((c.log_level, c.log_format), (tracing::Level::INFO, LogFormat::Logfmt));
+    }
+
+    #[test]
+    fn typed_flags_reach_the_config() {
+        let c = Config::from_args(
+            &args(&[
+                "--cec.page-size=7",
+                "--cec.token-expire=60",
+                "--cec.task-types=4",
+                "--poll.interval=2s",
+                "--poll.lookback=10s",
+                "--poll.max-call-duration=13s",
+                "--poll.max-catchup=12s",
+                "--web.listen-address=127.0.0.1:9999",
+                "--log.level=DEBUG",
+                "--log.format=json",
+            ]),
+            Some("s".into()),
+        )
+        .unwrap();
+        assert_eq!((c.client.page_size, c.poller.plan.page_size, c.client.token_lifetime_s), (7, 7, 60));
+        assert_eq!(c.poller.queries, vec![TaskQuery::ITA]);
+        assert_eq!(c.poller.interval, Duration::from_secs(2));
+        assert_eq!(c.poller.retention, Retention { lookback_ms: 10_000, max_call_ms: 13_000 });
+        assert_eq!(c.poller.max_catchup_ms, 12_000);
+        assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!((c.log_level, c.log_format), (tracing::Level::DEBUG, LogFormat::Json));
     }
 
     #[test]
@@ -319,16 +282,21 @@ mod tests {
         let c = Config::from_args(&args(&["--cec.token-url", "https://gw.example/custom/token"]), Some("s".into()))
             .unwrap();
         assert_eq!(c.client.token_url.as_str(), "https://gw.example/custom/token");
+        let c = Config::from_args(&args(&["--cec.url", "https://gw.example/base/"]), Some("s".into())).unwrap();
+        assert_eq!(
+            c.client.query_url.as_str(),
+            "https://gw.example/base/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord"
+        );
     }
 
     #[test]
-    fn secret_file_is_trimmed_like_echo_writes_it() {
+    fn secret_from_file_xor_env() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("secret");
         std::fs::write(&f, "  s3cret \n").unwrap();
         let a = args(&["--cec.app-secret-file", f.to_str().unwrap()]);
         let c = Config::from_args(&a, None).unwrap();
-        assert_eq!(c.client.app_secret.expose(), "s3cret");
+        assert_eq!(c.client.app_secret.expose(), "s3cret", "trimmed like echo writes it");
         assert_eq!(
             Config::from_args(&a, Some("x".into())).unwrap_err().to_string(),
             "--cec.app-secret-file: both the secret file and CEC_APP_SECRET are set; keep one"
@@ -338,49 +306,106 @@ mod tests {
             Config::from_args(&a, None).unwrap_err().to_string(),
             "--cec.app-secret-file: the app secret is empty"
         );
-    }
-
-    #[test]
-    fn errors_name_the_flag() {
-        assert_eq!(err(&["--cec.page-size", "101"]), "--cec.page-size: \"101\" is not a whole number from 1 to 100");
         assert_eq!(
-            err(&["--cec.token-expire", "3601"]),
-            "--cec.token-expire: \"3601\" is not a whole number from 1 to 3600"
+            Config::from_args(&args(&[]), Some(" \t".into())).unwrap_err().to_string(),
+            "--cec.app-secret-file: the app secret is empty"
         );
-        assert_eq!(err(&["--cec.task-types", "0,5"]), "--cec.task-types: \"5\" is not a taskType 0-4");
-        assert_eq!(
-            err(&["--cec.task-types", "0,1"]),
-            "--cec.task-types: 0 already includes task types 1-3; list either 0 or some of 1, 2, 3"
-        );
+        let missing = dir.path().join("nowhere");
+        let e = Config::from_args(&args(&["--cec.app-secret-file", missing.to_str().unwrap()]), None).unwrap_err();
+        assert!(matches!(&e, ConfigError::SecretUnreadable { path, .. } if *path == missing), "{e:?}");
         assert!(
-            err(&["--poll.interval", "soon"]).starts_with("--poll.interval: \"soon\" is not a duration like 30s or 1h")
+            e.to_string().starts_with(&format!("--cec.app-secret-file: cannot read {}: ", missing.display())),
+            "{e}"
         );
-        assert_eq!(err(&["--poll.interval", "500ms"]), "--poll.interval: must be at least 1s");
-        assert_eq!(err(&["--poll.backfill", "100y"]), "--poll.backfill: must be at most 90d");
-        assert_eq!(
-            err(&["--poll.max-catchup", "1m"]),
-            "--poll.max-catchup: must be from --poll.lookback plus --poll.interval (5m 30s) to 90d"
-        );
-        assert_eq!(err(&["--state.reset"]), "--state.reset: needs --state.path: there is no store to reset");
-        assert_eq!(err(&["--poll.lookback", "0s"]), "--poll.lookback: must be from 1s to 24h");
-        assert_eq!(
-            err(&["--poll.max-call-duration", "5m"]),
-            "--poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval (5m 30s)"
-        );
-        assert_eq!(err(&["--log.format", "xml"]), "--log.format: \"xml\" is not logfmt or json");
-        assert_eq!(
-            err(&["--web.telemetry-path", "metrics"]),
-            "--web.telemetry-path: \"metrics\" must start with / and not be / or under /-/"
-        );
-        assert_eq!(
-            err(&["--web.listen-address", "nowhere"]),
-            "--web.listen-address: \"nowhere\" is not an address like :10049 or 127.0.0.1:10049"
-        );
-        assert_eq!(err(&["--cec.url", "ftp://x"]), "--cec.url: \"ftp://x\" is not an http:// or https:// URL");
         assert_eq!(
             Config::from_args(&args(&[]), None).unwrap_err().to_string(),
             "--cec.app-secret-file is required: give a file holding the app secret, or set CEC_APP_SECRET"
         );
+    }
+
+    #[test]
+    fn the_secret_file_is_read_only_when_everything_else_holds() {
+        // An unreadable file is not reported (so not opened) while another rule fails.
+        let a = args(&["--cec.app-secret-file", "/nonexistent/secret", "--state.reset"]);
+        assert_eq!(Config::from_args(&a, None).unwrap_err().flag(), "--state.reset");
+    }
+
+    #[test]
+    fn required_flags() {
+        let a = crate::cli::Cli::try_parse_from(["cec-exporter", "--cec.app-key", "k"]).unwrap().run;
+        assert_eq!(
+            Config::from_args(&a, Some("s".into())).unwrap_err().to_string(),
+            "--cec.url is required: the base URL of the CEC API gateway, e.g. https://service.besclouds.com"
+        );
+        assert_eq!(
+            err(&["--cec.app-key", " "]).to_string(),
+            "--cec.app-key is required: the app key issued by the tenant's operations admin"
+        );
+    }
+
+    #[test]
+    fn max_call_duration_must_exceed_lookback_plus_interval() {
+        assert_eq!(
+            err(&["--poll.max-call-duration", "5m30s"]).to_string(),
+            "--poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval (5m 30s)"
+        );
+        let ok = Config::from_args(&args(&["--poll.max-call-duration", "5m31s"]), Some("s".into())).unwrap();
+        assert_eq!(ok.poller.retention.max_call_ms, 331_000);
+        // The rule follows the interval actually used, also when it was given.
+        assert_eq!(
+            err(&["--poll.interval", "10m", "--poll.max-call-duration", "15m"]).to_string(),
+            "--poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval (15m)"
+        );
+    }
+
+    #[test]
+    fn max_catchup_must_reach_lookback_plus_interval() {
+        assert_eq!(
+            err(&["--poll.max-catchup", "1m"]).to_string(),
+            "--poll.max-catchup: must be at least --poll.lookback plus --poll.interval (5m 30s)"
+        );
+        let ok = Config::from_args(&args(&["--poll.max-catchup", "5m30s"]), Some("s".into())).unwrap();
+        assert_eq!(ok.poller.max_catchup_ms, 330_000);
+        assert_eq!(
+            err(&["--poll.lookback", "1s", "--poll.interval", "1s", "--poll.max-catchup", "1s"]).flag(),
+            "--poll.max-catchup"
+        );
+    }
+
+    #[test]
+    fn state_reset_needs_a_state_path() {
+        assert_eq!(
+            err(&["--state.reset"]).to_string(),
+            "--state.reset: needs --state.path: there is no store to reset"
+        );
+        let c = Config::from_args(&args(&["--state.reset", "--state.path", "/nonexistent/state"]), Some("s".into()))
+            .unwrap();
+        assert_eq!((c.state_path.as_deref(), c.state_reset), (Some(Path::new("/nonexistent/state")), true));
+    }
+
+    #[test]
+    fn every_error_names_its_flag_first() {
+        let errors = [
+            err(&["--poll.max-call-duration", "1m"]),
+            err(&["--poll.max-catchup", "1m"]),
+            err(&["--state.reset"]),
+            Config::from_args(&args(&[]), None).unwrap_err(),
+            Config::from_args(&args(&[]), Some(String::new())).unwrap_err(),
+        ];
+        for e in errors {
+            assert!(e.to_string().starts_with(e.flag()), "{e}");
+        }
+    }
+
+    #[test]
+    fn building_a_config_touches_no_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state").join("nested");
+        let c = Config::from_args(&args(&["--state.path", state.to_str().unwrap(), "--state.reset"]), Some("s".into()))
+            .unwrap();
+        assert_eq!(c.state_path.as_deref(), Some(state.as_path()));
+        assert!(!dir.path().join("state").exists(), "--state.path is created when the store opens, not here");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

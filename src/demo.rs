@@ -2,18 +2,21 @@
 //! call metrics within seconds with one command and no credentials.
 
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::cli::{DemoArgs, RunArgs};
-use crate::config::{parse_listen, Config};
+use crate::config::Config;
 use crate::simulate::{DEMO_APP_KEY, DEMO_APP_SECRET, DEMO_LATENCY};
 use crate::simulator::{SimConfig, Simulator, Traffic};
 
 /// Where the demo's exporter listens unless `--web.listen-address` says otherwise.
-pub const DEMO_LISTEN: &str = "127.0.0.1:10049";
+pub const DEMO_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10049));
+/// How often the demo's exporter polls unless `--poll.interval` says otherwise: often, to show calls soon.
+pub const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs simulator and exporter until `shutdown`.
 pub async fn run(
@@ -21,11 +24,7 @@ pub async fn run(
     run_args: &RunArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.calls_per_minute.is_finite() && args.calls_per_minute > 0.0,
-        "--sim.calls-per-minute: must be a number above 0"
-    );
-    let sim_addr = parse_listen("--sim.listen", &args.sim_listen)?;
+    let sim_addr = args.sim_listen;
     let sim_listener = tokio::net::TcpListener::bind(sim_addr)
         .await
         .with_context(|| format!("--sim.listen: cannot listen on {sim_addr}"))?;
@@ -49,15 +48,11 @@ pub async fn run(
 
     // The exporter, with the demo's defaults where the user gave no flag.
     let mut exporter_args: RunArgs = run_args.clone();
-    exporter_args.cec_url = Some(sim_url.clone());
+    exporter_args.cec_url = Some(sim_url.parse()?);
     exporter_args.cec_app_key = Some(DEMO_APP_KEY.into());
     exporter_args.cec_app_secret_file = None;
-    if exporter_args.web_listen_address.is_none() {
-        exporter_args.web_listen_address = Some(DEMO_LISTEN.into());
-    }
-    if exporter_args.poll_interval == "30s" {
-        exporter_args.poll_interval = "5s".into();
-    }
+    exporter_args.web_listen_address.get_or_insert(DEMO_LISTEN);
+    exporter_args.poll_interval.get_or_insert(DEMO_POLL_INTERVAL);
     let cfg = Config::from_args(&exporter_args, Some(DEMO_APP_SECRET.into()))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| {
         format!("--web.listen-address: cannot listen on {} (is another exporter running?)", cfg.listen)

@@ -9,7 +9,37 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::LogFormat;
+/// How much is logged (`--log.level`). Only this crate logs at this level; dependencies log warnings and up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    /// One line per poll.
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for tracing::Level {
+    fn from(level: LogLevel) -> tracing::Level {
+        match level {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// Log output format (`--log.format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `ts=… level=info msg="…" key=value`, as Prometheus' own components write.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. Only this crate logs at `level`; dependencies log warnings and up.
 pub fn init(level: tracing::Level, format: LogFormat) {

@@ -1,11 +1,12 @@
 //! Entry point: parse the command line, validate the configuration, run. The only place where errors
-//! become exit codes (`anyhow` lives here and nowhere else).
+//! become exit codes (`anyhow` lives here and nowhere else): clap exits with 2 on a bad flag, and a
+//! configuration error or a failed start exits with 2 here, after a message naming the flag.
 
 use anyhow::Context as _;
 use clap::Parser;
 
 use cec_exporter::cli::{Cli, Command};
-use cec_exporter::config::{self, Config};
+use cec_exporter::config::Config;
 use cec_exporter::{demo, logging, simulate};
 
 fn main() -> std::process::ExitCode {
@@ -27,8 +28,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (level, format) = config::log_settings(&cli.run)?;
-    logging::init(level, format);
+    logging::init(cli.run.log_level.into(), cli.run.log_format);
     match cli.command {
         None | Some(Command::Run) => {
             let cfg = Config::from_args(&cli.run, std::env::var("CEC_APP_SECRET").ok())?;

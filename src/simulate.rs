@@ -7,14 +7,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::SimulateArgs;
-use crate::config::{parse_duration, parse_listen};
 use crate::simulator::{SimConfig, Simulator, Traffic};
 
 /// The simulator's credentials when none are given.
 pub const DEMO_APP_KEY: &str = "demo-app-key";
 pub const DEMO_APP_SECRET: &str = "demo-app-secret";
 
-/// Validates the simulator's flags.
+/// The simulator's configuration from its flags; reads the secret file, if one is given.
 pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
     let app_secret = match &args.app_secret_file {
         Some(p) => std::fs::read_to_string(p)
@@ -24,28 +23,29 @@ pub fn sim_config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
         None => DEMO_APP_SECRET.to_owned(),
     };
     anyhow::ensure!(!app_secret.is_empty(), "--app-secret-file: the app secret is empty");
-    anyhow::ensure!(
-        args.calls_per_minute.is_finite() && args.calls_per_minute >= 0.0,
-        "--calls-per-minute: must be a number of at least 0"
-    );
-    anyhow::ensure!(
-        args.duration_scale.is_finite() && args.duration_scale > 0.0,
-        "--duration-scale: must be a number above 0"
-    );
-    let history = parse_duration("--history", &args.history)?;
-    let max_record_latency = parse_duration("--max-record-latency", &args.max_record_latency)?;
+    // Rates, scales and durations arrive checked by their clap value parsers.
     let traffic = if args.calls_per_minute > 0.0 {
-        Traffic::Random { calls_per_minute: args.calls_per_minute, history, duration_scale: args.duration_scale }
+        Traffic::Random {
+            calls_per_minute: args.calls_per_minute,
+            history: args.history,
+            duration_scale: args.duration_scale,
+        }
     } else {
         Traffic::None
     };
-    Ok(SimConfig { app_key: args.app_key.clone(), app_secret, seed: args.seed, traffic, max_record_latency })
+    Ok(SimConfig {
+        app_key: args.app_key.clone(),
+        app_secret,
+        seed: args.seed,
+        traffic,
+        max_record_latency: args.max_record_latency,
+    })
 }
 
 /// Runs the simulator until `shutdown`.
 pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let cfg = sim_config(&args)?;
-    let addr = parse_listen("--listen", &args.listen)?;
+    let addr = args.listen;
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--listen: cannot listen on {addr}"))?;
     let local = listener.local_addr()?;

@@ -87,9 +87,15 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and restores the state it holds (`None` for a new store).
-    /// With `reset`, an existing file is first moved aside to `FILE.reset-<unix seconds>`.
+    /// Opens (or creates) the store in `dir`, creating `dir` when missing, and restores the state it
+    /// holds (`None` for a new store). With `reset`, an existing file is first moved aside to
+    /// `FILE.reset-<unix seconds>`.
     pub fn open(dir: &Path, reset: bool) -> Result<(Store, Option<State>), StoreError> {
+        // Created here, when the store is opened, not while the flags are validated.
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.to_owned(),
+            detail: format!("cannot create the --state.path directory: {e}"),
+        })?;
         let path = dir.join(FILE);
         if reset && path.exists() {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -318,6 +324,29 @@ mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), vec![0x5a; 8192], "moved aside intact");
+    }
+
+    #[test]
+    fn opening_creates_a_missing_state_directory_or_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        let (store, restored) = Store::open(&nested, false).unwrap();
+        assert!(restored.is_none());
+        assert_eq!(store.path(), nested.join(FILE));
+        assert!(nested.join(FILE).is_file());
+        // A file where the directory should be: the error names the flag and the path.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let err = Store::open(&blocker.join("state"), false).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(&err, StoreError::Io { path, .. } if *path == blocker.join("state")), "{err:?}");
+        assert!(
+            msg.starts_with(&format!(
+                "state store {}: cannot create the --state.path directory: ",
+                blocker.join("state").display()
+            )),
+            "{msg}"
+        );
     }
 
     #[test]

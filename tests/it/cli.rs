@@ -17,38 +17,126 @@ fn start_error(args: &[&str], env_secret: Option<&str>) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// clap's whole message for a value its parser refused.
+fn clap_refused(value: &str, flag: &str, why: &str) -> String {
+    format!("error: invalid value '{value}' for '{flag}': {why}\n\nFor more information, try '--help'.\n")
+}
+
 #[test]
-fn bad_configuration_stops_start_up_with_a_message_naming_the_flag() {
+fn a_bad_flag_value_is_refused_by_clap_naming_the_flag() {
     let base = ["--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k"];
-    let cases: &[(&[&str], &str)] = &[
-        (&["--cec.page-size", "500"], "cec-exporter: --cec.page-size: \"500\" is not a whole number from 1 to 100\n"),
+    let cases: &[(&[&str], String)] = &[
+        (
+            &["--cec.page-size", "500"],
+            clap_refused("500", "--cec.page-size <N>", "must be a whole number from 1 to 100"),
+        ),
         (
             &["--cec.token-expire", "7200"],
-            "cec-exporter: --cec.token-expire: \"7200\" is not a whole number from 1 to 3600\n",
+            clap_refused("7200", "--cec.token-expire <SECONDS>", "must be a whole number from 1 to 3600"),
         ),
-        (&["--poll.interval", "often"], "cec-exporter: --poll.interval: \"often\" is not a duration like 30s or 1h"),
+        (
+            &["--poll.interval", "often"],
+            clap_refused("often", "--poll.interval <DURATION>", "not a duration like 30s or 1h (expected number at 0)"),
+        ),
+        (&["--poll.interval", "0s"], clap_refused("0s", "--poll.interval <DURATION>", "must be at least 1s")),
+        (&["--poll.backfill", "91d"], clap_refused("91d", "--poll.backfill <DURATION>", "must be at most 90d")),
+        (&["--poll.lookback", "2d"], clap_refused("2d", "--poll.lookback <DURATION>", "must be from 1s to 24h")),
+        (&["--cec.timeout", "10ms"], clap_refused("10ms", "--cec.timeout <DURATION>", "must be at least 100ms")),
         (
             &["--cec.task-types", "0,2"],
-            "cec-exporter: --cec.task-types: 0 already includes task types 1-3; list either 0 or some of 1, 2, 3\n",
+            clap_refused(
+                "0,2",
+                "--cec.task-types <TYPES>",
+                "0 already includes task types 1-3; list either 0 or some of 1, 2, 3",
+            ),
         ),
-        (&["--log.format", "yaml"], "cec-exporter: --log.format: \"yaml\" is not logfmt or json\n"),
+        (&["--cec.url", "ftp://x"], clap_refused("ftp://x", "--cec.url <URL>", "not an http:// or https:// URL")),
+        (
+            &["--web.listen-address", "nowhere"],
+            clap_refused("nowhere", "--web.listen-address <ADDRESS>", "not an address like :10049 or 127.0.0.1:10049"),
+        ),
+        (
+            &["--web.telemetry-path", "/-/metrics"],
+            clap_refused("/-/metrics", "--web.telemetry-path <PATH>", "must start with / and not be / or under /-/"),
+        ),
+        (
+            &["--log.format", "yaml"],
+            "error: invalid value 'yaml' for '--log.format <FORMAT>'\n  [possible values: logfmt, json]\n\n\
+             For more information, try '--help'.\n"
+                .into(),
+        ),
     ];
     for (extra, want) in cases {
         let mut args = base.to_vec();
         args.extend_from_slice(extra);
         let (code, stderr) = start_error(&args, Some("top-secret-value"));
-        assert_eq!(code, 2, "{stderr}");
-        assert!(stderr.starts_with(want), "got {stderr:?}, want {want:?}");
-        assert!(!stderr.contains("top-secret-value"));
+        assert_eq!((code, stderr.as_str()), (2, want.as_str()), "{extra:?}");
+    }
+    // The subcommands' flags too.
+    let (code, stderr) = start_error(&["simulate", "--calls-per-minute=-1"], None);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (2, clap_refused("-1", "--calls-per-minute <RATE>", "must be a number of at least 0").as_str())
+    );
+    let (code, stderr) = start_error(&["demo", "--sim.listen", "somewhere"], None);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            2,
+            clap_refused("somewhere", "--sim.listen <ADDRESS>", "not an address like :10049 or 127.0.0.1:10049")
+                .as_str()
+        )
+    );
+    let (code, stderr) = start_error(&["--no-such-flag"], None);
+    assert_eq!(code, 2, "clap's own usage error");
+    assert!(stderr.starts_with("error: unexpected argument '--no-such-flag' found\n"), "{stderr}");
+}
+
+#[test]
+fn a_configuration_that_does_not_hold_together_stops_start_up_naming_the_flag() {
+    let base = ["--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k"];
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--poll.max-call-duration", "5m30s"],
+            "cec-exporter: --poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval (5m 30s)\n",
+        ),
+        (
+            &["--poll.interval", "1m", "--poll.max-catchup", "5m"],
+            "cec-exporter: --poll.max-catchup: must be at least --poll.lookback plus --poll.interval (6m)\n",
+        ),
+        (&["--state.reset"], "cec-exporter: --state.reset: needs --state.path: there is no store to reset\n"),
+    ];
+    for (extra, want) in cases {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let (code, stderr) = start_error(&args, Some("top-secret-value"));
+        assert_eq!((code, stderr.as_str()), (2, *want), "{extra:?}");
     }
     let (code, stderr) = start_error(&base, None);
     assert_eq!((code, stderr.as_str()), (2, "cec-exporter: --cec.app-secret-file is required: give a file holding the app secret, or set CEC_APP_SECRET\n"));
     let (code, stderr) = start_error(&["--cec.app-key", "k"], Some("s"));
-    assert_eq!(code, 2);
-    assert!(stderr.starts_with("cec-exporter: --cec.url is required"), "{stderr}");
-    let (code, stderr) = start_error(&["--no-such-flag"], None);
-    assert_eq!(code, 2, "clap's own usage error");
-    assert!(stderr.contains("--no-such-flag"));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (2, "cec-exporter: --cec.url is required: the base URL of the CEC API gateway, e.g. https://service.besclouds.com\n")
+    );
+}
+
+#[test]
+fn the_demo_polls_every_5s_unless_given_an_interval() {
+    // The demo's own default, and a user's --poll.interval kept even when it equals the exporter's default.
+    for (extra, want) in [(None, "every 5s."), (Some("30s"), "every 30s.")] {
+        let mut cmd = bin();
+        cmd.args(["demo", "--web.listen-address", "127.0.0.1:0"]).env_remove("CEC_POLL_INTERVAL");
+        if let Some(i) = extra {
+            cmd.args(["--poll.interval", i]);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(first.starts_with("cec-exporter demo: ") && first.trim_end().ends_with(want), "{first:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +174,7 @@ async fn every_flag_can_come_from_its_environment_variable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(body.contains("cec_calls_total{task_type=\"ita_bidirectional\",outcome=\"answered\"} 1"));
-    assert!(dir.path().join("state").is_dir(), "--state.path is created");
+    assert!(dir.path().join("state").is_dir(), "--state.path is created when the store opens");
     let stats = sim.sim.stats();
     assert!(stats.log.iter().all(|e| e.task_type.as_deref() == Some("4") && e.limit == Some(10)));
     child.kill().unwrap();
@@ -103,7 +191,12 @@ async fn every_flag_can_come_from_its_environment_variable() {
         .env("CEC_POLL_LOOKBACK", "0s")
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "cec-exporter: --poll.lookback: must be from 1s to 24h\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: invalid value '0s' for '--poll.lookback <DURATION>': must be from 1s to 24h\n\n\
+         For more information, try '--help'.\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
