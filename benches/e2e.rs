@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cec_exporter::cli::Cli;
 use cec_exporter::config::Config;
-use cec_exporter::simulator::{SimConfig, Simulator, Traffic};
+use cec_sim::{SimConfig, Simulator, Traffic};
 use clap::Parser;
 
 fn value(body: &str, name: &str) -> f64 {

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use crate::cli::{DemoArgs, RunArgs};
 use crate::config::{parse_listen, Config};
 use crate::simulate::{DEMO_APP_KEY, DEMO_APP_SECRET, DEMO_LATENCY};
-use crate::simulator::{SimConfig, Simulator, Traffic};
+use cec_sim::{SimConfig, Simulator, Traffic};
 
 /// Where the demo's exporter listens unless `--web.listen-address` says otherwise.
 pub const DEMO_LISTEN: &str = "127.0.0.1:10049";

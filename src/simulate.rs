@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::cli::SimulateArgs;
 use crate::config::{parse_duration, parse_listen};
-use crate::simulator::{SimConfig, Simulator, Traffic};
+use cec_sim::{SimConfig, Simulator, Traffic};
 
 /// The simulator's credentials when none are given.
 pub const DEMO_APP_KEY: &str = "demo-app-key";

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cec_exporter::simulator::{now_ms, CallSpec, Faults, Outcome, SimConfig, Simulator, Traffic, Truth};
+use cec_sim::{now_ms, CallSpec, Faults, Outcome, SimConfig, Simulator, Traffic, Truth};
 
 pub const APP_KEY: &str = "it-app-key";
 pub const APP_SECRET: &str = "it-secret-Zq9vX3";

@@ -383,7 +383,7 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::{now_ms, CallSpec, Outcome, SimConfig, Traffic, Truth, SERIAL_BASE};
+    use crate::{now_ms, CallSpec, Outcome, SimConfig, Traffic, Truth, SERIAL_BASE};
     use std::collections::HashSet;
     use tokio::sync::oneshot;
 
@@ -819,7 +819,7 @@ mod tests {
         assert_eq!(delay("ita_bidirectional", "customer"), None);
         assert_eq!(
             t.in_progress,
-            vec![crate::simulator::StateCount { task_type: "ita_bidirectional".into(), state: "2".into(), count: 1 }]
+            vec![crate::StateCount { task_type: "ita_bidirectional".into(), state: "2".into(), count: 1 }]
         );
         let last = |tt: &str| t.last_call_end_ms.iter().find(|r| r.task_type == tt).unwrap().value;
         assert_eq!(last("cec_bidirectional"), t0 + 200 + 1_000 + 1_000 + 30_500);
@@ -999,7 +999,7 @@ mod tests {
 
         let (s, v) = h.get("/sim/stats").await;
         assert_eq!(s, 200);
-        let stats: crate::simulator::Stats = serde_json::from_value(v).unwrap();
+        let stats: crate::Stats = serde_json::from_value(v).unwrap();
         assert_eq!(stats.business_requests, 1);
         assert_eq!(stats.records_served, 1);
         assert!(stats.all_values_strings);

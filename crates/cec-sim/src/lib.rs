@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use cec_exporter::simulator::{CallSpec, Outcome, SimConfig, Simulator, Traffic, SERIAL_BASE};
+//! use cec_sim::{CallSpec, Outcome, SimConfig, Simulator, Traffic, SERIAL_BASE};
 //! let sim = Simulator::new(SimConfig {
 //!     app_key: "key".into(),
 //!     app_secret: "secret".into(),
@@ -21,7 +21,7 @@
 //!     traffic: Traffic::None,
 //!     max_record_latency: std::time::Duration::ZERO,
 //! });
-//! let t0 = cec_exporter::simulator::now_ms() - 60_000;
+//! let t0 = cec_sim::now_ms() - 60_000;
 //! sim.add_calls(vec![
 //!     CallSpec::builder(SERIAL_BASE, 1, t0).talk_ms(12_000).build(),
 //!     CallSpec::builder(SERIAL_BASE + 1, 4, t0).outcome(Outcome::Busy).build(),

@@ -448,7 +448,7 @@ enum Progress {
 /// no_answer 19, rejected 21, cancelled 31, failed 41, unknown none).
 ///
 /// ```
-/// # use cec_exporter::simulator::{CallSpec, Outcome, SERIAL_BASE};
+/// # use cec_sim::{CallSpec, Outcome, SERIAL_BASE};
 /// let call = CallSpec::builder(SERIAL_BASE + 1, 4, 1_700_000_000_000)
 ///     .outcome(Outcome::Busy)
 ///     .ring_ms(2_000)
