@@ -2,7 +2,6 @@
 //! call metrics within seconds with one command and no credentials.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -26,10 +25,6 @@ pub async fn run(
         "--sim.calls-per-minute: must be a number above 0"
     );
     let sim_addr = parse_listen("--sim.listen", &args.sim_listen)?;
-    let sim_listener = tokio::net::TcpListener::bind(sim_addr)
-        .await
-        .with_context(|| format!("--sim.listen: cannot listen on {sim_addr}"))?;
-    let sim_url = format!("http://{}", sim_listener.local_addr()?);
     let sim = Simulator::new(SimConfig {
         app_key: DEMO_APP_KEY.into(),
         app_secret: DEMO_APP_SECRET.into(),
@@ -41,11 +36,9 @@ pub async fn run(
         },
         max_record_latency: DEMO_LATENCY,
     });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut sim_stop = stop_rx.clone();
-    let sim_task = tokio::spawn(Arc::clone(&sim).serve(sim_listener, async move {
-        let _ = sim_stop.wait_for(|s| *s).await;
-    }));
+    let sim_server =
+        sim.spawn_on(sim_addr).await.with_context(|| format!("--sim.listen: cannot listen on {sim_addr}"))?;
+    let sim_url = sim_server.url();
 
     // The exporter, with the demo's defaults where the user gave no flag.
     let mut exporter_args: RunArgs = run_args.clone();
@@ -71,7 +64,6 @@ pub async fn run(
     println!("  simulator's truth:    {sim_url}/sim/truth");
     println!("Press Ctrl-C to stop.");
     let result = crate::run(cfg, listener, shutdown).await;
-    let _ = stop_tx.send(true);
-    let _ = sim_task.await;
+    let _ = sim_server.shutdown().await;
     result
 }

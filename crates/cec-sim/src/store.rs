@@ -152,8 +152,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::{task_type_label, SERIAL_BASE};
-
-    const T0: i64 = 1_700_000_000_000;
+    use crate::testing::T0;
 
     fn sel(start_ms: i64, end_ms: i64, tasks: TaskFilter, offset: u64, limit: u64) -> Selection {
         Selection { start_ms, end_ms, tasks, caller: None, offset, limit }
