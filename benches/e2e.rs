@@ -4,12 +4,11 @@
 //! requests of the backfill and of a steady-state poll, and the time to scrape `/metrics`.
 //! Run with `cargo bench --bench e2e`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cec_exporter::cli::Cli;
 use cec_exporter::config::Config;
-use cec_exporter::simulator::{SimConfig, Simulator, Traffic};
+use cec_sim::{SimConfig, Simulator, Traffic};
 use clap::Parser;
 
 fn value(body: &str, name: &str) -> f64 {
@@ -32,12 +31,8 @@ async fn once(calls_per_minute: f64) -> (f64, f64, f64, f64, u64) {
         traffic: Traffic::Random { calls_per_minute, history: Duration::from_secs(3600), duration_scale: 0.01 },
         max_record_latency: Duration::from_millis(200),
     });
-    let sl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_url = format!("http://{}", sl.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(Arc::clone(&sim).serve(sl, async move {
-        let _ = stop_rx.await;
-    }));
+    let running = sim.spawn_loopback().await.unwrap();
+    let sim_url = running.url();
     let truth = sim.truth().ended_calls;
     let el = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", el.local_addr().unwrap());
@@ -94,7 +89,7 @@ async fn once(calls_per_minute: f64) -> (f64, f64, f64, f64, u64) {
     let scrape_ms = t.elapsed().as_secs_f64() * 1000.0 / 100.0;
     let _ = done_tx.send(());
     let _ = exporter.await;
-    let _ = stop_tx.send(());
+    let _ = running.shutdown().await;
     (backfill_s, backfill_requests, steady, scrape_ms, truth)
 }
 

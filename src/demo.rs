@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,7 +10,7 @@ use anyhow::Context as _;
 use crate::cli::{DemoArgs, RunArgs};
 use crate::config::Config;
 use crate::simulate::{DEMO_APP_KEY, DEMO_APP_SECRET, DEMO_LATENCY};
-use crate::simulator::{SimConfig, Simulator, Traffic};
+use cec_sim::{SimConfig, Simulator, Traffic};
 
 /// Where the demo's exporter listens unless `--web.listen-address` says otherwise.
 pub const DEMO_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10049));
@@ -25,10 +24,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sim_addr = args.sim_listen;
-    let sim_listener = tokio::net::TcpListener::bind(sim_addr)
-        .await
-        .with_context(|| format!("--sim.listen: cannot listen on {sim_addr}"))?;
-    let sim_url = format!("http://{}", sim_listener.local_addr()?);
     let sim = Simulator::new(SimConfig {
         app_key: DEMO_APP_KEY.into(),
         app_secret: DEMO_APP_SECRET.into(),
@@ -40,11 +35,9 @@ pub async fn run(
         },
         max_record_latency: DEMO_LATENCY,
     });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut sim_stop = stop_rx.clone();
-    let sim_task = tokio::spawn(Arc::clone(&sim).serve(sim_listener, async move {
-        let _ = sim_stop.wait_for(|s| *s).await;
-    }));
+    let sim_server =
+        sim.spawn_on(sim_addr).await.with_context(|| format!("--sim.listen: cannot listen on {sim_addr}"))?;
+    let sim_url = sim_server.url();
 
     // The exporter, with the demo's defaults where the user gave no flag.
     let mut exporter_args: RunArgs = run_args.clone();
@@ -66,7 +59,6 @@ pub async fn run(
     println!("  simulator's truth:    {sim_url}/sim/truth");
     println!("Press Ctrl-C to stop.");
     let result = crate::run(cfg, listener, shutdown).await;
-    let _ = stop_tx.send(true);
-    let _ = sim_task.await;
+    let _ = sim_server.shutdown().await;
     result
 }

@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod simulate;
-pub mod simulator;
 pub mod store;
 
 use std::future::Future;

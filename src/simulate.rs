@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::SimulateArgs;
-use crate::simulator::{SimConfig, Simulator, Traffic};
+use cec_sim::{SimConfig, Simulator, Traffic};
 
 /// The simulator's credentials when none are given.
 pub const DEMO_APP_KEY: &str = "demo-app-key";

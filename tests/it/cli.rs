@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cec_exporter::simulator::CallSpec;
+use cec_sim::CallSpec;
 
 use crate::harness::*;
 

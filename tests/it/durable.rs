@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use cec_exporter::simulator::{CallSpec, Faults, Outcome};
+use cec_sim::{CallSpec, Faults, Outcome};
 
 use crate::harness::*;
 

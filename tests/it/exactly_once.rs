@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cec_exporter::simulator::{CallSpec, Outcome, Traffic};
+use cec_sim::{CallSpec, Outcome, Traffic};
 
 use crate::harness::*;
 
@@ -184,7 +184,7 @@ async fn a_record_repeated_on_two_pages_or_skipped_by_one_read_counts_once() {
         (0..40).map(|i| random_call(&mut rng, SERIAL0 + i, t0 - 20_000 + i as i64 * 100)).collect();
     let sim = Sim::scripted(calls).await;
     // Every page past the first of the first polls starts one record early.
-    sim.faults(cec_exporter::simulator::Faults { shift_pages: 8, ..Default::default() });
+    sim.faults(cec_sim::Faults { shift_pages: 8, ..Default::default() });
     let exp = Exporter::start(&sim.url, &["--cec.page-size", "7"]);
     let m = exp.wait_for("all 40 calls", Duration::from_secs(15), |m| m.calls_total() == 40).await;
     let m = exp
@@ -208,7 +208,7 @@ async fn a_record_skipped_by_a_shifting_page_of_a_window_no_later_poll_rereads_i
     let sim = Sim::scripted(calls).await;
     // Ten pages of that first read start one record early (as when CEC's order changes under a reader):
     // ten records are repeated and ten are skipped, with the same total.
-    sim.faults(cec_exporter::simulator::Faults { shift_pages: 10, ..Default::default() });
+    sim.faults(cec_sim::Faults { shift_pages: 10, ..Default::default() });
     let exp = Exporter::start(&sim.url, &["--cec.page-size", "5", "--poll.lookback", "5s"]);
     let m = exp.wait_for("all 150 calls", Duration::from_secs(20), |m| m.calls_total() == 150).await;
     let m = exp

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cec_exporter::simulator::{CallSpec, Faults};
+use cec_sim::{CallSpec, Faults};
 
 use crate::harness::*;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cec_exporter::simulator::{Faults, Traffic};
+use cec_sim::{Faults, Traffic};
 use promql_parser::parser::{self, Expr};
 
 use crate::harness::*;

@@ -448,7 +448,7 @@ enum Progress {
 /// no_answer 19, rejected 21, cancelled 31, failed 41, unknown none).
 ///
 /// ```
-/// # use cec_exporter::simulator::{CallSpec, Outcome, SERIAL_BASE};
+/// # use cec_sim::{CallSpec, Outcome, SERIAL_BASE};
 /// let call = CallSpec::builder(SERIAL_BASE + 1, 4, 1_700_000_000_000)
 ///     .outcome(Outcome::Busy)
 ///     .ring_ms(2_000)
@@ -675,8 +675,7 @@ impl CallBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const T0: i64 = 1_700_000_000_000;
+    use crate::testing::{num, T0};
 
     #[test]
     fn classification_table() {
@@ -778,14 +777,6 @@ mod tests {
         let mut c = good;
         c.end_ms = c.start_ms - 1;
         assert!(c.validate().is_err());
-    }
-
-    fn num(v: &Value) -> i64 {
-        match v {
-            Value::Number(n) => n.as_i64().unwrap(),
-            Value::String(s) => s.parse().unwrap(),
-            other => panic!("not numeric: {other}"),
-        }
     }
 
     #[test]

@@ -134,7 +134,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const T0: i64 = 1_700_000_000_000;
+    use crate::testing::T0;
 
     #[test]
     fn deterministic_for_a_seed() {

@@ -383,39 +383,26 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::{now_ms, CallSpec, Outcome, SimConfig, Traffic, Truth, SERIAL_BASE};
+    use crate::testing::{num, sim_config, KEY, SECRET};
+    use crate::{now_ms, CallSpec, Outcome, Running, SimConfig, Traffic, Truth, SERIAL_BASE};
     use std::collections::HashSet;
-    use tokio::sync::oneshot;
 
-    const KEY: &str = "app-key-1";
-    const SECRET: &str = "app-secret-1";
-
+    /// A test simulator on loopback and a client for it.
     struct Harness {
         sim: Arc<Simulator>,
         base: String,
         http: reqwest::Client,
-        _stop: oneshot::Sender<()>,
+        /// Stops the server when the test ends.
+        running: Running,
     }
 
-    async fn start_with(traffic: Traffic, max_latency: Duration) -> Harness {
-        let sim = Simulator::new(SimConfig {
-            app_key: KEY.into(),
-            app_secret: SECRET.into(),
-            seed: 42,
-            traffic,
-            max_record_latency: max_latency,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(Arc::clone(&sim).serve(listener, async {
-            let _ = stopped.await;
-        }));
-        Harness { sim, base, http: reqwest::Client::new(), _stop: stop }
+    async fn serve(sim: Arc<Simulator>) -> Harness {
+        let running = sim.spawn_loopback().await.unwrap();
+        Harness { sim, base: running.url(), http: reqwest::Client::new(), running }
     }
 
     async fn start() -> Harness {
-        start_with(Traffic::None, Duration::ZERO).await
+        serve(Simulator::new(sim_config(Traffic::None, Duration::ZERO))).await
     }
 
     impl Harness {
@@ -507,14 +494,6 @@ mod tests {
     impl JsonValue for reqwest::Response {
         async fn json_value(self) -> serde_json::Result<Value> {
             serde_json::from_str(&self.text().await.unwrap())
-        }
-    }
-
-    fn num(v: &Value) -> i64 {
-        match v {
-            Value::Number(n) => n.as_i64().unwrap(),
-            Value::String(s) => s.parse().unwrap(),
-            other => panic!("not numeric: {other}"),
         }
     }
 
@@ -819,7 +798,7 @@ mod tests {
         assert_eq!(delay("ita_bidirectional", "customer"), None);
         assert_eq!(
             t.in_progress,
-            vec![crate::simulator::StateCount { task_type: "ita_bidirectional".into(), state: "2".into(), count: 1 }]
+            vec![crate::StateCount { task_type: "ita_bidirectional".into(), state: "2".into(), count: 1 }]
         );
         let last = |tt: &str| t.last_call_end_ms.iter().find(|r| r.task_type == tt).unwrap().value;
         assert_eq!(last("cec_bidirectional"), t0 + 200 + 1_000 + 1_000 + 30_500);
@@ -999,7 +978,7 @@ mod tests {
 
         let (s, v) = h.get("/sim/stats").await;
         assert_eq!(s, 200);
-        let stats: crate::simulator::Stats = serde_json::from_value(v).unwrap();
+        let stats: crate::Stats = serde_json::from_value(v).unwrap();
         assert_eq!(stats.business_requests, 1);
         assert_eq!(stats.records_served, 1);
         assert!(stats.all_values_strings);
@@ -1017,29 +996,11 @@ mod tests {
 
     #[tokio::test]
     async fn random_traffic_backfill_finds_data_and_shutdown_stops() {
-        let sim = Simulator::new(SimConfig {
-            app_key: KEY.into(),
-            app_secret: SECRET.into(),
-            seed: 7,
-            traffic: Traffic::Random {
-                calls_per_minute: 120.0,
-                history: Duration::from_secs(600),
-                duration_scale: 0.01,
-            },
-            max_record_latency: Duration::from_millis(500),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(Arc::clone(&sim).serve(listener, async {
-            let _ = stopped.await;
-        }));
-        let h = Harness {
-            sim: Arc::clone(&sim),
-            base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-            _stop: oneshot::channel().0,
-        };
+        let traffic =
+            Traffic::Random { calls_per_minute: 120.0, history: Duration::from_secs(600), duration_scale: 0.01 };
+        let sim = Simulator::new(SimConfig { seed: 7, ..sim_config(traffic, Duration::from_millis(500)) });
+        let h = serve(sim).await;
+        let sim = &h.sim;
         let tok = h.token().await;
         let now = now_ms();
         // History calls are long over: every record of the first nine minutes is final, and the
@@ -1058,8 +1019,8 @@ mod tests {
         };
         assert_eq!(recs.len() as u64, ended_in_window);
 
-        stop.send(()).unwrap();
-        server.await.unwrap().unwrap();
-        assert!(reqwest::get(format!("http://{addr}/sim/stats")).await.is_err());
+        let base = h.base.clone();
+        h.running.shutdown().await.unwrap();
+        assert!(reqwest::get(format!("{base}/sim/stats")).await.is_err());
     }
 }

@@ -151,9 +151,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::model::{task_type_label, SERIAL_BASE};
-
-    const T0: i64 = 1_700_000_000_000;
+    use crate::model::{task_type_label, SERIAL_BASE};
+    use crate::testing::T0;
 
     fn sel(start_ms: i64, end_ms: i64, tasks: TaskFilter, offset: u64, limit: u64) -> Selection {
         Selection { start_ms, end_ms, tasks, caller: None, offset, limit }
@@ -282,7 +281,7 @@ mod tests {
                     }
                     let secs = field(&r, "talkDuration").unwrap() as u32;
                     let reason = field(&r, "reasonCode").map(|c| c as u32);
-                    let o = crate::simulator::model::classify(task, secs, reason);
+                    let o = crate::model::classify(task, secs, reason);
                     *calls.entry((label.clone(), o.label().to_string())).or_default() += 1;
                     if secs > 0 {
                         let e = talk.entry(label).or_default();

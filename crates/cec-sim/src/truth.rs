@@ -223,9 +223,8 @@ fn sums(m: BTreeMap<u8, (u64, u64)>, label: impl Fn(u8) -> String) -> Vec<Durati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::model::{Outcome, SERIAL_BASE};
-
-    const T0: i64 = 1_700_000_000_000;
+    use crate::model::{Outcome, SERIAL_BASE};
+    use crate::testing::T0;
 
     #[test]
     fn hand_computed_truth() {

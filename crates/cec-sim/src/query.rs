@@ -253,7 +253,7 @@ fn splice_malformed(info: &mut Vec<Value>, model: Option<&CallSpec>, now_ms: i64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::model::SERIAL_BASE;
+    use crate::model::SERIAL_BASE;
 
     fn sel(body: &str) -> Result<Selection, Rejection> {
         parse(body.as_bytes()).selection

@@ -35,9 +35,10 @@ pub struct Faults {
     /// over a live window does when a record joins before it: the previous page's last record comes
     /// again and this page's last record is left out of this read.
     pub shift_pages: u32,
-    /// Next N tokens are issued with this `Expires` text instead of the real lifetime (a gateway that
-    /// misreports it); the token itself still lives as long as asked.
+    /// `Expires` text sent instead of the real lifetime by the next `token_expires_count` tokens (a
+    /// gateway that misreports it); the token itself still lives as long as asked.
     pub token_expires_text: Option<String>,
+    /// How many of the next tokens carry `token_expires_text`.
     pub token_expires_count: u32,
 }
 

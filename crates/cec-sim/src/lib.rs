@@ -1,8 +1,19 @@
-//! Simulator of Huawei Cloud CEC's call-history API (tokenByAkSk + queryCallDetailRecord) for the
-//! demo, integration tests and benchmarks: follows the vendor page and `shared/cec-api/README.md`
-//! quirks included, serves scripted or seeded random traffic, and knows the exact truth of what a
-//! perfect exporter would count. This file owns the public entry point (`Simulator`, its config,
-//! the clock) and the shared state; the HTTP side lives in `http.rs`.
+//! cec-sim: a simulator of Huawei Cloud CEC's call-history API (tokenByAkSk + queryCallDetailRecord)
+//! for cec-exporter's demo, integration tests and benchmarks. It follows the vendor page and
+//! `shared/cec-api/README.md`, quirks included, serves scripted or seeded random traffic, and knows
+//! the exact truth of what a perfect exporter would count.
+//!
+//! It is the exporter's test oracle, so it is deliberately independent of it: this crate does not
+//! depend on cec-exporter, and it keeps its own reading of the vendor's tables (its own [`Outcome`]
+//! and [`classify`], task-type labels, paths and clock) rather than sharing the exporter's. A
+//! misreading of the vendor page then shows up as a disagreement between the two, not as the same
+//! mistake on both sides. The two meet only in label strings (`"no_answer"`, `"ita_bidirectional"`),
+//! which is what comparisons between them use.
+//!
+//! This file owns the public entry point (`Simulator`, its config, the clock) and the shared state;
+//! [`Running`] runs it in the background, the HTTP side lives in `http.rs`. A new vendor quirk goes
+//! into the call model (`model.rs`, how a record looks) or the query rules (`query.rs`); a new fault
+//! switch is a field of [`Faults`] (`stats.rs`), injected in `http.rs`.
 //!
 //! Served paths:
 //! - `POST /apigovernance/api/oauth/tokenByAkSk` and
@@ -11,9 +22,10 @@
 //!   `GET|POST /sim/faults` ([`Faults`] JSON, missing fields = off; answers the pending faults);
 //!   `POST /sim/calls` (JSON array of [`CallSpec`]; answers `{"added": n}`, or 400 and adds none).
 //!
-//! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
-//! use cec_exporter::simulator::{CallSpec, Outcome, SimConfig, Simulator, Traffic, SERIAL_BASE};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use cec_sim::{now_ms, CallSpec, Outcome, SimConfig, Simulator, Traffic, SERIAL_BASE};
 //! let sim = Simulator::new(SimConfig {
 //!     app_key: "key".into(),
 //!     app_secret: "secret".into(),
@@ -21,23 +33,31 @@
 //!     traffic: Traffic::None,
 //!     max_record_latency: std::time::Duration::ZERO,
 //! });
-//! let t0 = cec_exporter::simulator::now_ms() - 60_000;
+//! let t0 = now_ms() - 60_000;
 //! sim.add_calls(vec![
 //!     CallSpec::builder(SERIAL_BASE, 1, t0).talk_ms(12_000).build(),
 //!     CallSpec::builder(SERIAL_BASE + 1, 4, t0).outcome(Outcome::Busy).build(),
 //! ]);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! tokio::spawn(sim.clone().serve(listener, std::future::pending()));
-//! assert_eq!(sim.truth().ended_calls, 2);
+//! // Serves on a free 127.0.0.1 port until `running` is dropped or shut down.
+//! let running = sim.spawn_loopback().await?;
+//! assert!(running.url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(running.sim().truth().ended_calls, 2);
+//! assert_eq!(sim.truth().calls_of("ita_bidirectional", "busy"), 1);
+//! running.shutdown().await?;
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 mod generator;
 mod http;
 mod model;
 mod query;
+mod running;
 mod stats;
 mod store;
+#[cfg(test)]
+mod testing;
 mod truth;
 
 use std::collections::HashMap;
@@ -49,6 +69,7 @@ pub use model::{
     classify, has_agent_leg, task_type_label, CallBuilder, CallSpec, Outcome, SpecError, MIN_SERIAL, SERIAL_BASE,
     TASK_ANONYMOUS_OUTBOUND, TASK_CEC_BIDIRECTIONAL, TASK_ITA_BIDIRECTIONAL, TASK_VOICE_NOTIFICATION,
 };
+pub use running::Running;
 pub use stats::{Faults, QueryLogEntry, RequestCount, Stats, LOG_CAPACITY};
 pub use truth::{CallCount, DelaySum, DurationSum, LastEnd, ReasonCount, StateCount, Truth};
 
@@ -101,7 +122,8 @@ struct TokenInfo {
     expires_at_ms: i64,
 }
 
-/// The simulated CEC tenant. Create with [`Simulator::new`], run with [`Simulator::serve`].
+/// The simulated CEC tenant. Create with [`Simulator::new`]; run it in the background with
+/// [`Simulator::spawn_loopback`] or [`Simulator::spawn_on`], or in the foreground with [`Simulator::serve`].
 #[derive(Debug)]
 pub struct Simulator {
     app_key: String,
