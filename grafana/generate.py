@@ -850,7 +850,7 @@ def check(files):
         sys.stdout.writelines(shown)
         if len(diff) > len(shown):
             print(f"... {len(diff) - len(shown)} more diff lines")
-    for name in sorted(set(os.listdir(OUT)) - set(files)):
+    for name in sorted(set(os.listdir(OUT) if os.path.isdir(OUT) else []) - set(files)):
         if name.endswith(".json"):
             stale += 1
             print(f"grafana/dashboards/{name} is not generated: add it to grafana/generate.py or remove it")
