@@ -1,14 +1,94 @@
 #!/usr/bin/env python3
-"""Generates grafana/dashboards/*.json: edit the panels here, run `python3 grafana/generate.py`, commit both.
+"""Builds grafana/dashboards/*.json with the Grafana Foundation SDK (grafana-foundation-sdk on PyPI).
 
-The JSON files are what Grafana loads and what the test suite checks (tests/it/observability.rs); this
-script keeps their many panels consistent (selectors, units, datasource, layout).
+Edit the panels here, run `python3 grafana/generate.py`, commit both this file and the JSON.
+`python3 grafana/generate.py --check` writes nothing and exits 1, with a diff, when the committed JSON
+is not what this script generates; the test suite runs it (tests/it/observability.rs), and also
+checks every query of the JSON against the exporter and a real Prometheus.
+
+The SDK build is pinned in grafana/requirements.txt: another build may write other JSON, so the script
+refuses to run with any other (`python3 -m pip install -r grafana/requirements.txt`).
+
+Conventions the tests hold the dashboards to: every selector carries `job=~"$job"`, the exporter's
+own metrics also `instance=~"$instance"`, the call metrics also `task_type=~"$task_type"`; rates use
+`$__rate_interval`, "in the selected range" panels `increase(...[$__range])`; no `offset`.
+Panel ids are part of operators' links (`viewPanel=N`): never renumber, give a new panel the next free
+id of its dashboard. Rows have ids from 100 up.
 """
+import argparse
+import difflib
+import importlib.metadata
 import json
 import os
+import sys
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards")
-DS = {"type": "prometheus", "uid": "${datasource}"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "dashboards")
+REQUIREMENTS = os.path.join(HERE, "requirements.txt")
+SDK = "grafana-foundation-sdk"
+INSTALL_HINT = "python3 -m pip install -r grafana/requirements.txt"
+
+
+def pinned_sdk_version():
+    """The exact version grafana/requirements.txt pins (`grafana-foundation-sdk==VERSION`)."""
+    with open(REQUIREMENTS) as f:
+        for line in f:
+            name, sep, version = line.split("#", 1)[0].strip().partition("==")
+            if sep and name.strip().lower().replace("_", "-") == SDK:
+                return version.strip()
+    raise SystemExit(f"{REQUIREMENTS} pins no {SDK}==VERSION")
+
+
+def sdk_problem():
+    """Why the installed SDK cannot be used (None when it is the pinned build)."""
+    want = pinned_sdk_version()
+    try:
+        have = importlib.metadata.version(SDK)
+    except importlib.metadata.PackageNotFoundError:
+        return f"{SDK} is not installed; it must be {want}: {INSTALL_HINT}"
+    if have != want:
+        return f"{SDK} {have} is installed, grafana/requirements.txt pins {want}: {INSTALL_HINT}"
+    return None
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1 with a diff when the committed JSON differs from the generated")
+    mode.add_argument("--sdk-installed", action="store_true",
+                      help="exit 0 when the pinned SDK build is installed, 1 (saying why) otherwise")
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    PROBLEM = sdk_problem()
+    if ARGS.sdk_installed:
+        if PROBLEM:
+            print(PROBLEM, file=sys.stderr)
+        sys.exit(1 if PROBLEM else 0)
+    if PROBLEM:
+        print(f"grafana/generate.py: {PROBLEM}", file=sys.stderr)
+        sys.exit(2)
+
+# Imported after the version check, so a missing or other SDK gives the hint above, not a traceback.
+from grafana_foundation_sdk.builders import bargauge  # noqa: E402
+from grafana_foundation_sdk.builders import common as cb  # noqa: E402
+from grafana_foundation_sdk.builders import dashboard as db  # noqa: E402
+from grafana_foundation_sdk.builders import heatmap  # noqa: E402
+from grafana_foundation_sdk.builders import prometheus  # noqa: E402
+from grafana_foundation_sdk.builders import stat  # noqa: E402
+from grafana_foundation_sdk.builders import table  # noqa: E402
+from grafana_foundation_sdk.builders import timeseries  # noqa: E402
+from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
+from grafana_foundation_sdk.models import common as cm  # noqa: E402
+from grafana_foundation_sdk.models import dashboard as dm  # noqa: E402
+from grafana_foundation_sdk.models import heatmap as hm  # noqa: E402
+from grafana_foundation_sdk.models import prometheus as pm  # noqa: E402
+
+# Every panel and query reads the data source the `datasource` variable selects.
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 # Selector fragments.
 RAW = 'job=~"$job", instance=~"$instance"'
@@ -26,222 +106,216 @@ OUTCOME_COLORS = {
 }
 
 
-class Builder:
-    def __init__(self):
-        self.panels = []
-        self.next_id = 1
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
 
-    def add(self, panel, x, y, w, h):
-        panel["id"] = self.next_id
-        self.next_id += 1
-        panel["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
-        self.panels.append(panel)
-        return panel
-
-
-def target(expr, legend="__auto", ref="A", instant=False, fmt="time_series", exemplar=False, interval=None):
-    t = {
-        "datasource": dict(DS),
-        "editorMode": "code",
-        "expr": expr,
-        "legendFormat": legend,
-        "range": not instant,
-        "instant": instant,
-        "format": fmt,
-        "exemplar": exemplar,
-        "refId": ref,
-    }
-    if interval:
-        t["interval"] = interval
-    return t
+def query(expr, legend="__auto", ref="A", instant=False, fmt=pm.PromQueryFormat.TIME_SERIES, exemplar=False):
+    q = (
+        prometheus.Dataquery()
+        .datasource(DS)
+        .editor_mode(pm.QueryEditorMode.CODE)
+        .expr(expr)
+        .legend_format(legend)
+        .format(fmt)
+        .exemplar(exemplar)
+        .ref_id(ref)
+    )
+    return q.instant() if instant else q.range()
 
 
-def thresholds(steps):
-    """steps: list of (value or None, color)."""
-    return {"mode": "absolute", "steps": [{"color": c, "value": v} for v, c in steps]}
+def thresholds(*steps):
+    """steps: (value or None for the base, color), ascending."""
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=v, color=c) for v, c in steps])
+    )
 
 
-def timeseries(title, desc, targets, unit, stack=False, min_=None, max_=None, overrides=None,
-               draw="line", fill=10, decimals=None, legend_calcs=("mean", "max", "lastNotNull"),
-               interpolation="linear", sort="desc"):
-    custom = {
-        "axisBorderShow": False,
-        "axisCenteredZero": False,
-        "axisColorMode": "text",
-        "axisLabel": "",
-        "axisPlacement": "auto",
-        "barAlignment": 0,
-        "drawStyle": draw,
-        "fillOpacity": 60 if stack else fill,
-        "gradientMode": "none",
-        "hideFrom": {"legend": False, "tooltip": False, "viz": False},
-        "insertNulls": False,
-        "lineInterpolation": interpolation,
-        "lineWidth": 1,
-        "pointSize": 4,
-        "scaleDistribution": {"type": "linear"},
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
-        "thresholdsStyle": {"mode": "off"},
-    }
-    defaults = {
-        "color": {"mode": "palette-classic"},
-        "custom": custom,
-        "mappings": [],
-        "thresholds": thresholds([(None, "green")]),
-        "unit": unit,
-    }
+def fixed_color(color):
+    return [dm.DynamicConfigValue(id_val="color", value={"fixedColor": color, "mode": "fixed"})]
+
+
+def last_value():
+    return cb.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
+
+
+def timeseries_panel(id_, title, desc, targets, unit, stack=False, min_=None, max_=None, decimals=None,
+                     legend_calcs=("mean", "max", "lastNotNull"), interpolation=cm.LineInterpolation.LINEAR):
+    p = (
+        timeseries.Panel()
+        .id(id_)
+        .title(title)
+        .description(desc)
+        .datasource(DS)
+        .targets(targets)
+        .unit(unit)
+        .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.PALETTE_CLASSIC))
+        .thresholds(thresholds((None, "green")))
+        .draw_style(cm.GraphDrawStyle.LINE)
+        .line_interpolation(interpolation)
+        .line_width(1)
+        .fill_opacity(60 if stack else 10)
+        .gradient_mode(cm.GraphGradientMode.NONE)
+        .show_points(cm.VisibilityMode.NEVER)
+        .point_size(4)
+        .span_nulls(False)
+        .axis_placement(cm.AxisPlacement.AUTO)
+        .stacking(cb.StackingConfig().group("A").mode(cm.StackingMode.NORMAL if stack else cm.StackingMode.NONE))
+        .legend(
+            cb.VizLegendOptions()
+            .calcs(list(legend_calcs))
+            .display_mode(cm.LegendDisplayMode.TABLE)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING))
+    )
     if min_ is not None:
-        defaults["min"] = min_
+        p = p.min(min_)
     if max_ is not None:
-        defaults["max"] = max_
+        p = p.max(max_)
     if decimals is not None:
-        defaults["decimals"] = decimals
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": desc,
-        "datasource": dict(DS),
-        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-        "options": {
-            "legend": {
-                "calcs": list(legend_calcs),
-                "displayMode": "table",
-                "placement": "right" if len(legend_calcs) == 0 else "bottom",
-                "showLegend": True,
-            },
-            "tooltip": {"mode": "multi", "sort": sort},
-        },
-        "targets": targets,
-    }
+        p = p.decimals(decimals)
+    return p
 
 
-def stat(title, desc, targets, unit, steps=((None, "green"),), mappings=None, decimals=None,
-         graph="none", color_mode="value", text_mode="auto", no_value=None, orientation="auto"):
-    defaults = {
-        "color": {"mode": "thresholds"},
-        "mappings": mappings or [],
-        "thresholds": thresholds(list(steps)),
-        "unit": unit,
-    }
+def stat_panel(id_, title, desc, targets, unit, steps=((None, "green"),), mappings=None, decimals=None,
+               graph=cm.BigValueGraphMode.NONE, color_mode=cm.BigValueColorMode.VALUE,
+               text_mode=cm.BigValueTextMode.AUTO):
+    p = (
+        stat.Panel()
+        .id(id_)
+        .title(title)
+        .description(desc)
+        .datasource(DS)
+        .targets(targets)
+        .unit(unit)
+        .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+        .thresholds(thresholds(*steps))
+        .mappings(mappings or [])
+        .color_mode(color_mode)
+        .graph_mode(graph)
+        .justify_mode(cm.BigValueJustifyMode.AUTO)
+        .orientation(cm.VizOrientation.AUTO)
+        .reduce_options(last_value())
+        .show_percent_change(False)
+        .text_mode(text_mode)
+        .wide_layout(True)
+    )
     if decimals is not None:
-        defaults["decimals"] = decimals
-    if no_value is not None:
-        defaults["noValue"] = no_value
-    return {
-        "type": "stat",
-        "title": title,
-        "description": desc,
-        "datasource": dict(DS),
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "colorMode": color_mode,
-            "graphMode": graph,
-            "justifyMode": "auto",
-            "orientation": orientation,
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "showPercentChange": False,
-            "textMode": text_mode,
-            "wideLayout": True,
-        },
-        "targets": targets,
-    }
+        p = p.decimals(decimals)
+    return p
 
 
-def by_regex_color(regex, color):
-    return {
-        "matcher": {"id": "byRegexp", "options": regex},
-        "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
-    }
+def table_panel(id_, title, desc, targets, transformation, decimals=None, footer=False):
+    p = (
+        table.Panel()
+        .id(id_)
+        .title(title)
+        .description(desc)
+        .datasource(DS)
+        .targets(targets)
+        .unit("short")
+        .thresholds(thresholds((None, "green")))
+        .mappings([])
+        .align(cm.FieldTextAlignment.AUTO)
+        .cell_options(cm.TableAutoCellOptions())
+        .inspect(False)
+        .cell_height(cm.TableCellHeight.SM)
+        .show_header(True)
+        .footer(cb.TableFooterOptions().show(footer).reducer(["sum"]).count_rows(False))
+        .with_transformation(transformation)
+    )
+    if decimals is not None:
+        p = p.decimals(decimals)
+    return p
 
 
-def by_name_color(name, color):
-    return {
-        "matcher": {"id": "byName", "options": name},
-        "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
-    }
+def row(id_, title):
+    return db.Row(title).id(id_)
 
 
-def q_var(name, label, query, include_all, multi, refresh=2, sort=1):
-    v = {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": dict(DS),
-        "definition": query,
-        "query": query,
-        "refresh": refresh,
-        "regex": "",
-        "sort": sort,
-        "hide": 0,
-        "includeAll": include_all,
-        "multi": multi,
-        "current": {},
-        "options": [],
-        "skipUrlSync": False,
-    }
-    if include_all:
-        v["allValue"] = ".*"
-    return v
+# The SDK lays panels out left to right, wrapping at 24 columns, each row below the tallest panel of
+# the previous one: `layout` is a list of (row, [(panel, width, height), ...]).
+def dashboard(uid, title, desc, variables, layout, time_from):
+    d = (
+        db.Dashboard(title)
+        .uid(uid)
+        .description(desc)
+        .tags(["cec-exporter", "cec"])
+        .editable()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .time(time_from, "now")
+        .timezone("")
+        .week_start("")
+        .fiscal_year_start_month(0)
+        .live_now(False)
+        .refresh("30s")
+        .version(1)
+        .link(
+            db.DashboardLink("CEC dashboards")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(["cec-exporter"])
+            .as_dropdown(False)
+            .icon("external link")
+            .include_vars(True)
+            .keep_time(True)
+            .target_blank(False)
+            .tooltip("")
+            .url("")
+        )
+        .variables(variables)
+    )
+    for r, panels in layout:
+        d = d.with_row(r)
+        for p, w, h in panels:
+            d = d.with_panel(p.span(w).height(h))
+    return d.build()
 
 
-DS_VAR = {
-    "name": "datasource",
-    "label": "Data source",
-    "type": "datasource",
-    "query": "prometheus",
-    "regex": "",
-    "refresh": 1,
-    "hide": 0,
-    "includeAll": False,
-    "multi": False,
-    "current": {},
-    "options": [],
-    "skipUrlSync": False,
-}
-
-JOB_VAR = q_var("job", "Job", "label_values(cec_up, job)", False, False, refresh=1)
-INSTANCE_VAR = q_var("instance", "Instance", 'label_values(cec_up{job=~"$job"}, instance)', True, True)
-TASK_TYPE_VAR = q_var("task_type", "Task type", 'label_values(cec_calls_total{job=~"$job"}, task_type)', True, True)
+def datasource_variable():
+    return (
+        db.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .regex("")
+        .hide(dm.VariableHide.DONT_HIDE)
+        .include_all(False)
+        .multi(False)
+    )
 
 
-def dashboard(uid, title, desc, tags, variables, panels, time_from="now-6h"):
-    return {
-        "annotations": {"list": []},
-        "description": desc,
-        "editable": True,
-        "fiscalYearStartMonth": 0,
-        "graphTooltip": 1,
-        "id": None,
-        "links": [
-            {
-                "asDropdown": False,
-                "icon": "external link",
-                "includeVars": True,
-                "keepTime": True,
-                "tags": ["cec-exporter"],
-                "targetBlank": False,
-                "title": "CEC dashboards",
-                "tooltip": "",
-                "type": "dashboards",
-                "url": "",
-            }
-        ],
-        "liveNow": False,
-        "panels": panels,
-        "refresh": "30s",
-        "schemaVersion": 39,
-        "tags": tags,
-        "templating": {"list": variables},
-        "time": {"from": time_from, "to": "now"},
-        "timepicker": {},
-        "timezone": "",
-        "title": title,
-        "uid": uid,
-        "version": 1,
-        "weekStart": "",
-    }
+def query_variable(name, label, q, include_all, multi, refresh):
+    v = (
+        db.QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query(q)
+        .refresh(refresh)
+        .regex("")
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .hide(dm.VariableHide.DONT_HIDE)
+        .include_all(include_all)
+        .multi(multi)
+    )
+    return v.all_value(".*") if include_all else v
+
+
+def job_variable():
+    return query_variable("job", "Job", "label_values(cec_up, job)", False, False,
+                          dm.VariableRefresh.ON_DASHBOARD_LOAD)
+
+
+def instance_variable():
+    return query_variable("instance", "Instance", 'label_values(cec_up{job=~"$job"}, instance)', True, True,
+                          dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+
+
+def task_type_variable():
+    return query_variable("task_type", "Task type", 'label_values(cec_calls_total{job=~"$job"}, task_type)',
+                          True, True, dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,285 +323,253 @@ def dashboard(uid, title, desc, tags, variables, panels, time_from="now-6h"):
 # --------------------------------------------------------------------------------------------
 
 def calls_dashboard():
-    b = Builder()
     calls = f"cec_calls_total{{{RAW_TT}}}"
+    reasons = f"cec_call_end_reasons_total{{{RAW_TT}}}"
 
-    # Row 0: stats.
-    b.add(stat(
-        "Calls counted in the selected range",
-        "Ended calls the exporter counted in the dashboard's time range, for the selected task types "
-        "(sum of increase(cec_calls_total[$__range])). Each call is counted once, when CEC first shows it "
-        "ended. An exporter restart without --state.path resets the counters: increase() then misses the "
-        "calls counted before the restart.",
-        [target(f"sum(increase({calls}[$__range]))", legend="calls", instant=True)],
-        "short", decimals=0, graph="none"), 0, 0, 5, 4)
-    b.add(stat(
-        "Answered share in the selected range",
-        "Share of the calls counted in the time range whose outcome is answered (the customer talked: "
-        "talk time above zero).",
-        [target(f'sum(increase(cec_calls_total{{{RAW_TT}, outcome="answered"}}[$__range]))\n'
-                f"  / sum(increase({calls}[$__range]))", legend="answered", instant=True)],
-        "percentunit", steps=((None, "red"), (0.3, "orange"), (0.5, "green")), decimals=1), 5, 0, 5, 4)
-    b.add(stat(
-        "Failed share in the selected range",
-        "Share of the calls counted in the time range whose outcome is failed (page codes 2, 3, 6 and "
-        "unknown codes; for ITA every Q.850 cause that is not a normal clearing, busy, no answer or "
-        "rejection). Busy, rejected, no answer and cancelled calls are separate outcomes and not included.",
-        [target(f'sum(increase(cec_calls_total{{{RAW_TT}, outcome="failed"}}[$__range]))\n'
-                f"  / sum(increase({calls}[$__range]))", legend="failed", instant=True)],
-        "percentunit", steps=((None, "green"), (0.05, "orange"), (0.2, "red")), decimals=1), 10, 0, 5, 4)
-    b.add(stat(
-        "Calls in progress",
-        "Calls CEC currently shows not yet ended (state 0 to be called, 1 calling, 2 talking), summed over "
-        "the selected task types, as of the exporter's last poll.",
-        [target(f"sum(cec_calls_in_progress{{{RAW_TT}}})", legend="in progress")],
-        "short", decimals=0, graph="area"), 15, 0, 4, 4)
-    b.add(stat(
-        "Freshness of CEC data",
-        "Time since the end of the newest ended call the exporter has counted (time() - "
-        "max(cec_last_call_end_timestamp_seconds)). It grows while no call ends, and also when CEC "
-        "returns no new records or the exporter cannot poll: compare with the exporter health dashboard "
-        "to tell quiet traffic from missing data. Thresholds assume steady traffic: adjust to yours.",
-        [target(f"time() - max(cec_last_call_end_timestamp_seconds{{{RAW_TT}}})", legend="age", instant=True)],
-        "s", steps=((None, "green"), (900, "orange"), (3600, "red")), decimals=0), 19, 0, 5, 4)
+    overview = [
+        (stat_panel(
+            1, "Calls counted in the selected range",
+            "Ended calls the exporter counted in the dashboard's time range, for the selected task types "
+            "(sum of increase(cec_calls_total[$__range])). Each call is counted once, when CEC first shows it "
+            "ended. An exporter restart without --state.path resets the counters: increase() then misses the "
+            "calls counted before the restart.",
+            [query(f"sum(increase({calls}[$__range]))", legend="calls", instant=True)],
+            "short", decimals=0), 5, 4),
+        (stat_panel(
+            2, "Answered share in the selected range",
+            "Share of the calls counted in the time range whose outcome is answered (the customer talked: "
+            "talk time above zero).",
+            [query(f'sum(increase(cec_calls_total{{{RAW_TT}, outcome="answered"}}[$__range]))\n'
+                   f"  / sum(increase({calls}[$__range]))", legend="answered", instant=True)],
+            "percentunit", steps=((None, "red"), (0.3, "orange"), (0.5, "green")), decimals=1), 5, 4),
+        (stat_panel(
+            3, "Failed share in the selected range",
+            "Share of the calls counted in the time range whose outcome is failed (page codes 2, 3, 6 and "
+            "unknown codes; for ITA every Q.850 cause that is not a normal clearing, busy, no answer or "
+            "rejection). Busy, rejected, no answer and cancelled calls are separate outcomes and not included.",
+            [query(f'sum(increase(cec_calls_total{{{RAW_TT}, outcome="failed"}}[$__range]))\n'
+                   f"  / sum(increase({calls}[$__range]))", legend="failed", instant=True)],
+            "percentunit", steps=((None, "green"), (0.05, "orange"), (0.2, "red")), decimals=1), 5, 4),
+        (stat_panel(
+            4, "Calls in progress",
+            "Calls CEC currently shows not yet ended (state 0 to be called, 1 calling, 2 talking), summed over "
+            "the selected task types, as of the exporter's last poll.",
+            [query(f"sum(cec_calls_in_progress{{{RAW_TT}}})", legend="in progress")],
+            "short", decimals=0, graph=cm.BigValueGraphMode.AREA), 4, 4),
+        (stat_panel(
+            5, "Freshness of CEC data",
+            "Time since the end of the newest ended call the exporter has counted (time() - "
+            "max(cec_last_call_end_timestamp_seconds)). It grows while no call ends, and also when CEC "
+            "returns no new records or the exporter cannot poll: compare with the exporter health dashboard "
+            "to tell quiet traffic from missing data. Thresholds assume steady traffic: adjust to yours.",
+            [query(f"time() - max(cec_last_call_end_timestamp_seconds{{{RAW_TT}}})", legend="age",
+                   instant=True)],
+            "s", steps=((None, "green"), (900, "orange"), (3600, "red")), decimals=0), 5, 4),
+    ]
 
-    # Row 1: traffic.
-    b.add(timeseries(
-        "Calls per second by task type and outcome",
-        "Rate of ended calls counted, stacked by task type and outcome "
-        "(sum by (task_type, outcome) (rate(cec_calls_total[$__rate_interval]))). Calls are counted when "
-        "they end, so a burst here trails the calls' start by their duration.",
-        [target(f"sum by (task_type, outcome) (rate({calls}[$__rate_interval]))",
-                legend="{{task_type}} {{outcome}}")],
-        "cps", stack=True, min_=0), 0, 4, 12, 9)
-    b.add(timeseries(
-        "Calls per second by outcome",
+    by_outcome = timeseries_panel(
+        7, "Calls per second by outcome",
         "Rate of ended calls counted, stacked by outcome over all selected task types. answered: the "
         "customer talked; no_answer, busy, rejected, cancelled (hung up before the customer answered), "
         "failed, unknown (no reasonCode): see the README's Outcome table.",
-        [target(f"sum by (outcome) (rate({calls}[$__rate_interval]))", legend="{{outcome}}")],
-        "cps", stack=True, min_=0,
-        overrides=[by_name_color(o, c) for o, c in OUTCOME_COLORS.items()]), 12, 4, 12, 9)
+        [query(f"sum by (outcome) (rate({calls}[$__rate_interval]))", legend="{{outcome}}")],
+        "cps", stack=True, min_=0)
+    for outcome, color in OUTCOME_COLORS.items():
+        by_outcome = by_outcome.override_by_name(outcome, fixed_color(color))
+    traffic = [
+        (timeseries_panel(
+            6, "Calls per second by task type and outcome",
+            "Rate of ended calls counted, stacked by task type and outcome "
+            "(sum by (task_type, outcome) (rate(cec_calls_total[$__rate_interval]))). Calls are counted when "
+            "they end, so a burst here trails the calls' start by their duration.",
+            [query(f"sum by (task_type, outcome) (rate({calls}[$__rate_interval]))",
+                   legend="{{task_type}} {{outcome}}")],
+            "cps", stack=True, min_=0), 12, 9),
+        (by_outcome, 12, 9),
+        # Ratios from the recording rules.
+        (timeseries_panel(
+            8, "Answer ratio by task type",
+            "Answered calls / all calls, per task type, over 5 minutes: the recording rule "
+            "job_task_type:cec_calls_answered:ratio_rate5m. Recording rules aggregate away the instance "
+            "label, so the Instance selection does not apply here. No line while a task type had no calls "
+            "in the last 5 minutes (0/0).",
+            [query(f"job_task_type:cec_calls_answered:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
+            "percentunit", min_=0, max_=1), 12, 8),
+        (timeseries_panel(
+            9, "Failure ratio by task type",
+            "Calls with outcome failed / all calls, per task type, over 5 minutes: the recording rule "
+            "job_task_type:cec_calls_failed:ratio_rate5m (busy, rejected, no answer and cancelled are "
+            "separate outcomes). Recording rules aggregate away the instance label, so the Instance "
+            "selection does not apply here.",
+            [query(f"job_task_type:cec_calls_failed:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
+            "percentunit", min_=0, max_=1), 12, 8),
+        (table_panel(
+            15, "Calls in the selected range by task type and outcome",
+            "Calls counted in the dashboard's time range, one row per task type and one column "
+            "per outcome (increase(cec_calls_total[$__range]), pivoted).",
+            [query(f"sum by (task_type, outcome) (increase({calls}[$__range]))",
+                   legend="{{task_type}} {{outcome}}", instant=True, fmt=pm.PromQueryFormat.TABLE)],
+            dm.DataTransformerConfig(id_val="groupingToMatrix", options={
+                "columnField": "outcome",
+                "rowField": "task_type",
+                "valueField": "Value",
+                "emptyValue": "zero",
+            }),
+            decimals=0, footer=True).sort_by([]), 24, 8),
+    ]
 
-    # Row 2: ratios from the recording rules.
-    b.add(timeseries(
-        "Answer ratio by task type",
-        "Answered calls / all calls, per task type, over 5 minutes: the recording rule "
-        "job_task_type:cec_calls_answered:ratio_rate5m. Recording rules aggregate away the instance "
-        "label, so the Instance selection does not apply here. No line while a task type had no calls "
-        "in the last 5 minutes (0/0).",
-        [target(f"job_task_type:cec_calls_answered:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
-        "percentunit", min_=0, max_=1), 0, 13, 12, 8)
-    b.add(timeseries(
-        "Failure ratio by task type",
-        "Calls with outcome failed / all calls, per task type, over 5 minutes: the recording rule "
-        "job_task_type:cec_calls_failed:ratio_rate5m (busy, rejected, no answer and cancelled are "
-        "separate outcomes). Recording rules aggregate away the instance label, so the Instance "
-        "selection does not apply here.",
-        [target(f"job_task_type:cec_calls_failed:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
-        "percentunit", min_=0, max_=1,
-        overrides=[]), 12, 13, 12, 8)
+    end_reasons = [
+        (timeseries_panel(
+            10, "Top end reasons over time",
+            "The 10 most frequent call end reasons at each point in time, per task type "
+            "(topk over rate(cec_call_end_reasons_total[$__rate_interval])). reason_code is CEC's reasonCode: "
+            "page codes 0-6 for task types 1-3, Q.850 causes for ITA; none when a record has no reasonCode. "
+            "Exemplars on this counter carry the call_serial_no of a recent call.",
+            [query(f"topk(10, sum by (task_type, reason_code, reason) (rate({reasons}[$__rate_interval])))",
+                   legend="{{task_type}} {{reason}} ({{reason_code}})")],
+            "cps", min_=0), 12, 9),
+        (bargauge.Panel()
+         .id(11)
+         .title("End reasons in the selected range")
+         .description("Calls counted in the dashboard's time range by task type and end reason, the 15 "
+                      "largest (topk over increase(cec_call_end_reasons_total[$__range])).")
+         .datasource(DS)
+         .targets([query(
+             f"sort_desc(topk(15, sum by (task_type, reason_code, reason) (increase({reasons}[$__range]))))",
+             legend="{{task_type}} {{reason}} ({{reason_code}})", instant=True)])
+         .unit("short")
+         .decimals(0)
+         .min(0)
+         .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.PALETTE_CLASSIC))
+         .thresholds(thresholds((None, "green")))
+         .mappings([])
+         .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+         .value_mode(cm.BarGaugeValueMode.COLOR)
+         .name_placement(cm.BarGaugeNamePlacement.AUTO)
+         .orientation(cm.VizOrientation.HORIZONTAL)
+         .show_unfilled(True)
+         .sizing(cm.BarGaugeSizing.AUTO)
+         .min_viz_height(16)
+         .min_viz_width(8)
+         .max_viz_height(300)
+         .reduce_options(last_value()), 12, 9),
+    ]
 
-    # Row 3: end reasons.
-    reasons = f"cec_call_end_reasons_total{{{RAW_TT}}}"
-    b.add(timeseries(
-        "Top end reasons over time",
-        "The 10 most frequent call end reasons at each point in time, per task type "
-        "(topk over rate(cec_call_end_reasons_total[$__rate_interval])). reason_code is CEC's reasonCode: "
-        "page codes 0-6 for task types 1-3, Q.850 causes for ITA; none when a record has no reasonCode. "
-        "Exemplars on this counter carry the call_serial_no of a recent call.",
-        [target(f"topk(10, sum by (task_type, reason_code, reason) (rate({reasons}[$__rate_interval])))",
-                legend="{{task_type}} {{reason}} ({{reason_code}})")],
-        "cps", min_=0), 0, 21, 12, 9)
-    b.add({
-        "type": "bargauge",
-        "title": "End reasons in the selected range",
-        "description": "Calls counted in the dashboard's time range by task type and end reason, the 15 "
-                       "largest (topk over increase(cec_call_end_reasons_total[$__range])).",
-        "datasource": dict(DS),
-        "fieldConfig": {
-            "defaults": {
-                "color": {"mode": "palette-classic"},
-                "decimals": 0,
-                "mappings": [],
-                "min": 0,
-                "thresholds": thresholds([(None, "green")]),
-                "unit": "short",
-            },
-            "overrides": [],
-        },
-        "options": {
-            "displayMode": "gradient",
-            "maxVizHeight": 300,
-            "minVizHeight": 16,
-            "minVizWidth": 8,
-            "namePlacement": "auto",
-            "orientation": "horizontal",
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "showUnfilled": True,
-            "sizing": "auto",
-            "valueMode": "color",
-        },
-        "targets": [target(
-            f"sort_desc(topk(15, sum by (task_type, reason_code, reason) (increase({reasons}[$__range]))))",
-            legend="{{task_type}} {{reason}} ({{reason_code}})", instant=True)],
-    }, 12, 21, 12, 9)
+    def quantiles(metric, by, legend_fmt):
+        """p50, p90 and p99 of a histogram by `by`; the p99 asks for exemplars (a call_serial_no)."""
+        sel = f"{metric}_bucket{{{RAW_TT}}}"
+        return [
+            query(f"histogram_quantile({q}, sum by (le, {by}) (rate({sel}[$__rate_interval])))",
+                  legend=legend_fmt.format(p=p), ref=ref, exemplar=(p == "p99"))
+            for ref, q, p in (("A", "0.5", "p50"), ("B", "0.9", "p90"), ("C", "0.99", "p99"))
+        ]
 
-    # Row 4: durations.
-    def quantiles(metric, by, legend_prefix_fmt, extra=""):
-        sel = f"{metric}_bucket{{{RAW_TT}{extra}}}"
-        out = []
-        for ref, q in zip("ABC", ("0.5", "0.9", "0.99")):
-            p = {"0.5": "p50", "0.9": "p90", "0.99": "p99"}[q]
-            out.append(target(
-                f"histogram_quantile({q}, sum by (le, {by}) (rate({sel}[$__rate_interval])))",
-                legend=legend_prefix_fmt.format(p=p), ref=ref, exemplar=(q == "0.99")))
-        return out
+    talk_time = [
+        (timeseries_panel(
+            12, "Talk duration percentiles",
+            "p50, p90 and p99 of the customer talk time of answered calls, per task type "
+            "(histogram_quantile over rate(cec_call_talk_duration_seconds_bucket[$__rate_interval]) by le, "
+            "task_type). Buckets run from 5 s to 1 h, so values are interpolated within a bucket. No line "
+            "while no answered call ended in the window.",
+            quantiles("cec_call_talk_duration_seconds", "task_type", "{p} {{{{task_type}}}}"),
+            "s", min_=0), 12, 9),
+        (timeseries_panel(
+            13, "Agent talk duration percentiles",
+            "p50, p90 and p99 of the agent talk time (agentTalkDuration above zero), per task type "
+            "(histogram_quantile over rate(cec_call_agent_talk_duration_seconds_bucket[$__rate_interval]) by "
+            "le, task_type). Task types without an agent leg have no line.",
+            quantiles("cec_call_agent_talk_duration_seconds", "task_type", "{p} {{{{task_type}}}}"),
+            "s", min_=0), 12, 9),
+        (heatmap.Panel()
+         .id(14)
+         .title("Talk duration heatmap")
+         .description("Distribution of customer talk time of answered calls over time, for the selected "
+                      "task types: the rate of each cec_call_talk_duration_seconds bucket (sum by (le)), "
+                      "drawn by Grafana from the cumulative buckets (format heatmap). A cell's colour is "
+                      "calls per second whose talk time falls in that bucket.")
+         .datasource(DS)
+         .max_data_points(100)
+         .targets([query(
+             f"sum by (le) (rate(cec_call_talk_duration_seconds_bucket{{{RAW_TT}}}[$__rate_interval]))",
+             legend="{{le}}", fmt=pm.PromQueryFormat.HEATMAP, exemplar=True)])
+         .hide_from(cb.HideSeriesConfig().legend(False).tooltip(False).viz(False))
+         .scale_distribution(cb.ScaleDistributionConfig().type(cm.ScaleDistribution.LINEAR))
+         .calculate(False)
+         .cell_gap(1)
+         .cell_values(heatmap.CellValues().unit("cps"))
+         .color(heatmap.HeatmapColorOptions()
+                .mode(hm.HeatmapColorMode.SCHEME)
+                .scheme("Oranges")
+                .fill("dark-orange")
+                .scale(hm.HeatmapColorScale.EXPONENTIAL)
+                .exponent(0.5)
+                .steps(64)
+                .reverse(False))
+         .exemplars_color("rgba(255,0,255,0.7)")
+         .filter_values(heatmap.FilterValueRange().le(1e-09))
+         .show_legend()
+         .rows_frame(heatmap.RowsHeatmapOptions().layout(cm.HeatmapCellLayout.AUTO))
+         .mode(cm.TooltipDisplayMode.SINGLE)
+         .show_color_scale(False)
+         .show_y_histogram()
+         .y_axis(heatmap.YAxisConfig().axis_placement(cm.AxisPlacement.LEFT).reverse(False).unit("s")), 24, 9),
+    ]
 
-    b.add(timeseries(
-        "Talk duration percentiles",
-        "p50, p90 and p99 of the customer talk time of answered calls, per task type "
-        "(histogram_quantile over rate(cec_call_talk_duration_seconds_bucket[$__rate_interval]) by le, "
-        "task_type). Buckets run from 5 s to 1 h, so values are interpolated within a bucket. No line "
-        "while no answered call ended in the window.",
-        quantiles("cec_call_talk_duration_seconds", "task_type", "{p} {{{{task_type}}}}"),
-        "s", min_=0), 0, 30, 12, 9)
-    b.add(timeseries(
-        "Agent talk duration percentiles",
-        "p50, p90 and p99 of the agent talk time (agentTalkDuration above zero), per task type "
-        "(histogram_quantile over rate(cec_call_agent_talk_duration_seconds_bucket[$__rate_interval]) by "
-        "le, task_type). Task types without an agent leg have no line.",
-        quantiles("cec_call_agent_talk_duration_seconds", "task_type", "{p} {{{{task_type}}}}"),
-        "s", min_=0), 12, 30, 12, 9)
+    answer_delay = [
+        (timeseries_panel(
+            16, "Answer delay percentiles by leg",
+            "How long phones rang before someone answered: p50, p90 and p99 per leg over the selected task "
+            "types (histogram_quantile over rate(cec_call_answer_delay_seconds_bucket[$__rate_interval]) by "
+            "le, leg). customer: talkingTime - alertingTime; agent: agentTalkingTime - agentAlertingTime. "
+            "Buckets run from 1 s to 2 min.",
+            quantiles("cec_call_answer_delay_seconds", "leg", "{p} {{{{leg}}}}"),
+            "s", min_=0), 12, 9),
+        (timeseries_panel(
+            17, "Answer delay p90 by task type and leg",
+            "p90 of the answer delay per task type and leg (histogram_quantile(0.9) over "
+            "rate(cec_call_answer_delay_seconds_bucket[$__rate_interval]) by le, task_type, leg).",
+            [query("histogram_quantile(0.9, sum by (le, task_type, leg) "
+                   f"(rate(cec_call_answer_delay_seconds_bucket{{{RAW_TT}}}[$__rate_interval])))",
+                   legend="{{task_type}} {{leg}}")],
+            "s", min_=0), 12, 9),
+    ]
 
-    b.add({
-        "type": "heatmap",
-        "title": "Talk duration heatmap",
-        "description": "Distribution of customer talk time of answered calls over time, for the selected "
-                       "task types: the rate of each cec_call_talk_duration_seconds bucket (sum by (le)), "
-                       "drawn by Grafana from the cumulative buckets (format heatmap). A cell's colour is "
-                       "calls per second whose talk time falls in that bucket.",
-        "datasource": dict(DS),
-        "maxDataPoints": 100,
-        "fieldConfig": {
-            "defaults": {
-                "custom": {
-                    "hideFrom": {"legend": False, "tooltip": False, "viz": False},
-                    "scaleDistribution": {"type": "linear"},
-                }
-            },
-            "overrides": [],
-        },
-        "options": {
-            "calculate": False,
-            "cellGap": 1,
-            "cellValues": {"unit": "cps"},
-            "color": {
-                "exponent": 0.5,
-                "fill": "dark-orange",
-                "mode": "scheme",
-                "reverse": False,
-                "scale": "exponential",
-                "scheme": "Oranges",
-                "steps": 64,
-            },
-            "exemplars": {"color": "rgba(255,0,255,0.7)"},
-            "filterValues": {"le": 1e-09},
-            "legend": {"show": True},
-            "rowsFrame": {"layout": "auto"},
-            "tooltip": {"mode": "single", "showColorScale": False, "yHistogram": True},
-            "yAxis": {"axisPlacement": "left", "reverse": False, "unit": "s"},
-        },
-        "targets": [target(
-            f"sum by (le) (rate(cec_call_talk_duration_seconds_bucket{{{RAW_TT}}}[$__rate_interval]))",
-            legend="{{le}}", fmt="heatmap", exemplar=True)],
-    }, 0, 39, 12, 9)
-
-    b.add({
-        "type": "table",
-        "title": "Calls in the selected range by task type and outcome",
-        "description": "Calls counted in the dashboard's time range, one row per task type and one column "
-                       "per outcome (increase(cec_calls_total[$__range]), pivoted).",
-        "datasource": dict(DS),
-        "fieldConfig": {
-            "defaults": {
-                "custom": {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-                "decimals": 0,
-                "mappings": [],
-                "thresholds": thresholds([(None, "green")]),
-                "unit": "short",
-            },
-            "overrides": [],
-        },
-        "options": {
-            "cellHeight": "sm",
-            "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": True},
-            "showHeader": True,
-            "sortBy": [],
-        },
-        "targets": [target(f"sum by (task_type, outcome) (increase({calls}[$__range]))",
-                           legend="{{task_type}} {{outcome}}", instant=True, fmt="table")],
-        "transformations": [
-            {
-                "id": "groupingToMatrix",
-                "options": {
-                    "columnField": "outcome",
-                    "rowField": "task_type",
-                    "valueField": "Value",
-                    "emptyValue": "zero",
-                },
-            }
-        ],
-    }, 12, 39, 12, 9)
-
-    # Row 5: answer delay.
-    b.add(timeseries(
-        "Answer delay percentiles by leg",
-        "How long phones rang before someone answered: p50, p90 and p99 per leg over the selected task "
-        "types (histogram_quantile over rate(cec_call_answer_delay_seconds_bucket[$__rate_interval]) by le, "
-        "leg). customer: talkingTime - alertingTime; agent: agentTalkingTime - agentAlertingTime. Buckets "
-        "run from 1 s to 2 min.",
-        quantiles("cec_call_answer_delay_seconds", "leg", "{p} {{{{leg}}}}"),
-        "s", min_=0), 0, 48, 12, 9)
-    b.add(timeseries(
-        "Answer delay p90 by task type and leg",
-        "p90 of the answer delay per task type and leg (histogram_quantile(0.9) over "
-        "rate(cec_call_answer_delay_seconds_bucket[$__rate_interval]) by le, task_type, leg).",
-        [target(
-            "histogram_quantile(0.9, sum by (le, task_type, leg) "
-            f"(rate(cec_call_answer_delay_seconds_bucket{{{RAW_TT}}}[$__rate_interval])))",
-            legend="{{task_type}} {{leg}}")],
-        "s", min_=0), 12, 48, 12, 9)
-
-    # Row 6: in progress, freshness.
-    state_names = (("0", "to be called"), ("1", "calling"), ("2", "talking"))
-    b.add(timeseries(
-        "Calls in progress by task type and state",
-        "Calls CEC shows not yet ended, stacked by task type and state (cec_calls_in_progress): state 0 to "
-        "be called, 1 calling (ringing), 2 talking. As of each poll; a call leaves this gauge when it is "
-        "counted as ended.",
-        [target(
-            f'sum by (task_type) (cec_calls_in_progress{{{RAW_TT}, state="{s}"}})',
-            legend=f"{{{{task_type}}}} {name}", ref="ABC"[i])
-         for i, (s, name) in enumerate(state_names)],
-        "short", stack=True, min_=0, decimals=0), 0, 57, 12, 9)
-    b.add(timeseries(
-        "Age of the newest ended call by task type",
-        "Time since the end of the newest ended call counted, per task type (time() - "
-        "cec_last_call_end_timestamp_seconds). A task type with traffic whose line keeps rising has "
-        "stopped producing records; if every line rises together, check the exporter health dashboard.",
-        [target(f"time() - max by (task_type) (cec_last_call_end_timestamp_seconds{{{RAW_TT}}})",
-                legend="{{task_type}}")],
-        "s", min_=0), 12, 57, 12, 9)
+    state_names = (("A", "0", "to be called"), ("B", "1", "calling"), ("C", "2", "talking"))
+    in_progress = [
+        (timeseries_panel(
+            18, "Calls in progress by task type and state",
+            "Calls CEC shows not yet ended, stacked by task type and state (cec_calls_in_progress): state 0 "
+            "to be called, 1 calling (ringing), 2 talking. As of each poll; a call leaves this gauge when it "
+            "is counted as ended.",
+            [query(f'sum by (task_type) (cec_calls_in_progress{{{RAW_TT}, state="{s}"}})',
+                   legend=f"{{{{task_type}}}} {name}", ref=ref)
+             for ref, s, name in state_names],
+            "short", stack=True, min_=0, decimals=0), 12, 9),
+        (timeseries_panel(
+            19, "Age of the newest ended call by task type",
+            "Time since the end of the newest ended call counted, per task type (time() - "
+            "cec_last_call_end_timestamp_seconds). A task type with traffic whose line keeps rising has "
+            "stopped producing records; if every line rises together, check the exporter health dashboard.",
+            [query(f"time() - max by (task_type) (cec_last_call_end_timestamp_seconds{{{RAW_TT}}})",
+                   legend="{{task_type}}")],
+            "s", min_=0), 12, 9),
+    ]
 
     return dashboard(
         "cec-calls",
         "CEC call traffic",
         "Huawei Cloud CEC call-detail records as counted by cec-exporter: calls by task type and outcome, "
         "end reasons, talk and answer-delay distributions, calls in progress.",
-        ["cec-exporter", "cec"],
-        [DS_VAR, JOB_VAR, INSTANCE_VAR, TASK_TYPE_VAR],
-        b.panels,
+        [datasource_variable(), job_variable(), instance_variable(), task_type_variable()],
+        [
+            (row(100, "Overview"), overview),
+            (row(101, "Calls and outcomes"), traffic),
+            (row(102, "End reasons"), end_reasons),
+            (row(103, "Talk time"), talk_time),
+            (row(104, "Answer delay"), answer_delay),
+            (row(105, "Calls in progress and freshness"), in_progress),
+        ],
+        time_from="now-6h",
     )
 
 
@@ -536,263 +578,301 @@ def calls_dashboard():
 # --------------------------------------------------------------------------------------------
 
 def health_dashboard():
-    b = Builder()
-    up_mappings = [{
-        "type": "value",
-        "options": {
-            "0": {"color": "red", "index": 0, "text": "DOWN"},
-            "1": {"color": "green", "index": 1, "text": "UP"},
-        },
-    }]
-
     def m(name):
         return f"{name}{{{RAW}}}"
 
-    # Row 0: stats.
-    b.add(stat(
-        "Up",
-        "scrape: Prometheus' up for the exporter's target (1 when /metrics answered). poll: cec_up, 1 when "
-        "the exporter's last background poll of CEC succeeded (0 after a failed poll or a failed state "
-        "commit; the counters then keep their last committed values).",
-        [target(f"up{{{RAW}}}", legend="scrape {{instance}}", ref="A"),
-         target(f"cec_up{{{RAW}}}", legend="poll {{instance}}", ref="B")],
-        "none", steps=((None, "red"), (1, "green")), mappings=up_mappings, color_mode="background",
-        graph="none", text_mode="value_and_name"), 0, 0, 6, 4)
-    b.add(stat(
-        "Time since last successful poll",
-        "time() - cec_exporter_last_successful_poll_timestamp_seconds. Polls run every --poll.interval "
-        "(30 s by default); after a failure the exporter backs off, doubling up to 5 minutes. Orange after "
-        "2 minutes, red after 5.",
-        [target(f"time() - {m('cec_exporter_last_successful_poll_timestamp_seconds')}",
-                legend="{{instance}}", instant=True)],
-        "s", steps=((None, "green"), (120, "orange"), (300, "red")), decimals=0,
-        color_mode="background"), 6, 0, 4, 4)
-    b.add(stat(
-        "Poll failures in range",
-        "Polls that failed in the dashboard's time range (increase of cec_exporter_poll_failures_total). A "
-        "failed poll commits nothing and is retried; the reason is in the exporter's log and in the API "
-        "errors panel.",
-        [target(f"sum(increase({m('cec_exporter_poll_failures_total')}[$__range]))", legend="failures",
-                instant=True)],
-        "short", steps=((None, "green"), (1, "orange")), decimals=0), 10, 0, 3, 4)
-    b.add(stat(
-        "State commit failures in range",
-        "Commits to the --state.path store that failed in the time range (disk full, read-only file "
-        "system): each such poll was undone and retried (increase of "
-        "cec_exporter_state_commit_failures_total).",
-        [target(f"sum(increase({m('cec_exporter_state_commit_failures_total')}[$__range]))",
-                legend="commit failures", instant=True)],
-        "short", steps=((None, "green"), (1, "red")), decimals=0), 13, 0, 3, 4)
-    b.add(stat(
-        "Incomplete reads in range",
-        "Windows whose pages could not be made to cover CEC's answer after three reads "
-        "(increase of cec_exporter_incomplete_reads_total): calls there may have been missed.",
-        [target(f"sum(increase({m('cec_exporter_incomplete_reads_total')}[$__range]))",
-                legend="incomplete reads", instant=True)],
-        "short", steps=((None, "green"), (1, "red")), decimals=0), 16, 0, 4, 4)
-    b.add(stat(
-        "Catch-up skipped in range",
-        "Outage time beyond --poll.max-catchup that was not read, in the time range (increase of "
-        "cec_exporter_catchup_skipped_seconds_total): calls that started then are not counted.",
-        [target(f"sum(increase({m('cec_exporter_catchup_skipped_seconds_total')}[$__range]))",
-                legend="skipped", instant=True)],
-        "s", steps=((None, "green"), (1, "red")), decimals=0), 20, 0, 4, 4)
+    up_mappings = [dm.ValueMap(options={
+        "0": dm.ValueMappingResult(color="red", index=0, text="DOWN"),
+        "1": dm.ValueMappingResult(color="green", index=1, text="UP"),
+    })]
 
-    # Row 1: polls.
-    b.add(timeseries(
-        "Poll duration",
-        "How long the last background poll took (cec_exporter_poll_duration_seconds, a gauge updated "
-        "after each poll). Backfill and catch-up polls read many windows and take longer.",
-        [target(m("cec_exporter_poll_duration_seconds"), legend="{{instance}}")],
-        "s", min_=0), 0, 4, 8, 8)
-    b.add(timeseries(
-        "Polls and poll failures",
-        "Polls attempted and polls failed per second (rate of cec_exporter_polls_total and "
-        "cec_exporter_poll_failures_total). With the default 30 s interval a healthy exporter polls "
-        "about 0.033 times a second.",
-        [target(f"sum by (instance) (rate({m('cec_exporter_polls_total')}[$__rate_interval]))",
-                legend="polls {{instance}}", ref="A"),
-         target(f"sum by (instance) (rate({m('cec_exporter_poll_failures_total')}[$__rate_interval]))",
-                legend="failures {{instance}}", ref="B")],
-        "cps", min_=0,
-        overrides=[by_regex_color("failures .*", "red")]), 8, 4, 8, 8)
-    b.add(timeseries(
-        "API requests of the last poll",
-        "queryCallDetailRecord requests the last successful poll made (cec_exporter_last_poll_api_requests): "
-        "the cost of a poll. In a steady state about one per 100 records in the window per task-type "
-        "query, plus targeted re-reads of long calls.",
-        [target(m("cec_exporter_last_poll_api_requests"), legend="{{instance}}")],
-        "short", min_=0, decimals=0), 16, 4, 8, 8)
+    overview = [
+        (stat_panel(
+            1, "Up",
+            "scrape: Prometheus' up for the exporter's target (1 when /metrics answered). poll: cec_up, 1 when "
+            "the exporter's last background poll of CEC succeeded (0 after a failed poll or a failed state "
+            "commit; the counters then keep their last committed values).",
+            [query(f"up{{{RAW}}}", legend="scrape {{instance}}", ref="A"),
+             query(f"cec_up{{{RAW}}}", legend="poll {{instance}}", ref="B")],
+            "none", steps=((None, "red"), (1, "green")), mappings=up_mappings,
+            color_mode=cm.BigValueColorMode.BACKGROUND, text_mode=cm.BigValueTextMode.VALUE_AND_NAME), 6, 4),
+        (stat_panel(
+            2, "Time since last successful poll",
+            "time() - cec_exporter_last_successful_poll_timestamp_seconds. Polls run every --poll.interval "
+            "(30 s by default); after a failure the exporter backs off, doubling up to 5 minutes. Orange after "
+            "2 minutes, red after 5.",
+            [query(f"time() - {m('cec_exporter_last_successful_poll_timestamp_seconds')}",
+                   legend="{{instance}}", instant=True)],
+            "s", steps=((None, "green"), (120, "orange"), (300, "red")), decimals=0,
+            color_mode=cm.BigValueColorMode.BACKGROUND), 4, 4),
+        (stat_panel(
+            3, "Poll failures in range",
+            "Polls that failed in the dashboard's time range (increase of cec_exporter_poll_failures_total). A "
+            "failed poll commits nothing and is retried; the reason is in the exporter's log and in the API "
+            "errors panel.",
+            [query(f"sum(increase({m('cec_exporter_poll_failures_total')}[$__range]))", legend="failures",
+                   instant=True)],
+            "short", steps=((None, "green"), (1, "orange")), decimals=0), 3, 4),
+        (stat_panel(
+            4, "State commit failures in range",
+            "Commits to the --state.path store that failed in the time range (disk full, read-only file "
+            "system): each such poll was undone and retried (increase of "
+            "cec_exporter_state_commit_failures_total).",
+            [query(f"sum(increase({m('cec_exporter_state_commit_failures_total')}[$__range]))",
+                   legend="commit failures", instant=True)],
+            "short", steps=((None, "green"), (1, "red")), decimals=0), 3, 4),
+        (stat_panel(
+            5, "Incomplete reads in range",
+            "Windows whose pages could not be made to cover CEC's answer after three reads "
+            "(increase of cec_exporter_incomplete_reads_total): calls there may have been missed.",
+            [query(f"sum(increase({m('cec_exporter_incomplete_reads_total')}[$__range]))",
+                   legend="incomplete reads", instant=True)],
+            "short", steps=((None, "green"), (1, "red")), decimals=0), 4, 4),
+        (stat_panel(
+            6, "Catch-up skipped in range",
+            "Outage time beyond --poll.max-catchup that was not read, in the time range (increase of "
+            "cec_exporter_catchup_skipped_seconds_total): calls that started then are not counted.",
+            [query(f"sum(increase({m('cec_exporter_catchup_skipped_seconds_total')}[$__range]))",
+                   legend="skipped", instant=True)],
+            "s", steps=((None, "green"), (1, "red")), decimals=0), 4, 4),
+    ]
 
-    # Row 2: API.
-    b.add(timeseries(
-        "API requests by endpoint and code",
-        "HTTP requests to CEC per second by endpoint (token_by_ak_sk, query_call_detail_record) and HTTP "
-        "status (none: no answer), from cec_exporter_api_requests_total.",
-        [target(f"sum by (endpoint, code) (rate({m('cec_exporter_api_requests_total')}[$__rate_interval]))",
-                legend="{{endpoint}} {{code}}")],
-        "reqps", stack=True, min_=0), 0, 12, 12, 8)
-    b.add(timeseries(
-        "API errors by endpoint and error",
-        "Failed exchanges with CEC per second by endpoint and kind (cec_exporter_api_errors_total): "
-        "timeout, transport, unauthorized (401/403), rate_limited (429), server_error (5xx), http_status "
-        "(other status), decode (not the documented JSON), ret_code (retCode other than 0 and 1). The "
-        "counter has no series before the first error; until then a zero line \"all: none\" is drawn "
-        "(while the exporter is scraped).",
-        [target(
-            f"sum by (endpoint, error) (rate({m('cec_exporter_api_errors_total')}[$__rate_interval]))\n"
-            f'  or on() label_replace(label_replace(0 * max(cec_up{{{RAW}}}), "endpoint", "all", "", ""),'
-            f' "error", "none", "", "")',
-            legend="{{endpoint}}: {{error}}")],
-        "reqps", stack=True, min_=0), 12, 12, 12, 8)
+    polls = [
+        (timeseries_panel(
+            7, "Poll duration",
+            "How long the last background poll took (cec_exporter_poll_duration_seconds, a gauge updated "
+            "after each poll). Backfill and catch-up polls read many windows and take longer.",
+            [query(m("cec_exporter_poll_duration_seconds"), legend="{{instance}}")],
+            "s", min_=0), 8, 8),
+        (timeseries_panel(
+            8, "Polls and poll failures",
+            "Polls attempted and polls failed per second (rate of cec_exporter_polls_total and "
+            "cec_exporter_poll_failures_total). With the default 30 s interval a healthy exporter polls "
+            "about 0.033 times a second.",
+            [query(f"sum by (instance) (rate({m('cec_exporter_polls_total')}[$__rate_interval]))",
+                   legend="polls {{instance}}", ref="A"),
+             query(f"sum by (instance) (rate({m('cec_exporter_poll_failures_total')}[$__rate_interval]))",
+                   legend="failures {{instance}}", ref="B")],
+            "cps", min_=0).override_by_regexp("failures .*", fixed_color("red")), 8, 8),
+        (timeseries_panel(
+            9, "API requests of the last poll",
+            "queryCallDetailRecord requests the last successful poll made "
+            "(cec_exporter_last_poll_api_requests): the cost of a poll. In a steady state about one per 100 "
+            "records in the window per task-type query, plus targeted re-reads of long calls.",
+            [query(m("cec_exporter_last_poll_api_requests"), legend="{{instance}}")],
+            "short", min_=0, decimals=0), 8, 8),
+    ]
 
-    # Row 3: records.
-    b.add(timeseries(
-        "Records fetched",
-        "Call records fetched from CEC per second, re-reads of the lookback included "
-        "(rate of cec_exporter_records_fetched_total).",
-        [target(f"sum by (instance) (rate({m('cec_exporter_records_fetched_total')}[$__rate_interval]))",
-                legend="{{instance}}")],
-        "cps", min_=0), 0, 20, 8, 8)
-    b.add(timeseries(
-        "Rejected records by reason",
-        "Records skipped because they cannot be counted, per second by reason "
-        "(cec_exporter_records_rejected_total): not_an_object, missing_serial_no, invalid_serial_no, "
-        "missing_state, invalid_state. Each fetch of a bad record counts (it is re-read while in the "
-        "window).",
-        [target(f"sum by (reason) (rate({m('cec_exporter_records_rejected_total')}[$__rate_interval]))",
-                legend="{{reason}}")],
-        "cps", stack=True, min_=0), 8, 20, 8, 8)
-    b.add(timeseries(
-        "Invalid fields by field",
-        "Optional record fields with an unusable value, per second by the vendor's field name "
-        "(cec_exporter_record_fields_invalid_total). The field reads as absent and the call still counts, "
-        "but its outcome, durations or task type may be less precise.",
-        [target(f"sum by (field) (rate({m('cec_exporter_record_fields_invalid_total')}[$__rate_interval]))",
-                legend="{{field}}")],
-        "cps", stack=True, min_=0), 16, 20, 8, 8)
+    api = [
+        (timeseries_panel(
+            10, "API requests by endpoint and code",
+            "HTTP requests to CEC per second by endpoint (token_by_ak_sk, query_call_detail_record) and HTTP "
+            "status (none: no answer), from cec_exporter_api_requests_total.",
+            [query(f"sum by (endpoint, code) (rate({m('cec_exporter_api_requests_total')}[$__rate_interval]))",
+                   legend="{{endpoint}} {{code}}")],
+            "reqps", stack=True, min_=0), 12, 8),
+        (timeseries_panel(
+            11, "API errors by endpoint and error",
+            "Failed exchanges with CEC per second by endpoint and kind (cec_exporter_api_errors_total): "
+            "timeout, transport, unauthorized (401/403), rate_limited (429), server_error (5xx), http_status "
+            "(other status), decode (not the documented JSON), ret_code (retCode other than 0 and 1). The "
+            "counter has no series before the first error; until then a zero line \"all: none\" is drawn "
+            "(while the exporter is scraped).",
+            # `or` a zero series while the exporter is up: the panel shows 0, not "No data".
+            [query(
+                f"sum by (endpoint, error) (rate({m('cec_exporter_api_errors_total')}[$__rate_interval]))\n"
+                f'  or on() label_replace(label_replace(0 * max(cec_up{{{RAW}}}), "endpoint", "all", "", ""),'
+                f' "error", "none", "", "")',
+                legend="{{endpoint}}: {{error}}")],
+            "reqps", stack=True, min_=0), 12, 8),
+    ]
 
-    # Row 4: late records, tokens, memory.
-    b.add(timeseries(
-        "Late records and max lateness",
-        "Left axis: calls first seen although they started before the previous poll's window end, per "
-        "second (rate of cec_exporter_late_records_total). Right axis: the largest such lateness since "
-        "start (cec_exporter_max_record_lateness_seconds). When max lateness nears --poll.lookback (5 m by "
-        "default), later records would be missed: raise the lookback.",
-        [target(f"sum by (instance) (rate({m('cec_exporter_late_records_total')}[$__rate_interval]))",
-                legend="late records {{instance}}", ref="A"),
-         target(f"max by (instance) ({m('cec_exporter_max_record_lateness_seconds')})",
-                legend="max lateness {{instance}}", ref="B")],
-        "cps", min_=0,
-        overrides=[{
-            "matcher": {"id": "byFrameRefID", "options": "B"},
-            "properties": [
-                {"id": "unit", "value": "s"},
-                {"id": "custom.axisPlacement", "value": "right"},
-                {"id": "custom.axisLabel", "value": "max lateness"},
-                {"id": "custom.fillOpacity", "value": 0},
-            ],
-        }]), 0, 28, 8, 8)
-    b.add(timeseries(
-        "Token refreshes",
-        "Bearer tokens fetched from tokenByAkSk per second (rate of cec_exporter_token_refreshes_total). "
-        "Expect one per --cec.token-expire less the refresh margin (about one every 9 minutes with the "
-        "default 600 s), plus one after an HTTP 401. Much more often points at a token rejected by CEC.",
-        [target(f"sum by (instance) (rate({m('cec_exporter_token_refreshes_total')}[$__rate_interval]))",
-                legend="{{instance}}")],
-        "cps", min_=0), 8, 28, 8, 8)
-    b.add(timeseries(
-        "Remembered calls",
-        "Counted calls the exporter keeps so re-reads are not counted twice (cec_exporter_remembered_calls): "
-        "about a lookback's worth of calls plus the open ones. Steady growth means the floor is not "
-        "rising (e.g. long open calls).",
-        [target(m("cec_exporter_remembered_calls"), legend="{{instance}}")],
-        "short", min_=0, decimals=0), 16, 28, 8, 8)
+    records = [
+        (timeseries_panel(
+            12, "Records fetched",
+            "Call records fetched from CEC per second, re-reads of the lookback included "
+            "(rate of cec_exporter_records_fetched_total).",
+            [query(f"sum by (instance) (rate({m('cec_exporter_records_fetched_total')}[$__rate_interval]))",
+                   legend="{{instance}}")],
+            "cps", min_=0), 8, 8),
+        (timeseries_panel(
+            13, "Rejected records by reason",
+            "Records skipped because they cannot be counted, per second by reason "
+            "(cec_exporter_records_rejected_total): not_an_object, missing_serial_no, invalid_serial_no, "
+            "missing_state, invalid_state. Each fetch of a bad record counts (it is re-read while in the "
+            "window).",
+            [query(f"sum by (reason) (rate({m('cec_exporter_records_rejected_total')}[$__rate_interval]))",
+                   legend="{{reason}}")],
+            "cps", stack=True, min_=0), 8, 8),
+        (timeseries_panel(
+            14, "Invalid fields by field",
+            "Optional record fields with an unusable value, per second by the vendor's field name "
+            "(cec_exporter_record_fields_invalid_total). The field reads as absent and the call still counts, "
+            "but its outcome, durations or task type may be less precise.",
+            [query(f"sum by (field) (rate({m('cec_exporter_record_fields_invalid_total')}[$__rate_interval]))",
+                   legend="{{field}}")],
+            "cps", stack=True, min_=0), 8, 8),
+    ]
 
-    # Row 5: up over time, build info.
-    b.add(timeseries(
-        "Scrape and poll status over time",
-        "up (scrape) and cec_up (last poll succeeded) per instance over time: 1 is good.",
-        [target(f"up{{{RAW}}}", legend="scrape {{instance}}", ref="A"),
-         target(f"cec_up{{{RAW}}}", legend="poll {{instance}}", ref="B")],
-        "short", min_=0, max_=1, decimals=0, interpolation="stepAfter",
-        legend_calcs=("min", "lastNotNull")), 0, 36, 12, 7)
-    b.add({
-        "type": "table",
-        "title": "Build info",
-        "description": "Version and revision of each running exporter (cec_exporter_build_info).",
-        "datasource": dict(DS),
-        "fieldConfig": {
-            "defaults": {
-                "custom": {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-                "mappings": [],
-                "thresholds": thresholds([(None, "green")]),
-                "unit": "short",
-            },
-            "overrides": [],
-        },
-        "options": {
-            "cellHeight": "sm",
-            "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
-            "showHeader": True,
-        },
-        "targets": [target(m("cec_exporter_build_info"), legend="{{version}}", instant=True, fmt="table")],
-        "transformations": [
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "Value": True, "__name__": True},
-                    "indexByName": {"job": 0, "instance": 1, "version": 2, "revision": 3},
-                    "renameByName": {},
-                },
-            }
-        ],
-    }, 12, 36, 12, 7)
+    late_tokens_memory = [
+        (timeseries_panel(
+            15, "Late records and max lateness",
+            "Left axis: calls first seen although they started before the previous poll's window end, per "
+            "second (rate of cec_exporter_late_records_total). Right axis: the largest such lateness since "
+            "start (cec_exporter_max_record_lateness_seconds). When max lateness nears --poll.lookback (5 m "
+            "by default), later records would be missed: raise the lookback.",
+            [query(f"sum by (instance) (rate({m('cec_exporter_late_records_total')}[$__rate_interval]))",
+                   legend="late records {{instance}}", ref="A"),
+             query(f"max by (instance) ({m('cec_exporter_max_record_lateness_seconds')})",
+                   legend="max lateness {{instance}}", ref="B")],
+            "cps", min_=0).override_by_query("B", [
+                dm.DynamicConfigValue(id_val="unit", value="s"),
+                dm.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+                dm.DynamicConfigValue(id_val="custom.axisLabel", value="max lateness"),
+                dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            ]), 8, 8),
+        (timeseries_panel(
+            16, "Token refreshes",
+            "Bearer tokens fetched from tokenByAkSk per second (rate of cec_exporter_token_refreshes_total). "
+            "Expect one per --cec.token-expire less the refresh margin (about one every 9 minutes with the "
+            "default 600 s), plus one after an HTTP 401. Much more often points at a token rejected by CEC.",
+            [query(f"sum by (instance) (rate({m('cec_exporter_token_refreshes_total')}[$__rate_interval]))",
+                   legend="{{instance}}")],
+            "cps", min_=0), 8, 8),
+        (timeseries_panel(
+            17, "Remembered calls",
+            "Counted calls the exporter keeps so re-reads are not counted twice "
+            "(cec_exporter_remembered_calls): about a lookback's worth of calls plus the open ones. Steady "
+            "growth means the floor is not rising (e.g. long open calls).",
+            [query(m("cec_exporter_remembered_calls"), legend="{{instance}}")],
+            "short", min_=0, decimals=0), 8, 8),
+    ]
 
-    # Row 6: durability and open calls.
-    b.add(timeseries(
-        "State store size",
-        "Size of the --state.path store after the last commit (cec_exporter_state_bytes): about a lookback's "
-        "worth of calls plus the open ones, some 18 bytes per remembered call. Absent without --state.path.",
-        [target(m("cec_exporter_state_bytes"), legend="{{instance}}")],
-        "bytes", min_=0), 0, 43, 8, 8)
-    b.add(timeseries(
-        "State commits",
-        "Polls committed to the state store per second (rate of cec_exporter_state_commits_total) and the "
-        "commits that failed (cec_exporter_state_commit_failures_total): a failed commit undoes its poll, "
-        "which is retried; while commits fail no call is counted.",
-        [target(f"sum by (instance) (rate({m('cec_exporter_state_commits_total')}[$__rate_interval]))",
-                legend="commits {{instance}}", ref="A"),
-         target(f"sum by (instance) (rate({m('cec_exporter_state_commit_failures_total')}[$__rate_interval]))",
-                legend="failures {{instance}}", ref="B")],
-        "cps", min_=0), 8, 43, 8, 8)
-    b.add(stat(
-        "Open calls given up in range",
-        "Calls the exporter stopped waiting for because CEC never showed them ended within "
-        "--poll.max-call-duration (increase of cec_exporter_open_calls_abandoned_total over the range).",
-        [target(f"sum(increase({m('cec_exporter_open_calls_abandoned_total')}[$__range]))", instant=True)],
-        "short", steps=((None, "green"), (1, "orange"))), 16, 43, 8, 8)
+    status = [
+        (timeseries_panel(
+            18, "Scrape and poll status over time",
+            "up (scrape) and cec_up (last poll succeeded) per instance over time: 1 is good.",
+            [query(f"up{{{RAW}}}", legend="scrape {{instance}}", ref="A"),
+             query(f"cec_up{{{RAW}}}", legend="poll {{instance}}", ref="B")],
+            "short", min_=0, max_=1, decimals=0, interpolation=cm.LineInterpolation.STEP_AFTER,
+            legend_calcs=("min", "lastNotNull")), 12, 7),
+        (table_panel(
+            19, "Build info",
+            "Version and revision of each running exporter (cec_exporter_build_info).",
+            [query(m("cec_exporter_build_info"), legend="{{version}}", instant=True,
+                   fmt=pm.PromQueryFormat.TABLE)],
+            dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "Value": True, "__name__": True},
+                "indexByName": {"job": 0, "instance": 1, "version": 2, "revision": 3},
+                "renameByName": {},
+            })), 12, 7),
+    ]
+
+    durability = [
+        (timeseries_panel(
+            20, "State store size",
+            "Size of the --state.path store after the last commit (cec_exporter_state_bytes): about a "
+            "lookback's worth of calls plus the open ones, some 18 bytes per remembered call. Absent without "
+            "--state.path.",
+            [query(m("cec_exporter_state_bytes"), legend="{{instance}}")],
+            "bytes", min_=0), 8, 8),
+        (timeseries_panel(
+            21, "State commits",
+            "Polls committed to the state store per second (rate of cec_exporter_state_commits_total) and the "
+            "commits that failed (cec_exporter_state_commit_failures_total): a failed commit undoes its poll, "
+            "which is retried; while commits fail no call is counted.",
+            [query(f"sum by (instance) (rate({m('cec_exporter_state_commits_total')}[$__rate_interval]))",
+                   legend="commits {{instance}}", ref="A"),
+             query(f"sum by (instance) (rate({m('cec_exporter_state_commit_failures_total')}[$__rate_interval]))",
+                   legend="failures {{instance}}", ref="B")],
+            "cps", min_=0), 8, 8),
+        (stat_panel(
+            22, "Open calls given up in range",
+            "Calls the exporter stopped waiting for because CEC never showed them ended within "
+            "--poll.max-call-duration (increase of cec_exporter_open_calls_abandoned_total over the range).",
+            [query(f"sum(increase({m('cec_exporter_open_calls_abandoned_total')}[$__range]))", instant=True)],
+            "short", steps=((None, "green"), (1, "orange"))), 8, 8),
+    ]
 
     return dashboard(
         "cec-exporter-health",
         "CEC exporter health",
         "Health of cec-exporter itself: polls, CEC API requests and errors, records fetched, rejected and "
         "late, token refreshes, state store commits, memory, build info.",
-        ["cec-exporter", "cec"],
-        [DS_VAR, JOB_VAR, INSTANCE_VAR],
-        b.panels,
+        [datasource_variable(), job_variable(), instance_variable()],
+        [
+            (row(100, "Overview"), overview),
+            (row(101, "Polls"), polls),
+            (row(102, "CEC API"), api),
+            (row(103, "Records"), records),
+            (row(104, "Late records, tokens and remembered calls"), late_tokens_memory),
+            (row(105, "Status and build"), status),
+            (row(106, "State store"), durability),
+        ],
         time_from="now-3h",
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+def render(d):
+    """Deterministic JSON: sorted keys, two-space indent, a trailing newline."""
+    return json.dumps(d, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def generated():
+    """{file name: JSON text} of every dashboard."""
+    return {
+        "cec-calls.json": render(calls_dashboard()),
+        "cec-exporter-health.json": render(health_dashboard()),
+    }
+
+
+def check(files):
+    """Exit status 1, with a short unified diff per stale file, when the committed JSON differs."""
+    stale = 0
+    for name, text in files.items():
+        path = os.path.join(OUT, name)
+        try:
+            with open(path) as f:
+                committed = f.read()
+        except FileNotFoundError:
+            committed = ""
+        if committed == text:
+            continue
+        stale += 1
+        diff = list(difflib.unified_diff(committed.splitlines(keepends=True), text.splitlines(keepends=True),
+                                         f"committed grafana/dashboards/{name}",
+                                         f"generated grafana/dashboards/{name}", n=2))
+        shown = diff[:60]
+        sys.stdout.writelines(shown)
+        if len(diff) > len(shown):
+            print(f"... {len(diff) - len(shown)} more diff lines")
+    for name in sorted(set(os.listdir(OUT) if os.path.isdir(OUT) else []) - set(files)):
+        if name.endswith(".json"):
+            stale += 1
+            print(f"grafana/dashboards/{name} is not generated: add it to grafana/generate.py or remove it")
+    if stale:
+        print(f"{stale} dashboard file(s) differ from what grafana/generate.py generates: "
+              "run `python3 grafana/generate.py` and commit the result.")
+        return 1
+    print(f"grafana/dashboards: {len(files)} files are what grafana/generate.py generates")
+    return 0
+
+
 def main():
+    files = generated()
+    if ARGS.check:
+        return check(files)
     os.makedirs(OUT, exist_ok=True)
-    for name, d in (("cec-calls.json", calls_dashboard()), ("cec-exporter-health.json", health_dashboard())):
+    for name, text in files.items():
         with open(os.path.join(OUT, name), "w") as f:
-            json.dump(d, f, indent=2)
-            f.write("\n")
-        print("wrote", name, len(d["panels"]), "panels")
+            f.write(text)
+        print("wrote grafana/dashboards/" + name)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -250,18 +250,14 @@ async fn counts_are_exact_after_twenty_random_kill_9s() {
     assert_eq!(m.sum("cec_calls_in_progress", &[]), 0.0);
 }
 
-/// Whether this process may make a mount namespace (root on Linux). CI runs as root, so there a
-/// missing capability is a failure, not a skip.
-fn mount_namespaces() -> bool {
+/// Fails the test unless this process may make a mount namespace (root on Linux): the tests that use
+/// one are `#[ignore]`d, and whoever runs them asked for them, so a missing capability is a failure.
+fn assert_mount_namespaces() {
     let ok = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /mnt"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok || std::env::var_os("CI").is_none(), "CI must be able to make a mount namespace (it runs as root)");
-    if !ok {
-        eprintln!("skipped: making a mount namespace needs root");
-    }
-    ok
+    assert!(ok, "making a mount namespace (unshare -m, mount -t tmpfs) needs root and util-linux");
 }
 
 /// Runs `cmd` inside the mount namespace of process `pid`.
@@ -285,10 +281,15 @@ fn exporter_on_tmpfs(sim_url: &str, dir: &std::path::Path, size: &str, extra: &[
 struct Immutable(Vec<std::path::PathBuf>);
 
 impl Immutable {
-    fn set(paths: &[std::path::PathBuf]) -> Option<Immutable> {
-        let ok = std::process::Command::new("chattr").arg("+i").args(paths).status().is_ok_and(|s| s.success());
-        assert!(ok || std::env::var_os("CI").is_none(), "CI's temporary directory must support chattr +i");
-        ok.then(|| Immutable(paths.to_vec()))
+    /// Fails the test when `chattr +i` fails: it needs root, `chattr` and a file system with the
+    /// immutable attribute (ext4, xfs, btrfs; not tmpfs).
+    fn set(paths: &[std::path::PathBuf]) -> Immutable {
+        let st = std::process::Command::new("chattr").arg("+i").args(paths).status();
+        assert!(
+            st.as_ref().is_ok_and(|s| s.success()),
+            "chattr +i {paths:?}: {st:?} (needs root, chattr and a file system with the immutable attribute)"
+        );
+        Immutable(paths.to_vec())
     }
 }
 
@@ -299,6 +300,7 @@ impl Drop for Immutable {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and chattr (scripts/test.sh runs it as root)"]
 async fn an_unwritable_state_store_fails_commits_without_counting_and_recovers() {
     let t0 = now();
     let mut rng = Rng::new(31);
@@ -309,10 +311,7 @@ async fn an_unwritable_state_store_fails_commits_without_counting_and_recovers()
     let st = state_args(dir.path());
     let exp = Exporter::start(&sim.url, &args(&st, &[]));
     exp.wait_for("10 calls", Duration::from_secs(10), |m| m.calls_total() == 10).await;
-    let Some(guard) = Immutable::set(&[dir.path().join("cec-exporter.redb"), dir.path().to_owned()]) else {
-        eprintln!("skipped: this file system has no immutable attribute");
-        return;
-    };
+    let guard = Immutable::set(&[dir.path().join("cec-exporter.redb"), dir.path().to_owned()]);
     let t1 = now();
     sim.sim.add_calls((10..20).map(|i| random_call(&mut rng, SERIAL0 + i, t1 - 2_000 + i as i64 * 10)).collect());
     let m = exp
@@ -334,10 +333,9 @@ async fn an_unwritable_state_store_fails_commits_without_counting_and_recovers()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root for a mount namespace with a small tmpfs (scripts/test.sh runs it as root)"]
 async fn a_full_disk_fails_commits_without_counting_and_recovers_when_space_returns() {
-    if !mount_namespaces() {
-        return;
-    }
+    assert_mount_namespaces();
     let t0 = now();
     let mut rng = Rng::new(32);
     let sim =
