@@ -6,9 +6,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cec_exporter::cec::record::{CallId, CallRecord, CallState, TaskQuery};
+use cec_exporter::cec::window::Window;
 use cec_exporter::cec::wire::ParsedRecord;
 use cec_exporter::ingest::ledger::{PollSummary, State};
-use cec_exporter::ingest::plan::{Read, Window};
+use cec_exporter::ingest::plan::Read;
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);

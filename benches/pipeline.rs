@@ -5,9 +5,10 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use cec_exporter::cec::record::TaskQuery;
+use cec_exporter::cec::window::Window;
 use cec_exporter::cec::wire::parse_page;
 use cec_exporter::ingest::ledger::{PollSummary, State};
-use cec_exporter::ingest::plan::{Read, Window};
+use cec_exporter::ingest::plan::Read;
 
 /// A page as CEC answers it: 100 records, times and durations alternately numbers and strings.
 fn page(first_serial: u64) -> Vec<u8> {

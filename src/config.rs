@@ -9,15 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cec::client::ClientConfig;
+use crate::cec::window::MAX_WINDOW_MS;
 use crate::cli::RunArgs;
 use crate::ingest::ledger::Retention;
-use crate::ingest::plan::{PlanConfig, MAX_WINDOW_MS};
+use crate::ingest::plan::PlanConfig;
 use crate::ingest::poller::PollerConfig;
 use crate::secret::Secret;
 
-/// The log types moved to [`crate::logging`], beside the code that uses them; re-exported here for
-/// callers of the old path.
-pub use crate::logging::LogFormat;
+use crate::logging::LogFormat;
 
 /// The documented path of `queryCallDetailRecord`.
 pub const QUERY_PATH: &str = "/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord";

@@ -12,15 +12,12 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::auth::Token;
-use super::error::Endpoint;
+use super::error::{ApiError, Endpoint};
 use super::record::TaskQuery;
 use super::window::Window;
 use super::wire::{parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest};
 use super::{ApiObserver, Retry};
 use crate::secret::Secret;
-
-/// Kept at its old path for callers outside `cec` that still import it from here.
-pub use super::error::ApiError;
 
 /// What the client needs to know; from the validated configuration.
 #[derive(Clone, Debug)]

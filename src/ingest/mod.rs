@@ -11,8 +11,9 @@ pub mod poller;
 #[cfg(test)]
 pub(crate) mod testing {
     use super::ledger::Retention;
-    use super::plan::{PlanConfig, MAX_WINDOW_MS};
+    use super::plan::PlanConfig;
     use crate::cec::record::{CallId, CallRecord, CallState};
+    use crate::cec::window::MAX_WINDOW_MS;
     use crate::cec::wire::ParsedRecord;
 
     pub const T0: i64 = 1_800_000_000_000;

@@ -11,10 +11,7 @@
 
 use crate::cec::record::TaskQuery;
 
-/// Re-exported at their old path for the configuration, the integration tests and the benches; the
-/// window and its seven-day limit are the vendor's ([`crate::cec::window`]). To be removed once every
-/// caller imports them from there.
-pub use crate::cec::window::{Window, MAX_WINDOW_MS};
+use crate::cec::window::{Window, MAX_WINDOW_MS};
 
 /// How far windows reach; from the validated configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

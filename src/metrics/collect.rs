@@ -8,9 +8,10 @@ use super::aggregate::{Leg, NO_REASON};
 use super::classify::{reason_name, Outcome};
 use super::expose::{BuildInfo, Published, Samples, Value};
 use super::families::{self as f, Family};
-use super::telemetry::{Endpoint, ErrorKind, TelemetryData};
+use super::telemetry::TelemetryData;
 use crate::cec::record::{CallState, TaskType};
 use crate::cec::wire::{Field, RejectReason};
+use crate::cec::{Endpoint, ErrorKind};
 
 /// Writes one family's samples from a collector's source (of any lifetime).
 pub type Produce<C> = for<'a, 's> fn(&'s <C as Collector>::Source<'a>, &mut Samples<'_>);

@@ -181,10 +181,10 @@ mod tests {
     use super::*;
     use crate::cec::record::{CallId, CallRecord, CallState};
     use crate::cec::wire::{Field, RejectReason};
+    use crate::cec::{Endpoint, ErrorKind};
     use crate::metrics::aggregate::Leg;
     use crate::metrics::classify::{reason_name, Outcome};
     use crate::metrics::families;
-    use crate::metrics::telemetry::{Endpoint, ErrorKind};
 
     fn build() -> BuildInfo {
         BuildInfo { version: "1.2.3", revision: "abc" }
@@ -477,9 +477,10 @@ mod tests {
     #[test]
     fn no_phone_number_or_free_text_can_reach_a_label() {
         use crate::cec::record::TaskQuery;
+        use crate::cec::window::Window;
         use crate::cec::wire::parse_page;
         use crate::ingest::ledger::{PollSummary, State};
-        use crate::ingest::plan::{Read, Window};
+        use crate::ingest::plan::Read;
 
         // The real path: the vendor's page parsed, each record admitted by the ledger (which counts
         // ended calls into the aggregates), rejections and unusable fields tallied as the poller does.

@@ -8,9 +8,7 @@ use std::sync::Mutex;
 
 use crate::cec::wire::{Field, RejectReason};
 
-/// Re-exported at their old path for the renderer and the benches; the types belong to the vendor API
-/// ([`crate::cec::error`]). To be removed once every caller imports them from there.
-pub use crate::cec::error::{Endpoint, ErrorKind};
+use crate::cec::error::{Endpoint, ErrorKind};
 
 /// Everything the exporter reports about itself.
 #[derive(Clone, Debug, Default, PartialEq)]

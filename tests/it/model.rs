@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cec_exporter::cec::client::{ApiError, WindowRead};
+use cec_exporter::cec::client::WindowRead;
 use cec_exporter::cec::record::{CallId, CallRecord, CallState, TaskQuery, TaskType};
+use cec_exporter::cec::window::{Window, MAX_WINDOW_MS};
 use cec_exporter::cec::wire::ParsedRecord;
+use cec_exporter::cec::ApiError;
 use cec_exporter::ingest::ledger::{Retention, State};
-use cec_exporter::ingest::plan::{PlanConfig, Window, MAX_WINDOW_MS};
+use cec_exporter::ingest::plan::PlanConfig;
 use cec_exporter::ingest::poller::{Poller, PollerConfig, Shared, Source};
 
 use crate::harness::Rng;
