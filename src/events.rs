@@ -18,7 +18,7 @@ use crate::cec::client::{Skipped, WindowRead};
 use crate::cec::error::{ApiError, Endpoint};
 use crate::cec::record::TaskQuery;
 use crate::cec::window::Window;
-use crate::cec::wire::ParsedRecord;
+use crate::cec::wire::{ParsedRecord, Rejection};
 use crate::cec::{ApiObserver, Retry};
 use crate::ingest::ledger::PollSummary;
 use crate::metrics::telemetry::Telemetry;
@@ -41,6 +41,20 @@ impl ApiObserver for Telemetry {
 
     fn token_refreshed(&self, lifetime: Duration, after_401: bool) {
         TokenRefreshed { lifetime, after_401 }.emit(self);
+    }
+
+    fn page(&self, query: TaskQuery, offset: u64, entries: &[Result<ParsedRecord, Rejection>]) {
+        PageParsed { query, offset, entries }.emit(self);
+        for entry in entries {
+            match entry {
+                Err(rejection) => {
+                    let skipped = Skipped { rejection: rejection.clone(), page_offset: offset };
+                    RecordRejected { query, skipped: &skipped }.emit(self);
+                }
+                Ok(record) if !record.invalid.is_empty() => FieldInvalid { query, record }.emit(self),
+                Ok(_) => {}
+            }
+        }
     }
 }
 
@@ -105,8 +119,33 @@ impl InternalEvent for TokenRefreshed {
     }
 }
 
-/// Every page of one read arrived. Counts `cec_exporter_records_fetched_total` by every entry served
-/// (rejected ones too); a debug line.
+/// A page of a read arrived and was parsed (reported by the client as it arrives, so a read that fails
+/// on a later page still counts what it was served). Counts `cec_exporter_records_fetched_total` by
+/// every entry on the page, rejected ones too; a trace line.
+#[derive(Clone, Copy, Debug)]
+pub struct PageParsed<'a> {
+    pub query: TaskQuery,
+    /// The page's `offset` in the read.
+    pub offset: u64,
+    pub entries: &'a [Result<ParsedRecord, Rejection>],
+}
+
+impl InternalEvent for PageParsed<'_> {
+    fn emit(&self, t: &Telemetry) {
+        let rejected = self.entries.iter().filter(|e| e.is_err()).count();
+        tracing::trace!(
+            task_query = %self.query,
+            offset = self.offset,
+            entries = self.entries.len(),
+            rejected,
+            "page parsed"
+        );
+        t.update(|d| d.records_fetched += self.entries.len() as u64);
+    }
+}
+
+/// Every page of one read arrived (its entries were counted page by page, [`PageParsed`]); a trace line
+/// with what the read cost and whether its pages covered CEC's answer.
 #[derive(Clone, Copy, Debug)]
 pub struct WindowFetched<'a> {
     pub query: TaskQuery,
@@ -115,9 +154,9 @@ pub struct WindowFetched<'a> {
 }
 
 impl InternalEvent for WindowFetched<'_> {
-    fn emit(&self, t: &Telemetry) {
+    fn emit(&self, _: &Telemetry) {
         let r = self.read;
-        tracing::debug!(
+        tracing::trace!(
             task_query = %self.query,
             start_ms = self.window.start_ms,
             end_ms = self.window.end_ms,
@@ -127,7 +166,6 @@ impl InternalEvent for WindowFetched<'_> {
             complete = r.complete(),
             "window read"
         );
-        t.update(|d| d.records_fetched += r.entries());
     }
 }
 
@@ -202,7 +240,7 @@ impl InternalEvent for IncompleteRead {
 }
 
 /// A poll was committed to the state store. Counts `cec_exporter_state_commits_total` and sets the
-/// store's size; a debug line.
+/// store's size; a trace line (at debug a poll is one line, [`PollCommitted`]).
 #[derive(Clone, Copy, Debug)]
 pub struct StateCommitted {
     /// The store's size after the commit, when known.
@@ -211,7 +249,7 @@ pub struct StateCommitted {
 
 impl InternalEvent for StateCommitted {
     fn emit(&self, t: &Telemetry) {
-        tracing::debug!(bytes = self.bytes, "state committed");
+        tracing::trace!(bytes = self.bytes, "state committed");
         t.update(|d| {
             d.state_commits += 1;
             d.state_bytes = self.bytes;
@@ -507,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn window_fetched_counts_every_entry_served() {
+    fn window_fetched_is_a_trace_line_and_no_counter() {
         let read = WindowRead {
             records: vec![record(1, &[]), record(2, &[]), record(1, &[])],
             rejected: vec![skipped(RejectReason::NotAnObject, None, None)],
@@ -516,11 +554,37 @@ mod tests {
             total_unchanged: true,
         };
         let (d, lines) = emit(&WindowFetched { query: TaskQuery::ITA, window: W, read: &read });
-        assert_eq!(d, TelemetryData { records_fetched: 4, ..Default::default() });
+        assert_eq!(d, TelemetryData::default());
         assert_eq!(
-            one_line(&lines, "debug"),
-            "level=debug msg=\"window read\" task_query=4 start_ms=1000 end_ms=2000 records=3 rejected=1 requests=2 complete=false"
+            one_line(&lines, "trace"),
+            "level=trace msg=\"window read\" task_query=4 start_ms=1000 end_ms=2000 records=3 rejected=1 requests=2 complete=false"
         );
+    }
+
+    #[test]
+    fn page_parsed_counts_every_entry_served() {
+        let entries = [Ok(record(1, &[])), Err(skipped(RejectReason::NotAnObject, None, None).rejection)];
+        let (d, lines) = emit(&PageParsed { query: TaskQuery::ITA, offset: 100, entries: &entries });
+        assert_eq!(d, TelemetryData { records_fetched: 2, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "trace"),
+            "level=trace msg=\"page parsed\" task_query=4 offset=100 entries=2 rejected=1"
+        );
+    }
+
+    #[test]
+    fn the_observer_counts_a_page_its_rejections_and_its_unusable_fields() {
+        let t = Telemetry::default();
+        let entries = [
+            Ok(record(1, &[])),
+            Ok(record(2, &[Field::TalkDuration])),
+            Err(skipped(RejectReason::MissingState, Some("state"), Some(3)).rejection),
+        ];
+        (&t as &dyn ApiObserver).page(TaskQuery::ITA, 0, &entries);
+        let d = t.snapshot();
+        assert_eq!(d.records_fetched, 3);
+        assert_eq!(d.records_rejected, [(RejectReason::MissingState, 1)].into());
+        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 1)].into());
     }
 
     #[test]
@@ -566,7 +630,7 @@ mod tests {
     fn state_commits_count_and_set_the_size_failures_count_apart() {
         let (d, lines) = emit(&StateCommitted { bytes: Some(4096) });
         assert_eq!(d, TelemetryData { state_commits: 1, state_bytes: Some(4096), ..Default::default() });
-        one_line(&lines, "debug");
+        assert_eq!(one_line(&lines, "trace"), "level=trace msg=\"state committed\" bytes=4096");
         let (d, lines) = emit(&StateCommitFailed { error: &"state store /x: commit failed: disk full" });
         assert_eq!(d, TelemetryData { state_commit_failures: 1, ..Default::default() });
         assert_eq!(

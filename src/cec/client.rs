@@ -123,6 +123,7 @@ impl CecClient {
                     return Err(e);
                 }
             };
+            self.observer.page(query, offset, &page.records);
             let n = page.records.len() as u64;
             for r in page.records {
                 match r {
@@ -375,6 +376,13 @@ mod tests {
         fn token_refreshed(&self, lifetime: Duration, after_401: bool) {
             self.0.lock().unwrap().push(format!("token {}s after_401={after_401}", lifetime.as_secs()));
         }
+        fn page(&self, query: TaskQuery, offset: u64, entries: &[Result<ParsedRecord, Rejection>]) {
+            let skipped = entries.iter().filter(|e| e.is_err()).count();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("page {query} offset={offset} entries={} skipped={skipped}", entries.len()));
+        }
     }
 
     fn client(base: &str, page_size: u32, retries: u32) -> (CecClient, Arc<Recorder>) {
@@ -430,6 +438,7 @@ mod tests {
                 "request token_by_ak_sk Some(200)",
                 "token 600s after_401=true",
                 "request query_call_detail_record Some(200)",
+                "page 4 offset=0 entries=3 skipped=1",
             ]
         );
         assert_eq!(read.requests, 2, "the request refused with 401 counts");
@@ -465,6 +474,7 @@ mod tests {
                 "request query_call_detail_record Some(500)",
                 "error query_call_detail_record: HTTP 500 retry=Some((1, 400))",
                 "request query_call_detail_record Some(200)",
+                "page 4 offset=0 entries=0 skipped=0",
                 "request query_call_detail_record Some(400)",
                 "error query_call_detail_record: HTTP 400 retry=None",
                 "request query_call_detail_record Some(200)",
@@ -488,6 +498,31 @@ mod tests {
         let rejected = Rejection { reason: RejectReason::NotAnObject, field: None, serial: None };
         assert_eq!(read.rejected, [Skipped { rejection: rejected, page_offset: 2 }]);
         assert_eq!((read.requests, read.total, read.complete()), (2, Some(3), true));
+    }
+
+    #[tokio::test]
+    async fn a_page_is_reported_as_it_arrives_even_when_a_later_page_fails_the_read() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        script
+            .query
+            .lock()
+            .unwrap()
+            .extend([page(4, &[r#"{"callSerialNo":"1","state":3}"#, r#"{"state":3}"#]), (400, String::new())]);
+        let (c, rec) = client(&fake_cec(script.clone()).await, 2, 0);
+        let e = c.read_window(TaskQuery::ALL_BUT_ITA, W).await.unwrap_err();
+        assert_eq!(e.to_string(), "query_call_detail_record: HTTP 400");
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "request token_by_ak_sk Some(200)",
+                "token 600s after_401=false",
+                "request query_call_detail_record Some(200)",
+                "page 0 offset=0 entries=2 skipped=1",
+                "request query_call_detail_record Some(400)",
+                "error query_call_detail_record: HTTP 400 retry=None",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -18,6 +18,8 @@ pub mod wire;
 use std::time::Duration;
 
 pub use error::{ApiError, Endpoint, ErrorKind};
+use record::TaskQuery;
+use wire::{ParsedRecord, Rejection};
 
 /// A retry the client is about to make after a retryable failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,11 @@ pub trait ApiObserver: Send + Sync {
     /// A new token was fetched, valid for `lifetime`; `after_401` when the previous one was refused by a
     /// business call rather than due for renewal.
     fn token_refreshed(&self, lifetime: Duration, after_401: bool);
+
+    /// A page of `query` at `offset` arrived and was parsed: its entries in order, each a record or why
+    /// it was skipped. Told page by page, before the read goes on, so that what a read was served is
+    /// reported even when a later page fails the whole read.
+    fn page(&self, query: TaskQuery, offset: u64, entries: &[Result<ParsedRecord, Rejection>]);
 }
 
 #[cfg(test)]
