@@ -99,7 +99,8 @@ fn endpoint_url(url: &reqwest::Url, path: &str, keep_path: bool) -> reqwest::Url
 #[derive(Debug)]
 enum SecretSource<'a> {
     File(&'a Path),
-    Env(String),
+    /// `CEC_APP_SECRET`, wrapped at once so that no `Debug` prints it.
+    Env(Secret),
 }
 
 impl<'a> SecretSource<'a> {
@@ -108,7 +109,7 @@ impl<'a> SecretSource<'a> {
         match (file, env_secret) {
             (Some(_), Some(_)) => Err(ConfigError::SecretTwice),
             (Some(path), None) => Ok(SecretSource::File(path)),
-            (None, Some(s)) => Ok(SecretSource::Env(s)),
+            (None, Some(s)) => Ok(SecretSource::Env(Secret::new(s))),
             (None, None) => Err(ConfigError::Missing {
                 flag: "--cec.app-secret-file",
                 hint: "give a file holding the app secret, or set CEC_APP_SECRET",
@@ -120,11 +121,13 @@ impl<'a> SecretSource<'a> {
     /// file access of building a configuration.
     fn read(self) -> Result<Secret, ConfigError> {
         let raw = match self {
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|error| ConfigError::SecretUnreadable { path: path.to_owned(), error })?,
+            SecretSource::File(path) => Secret::new(
+                std::fs::read_to_string(path)
+                    .map_err(|error| ConfigError::SecretUnreadable { path: path.to_owned(), error })?,
+            ),
             SecretSource::Env(s) => s,
         };
-        match raw.trim() {
+        match raw.expose().trim() {
             "" => Err(ConfigError::SecretEmpty),
             secret => Ok(Secret::new(secret)),
         }

@@ -233,7 +233,7 @@ impl CecClient {
         // a dead token in use (or overflow the clock).
         let asked = u64::from(self.cfg.token_lifetime_s);
         let lifetime = Duration::from_secs(t.expires_s.unwrap_or(asked).clamp(1, asked));
-        let token = Token::new(Secret::new(t.access_token), received, lifetime);
+        let token = Token::new(t.access_token, received, lifetime);
         let value = token.value.clone();
         *slot = Some(token);
         self.observer.token_refreshed(lifetime, force);

@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 
 use super::record::{CallId, CallRecord, CallState, TaskQuery, TaskType};
+use crate::secret::Secret;
 
 /// The body of one `queryCallDetailRecord` request. Every value is sent as a JSON string, as the vendor
 /// documents and real clients do.
@@ -55,7 +56,8 @@ pub struct TokenRequest<'a> {
 /// `CreateTime` is ignored (the client times the token from when the answer arrived, its own clock).
 #[derive(Debug)]
 pub struct TokenResponse {
-    pub access_token: String,
+    /// The bearer token: a [`Secret`], so no `Debug` of an answer or error can print it.
+    pub access_token: Secret,
     /// Lifetime in seconds, if the gateway said.
     pub expires_s: Option<u64>,
 }
@@ -71,7 +73,7 @@ pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
     }
     let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let access_token = match w.access_token {
-        Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        Some(t) if !t.trim().is_empty() => Secret::new(t.trim()),
         _ => return Err("no AccessToken in the answer".to_owned()),
     };
     Ok(TokenResponse { access_token, expires_s: w.expires.as_u64().ok().flatten() })
@@ -761,6 +763,14 @@ mod tests {
     }
 
     #[test]
+    fn a_parsed_token_never_shows_in_debug_output() {
+        let t = parse_token(br#"{"AccessToken":"s3cr3t-bearer","Expires":"600"}"#);
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(t.unwrap().access_token.expose(), "s3cr3t-bearer");
+    }
+
+    #[test]
     fn token_answer_strings_or_numbers() {
         // (answer, token, lifetime)
         let cases = [
@@ -771,7 +781,7 @@ mod tests {
         ];
         for (json, token, expires) in cases {
             let t = parse_token(json.as_bytes()).expect(json);
-            assert_eq!((t.access_token.as_str(), t.expires_s), (token, expires), "{json}");
+            assert_eq!((t.access_token.expose(), t.expires_s), (token, expires), "{json}");
         }
         for json in [r#"{"AccessToken":""}"#, r#"{"Expires":600}"#] {
             assert_eq!(parse_token(json.as_bytes()).unwrap_err(), "no AccessToken in the answer", "{json}");
