@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool (scripts/test.sh installs it and runs this test)"]
 async fn promtool_finds_no_problem_in_a_live_scrape() {
     let t0 = now();
     let mut rng = Rng::new(11);

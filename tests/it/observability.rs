@@ -21,6 +21,7 @@ fn repo() -> &'static Path {
 /// The committed dashboards are, byte for byte, what `grafana/generate.py` builds with the SDK pinned in
 /// `grafana/requirements.txt`: a hand edit of the JSON, or a generator change not regenerated, fails here.
 #[test]
+#[ignore = "needs python3 with the pinned Grafana Foundation SDK (scripts/test.sh installs it and runs this test)"]
 fn committed_dashboards_are_what_the_sdk_generates() {
     let out = Command::new("python3")
         .args(["grafana/generate.py", "--check"])
