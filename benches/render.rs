@@ -5,7 +5,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 use cec_exporter::cec::record::{CallId, CallRecord, TaskType};
 use cec_exporter::cec::{Endpoint, ErrorKind};
-use cec_exporter::metrics::expose::{render, BuildInfo, Format, Published};
+use cec_exporter::metrics::expose::{render, BuildInfo, Published};
+use cec_exporter::metrics::negotiate::Format;
 use cec_exporter::metrics::telemetry::TelemetryData;
 
 fn full() -> (Published, TelemetryData) {

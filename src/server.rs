@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE};
+use hyper::header::{ACCEPT, CONTENT_TYPE, VARY};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -16,7 +16,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::ingest::poller::Shared;
-use crate::metrics::expose::{render, BuildInfo, Format};
+use crate::metrics::expose::{render, BuildInfo};
+use crate::metrics::negotiate::Format;
 
 /// What the server shows.
 pub struct Site {
@@ -49,6 +50,8 @@ impl Site {
             render(&mut out, format, &published, &telemetry, &self.build);
             return Response::builder()
                 .header(CONTENT_TYPE, format.content_type())
+                // The body depends on Accept: a cache in front must not serve one format for the other.
+                .header(VARY, "Accept")
                 .body(Full::new(Bytes::from(out)))
                 .expect("static response parts are valid");
         }
@@ -169,6 +172,7 @@ mod tests {
         let s = site();
         let r = s.handle(&Method::GET, "/metrics", Some("application/openmetrics-text; version=1.0.0"));
         assert_eq!(r.headers()[CONTENT_TYPE], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+        assert_eq!(r.headers()[VARY], "Accept");
         assert!(body(&r).ends_with("# EOF\n"));
         let r = s.handle(&Method::GET, "/metrics", None);
         assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");

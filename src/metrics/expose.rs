@@ -21,7 +21,7 @@ use super::families::{Family, Kind};
 use super::telemetry::TelemetryData;
 use crate::cec::record::TaskType;
 
-pub use super::negotiate::Format;
+use super::negotiate::Format;
 
 /// Version and revision for `cec_exporter_build_info`.
 #[derive(Clone, Debug)]
@@ -293,14 +293,6 @@ mod tests {
     }
 
     #[test]
-    fn negotiation() {
-        assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
-        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
-    }
-
-    #[test]
     fn text_format_lines() {
         let s = text(Format::Text);
         for line in [
@@ -482,8 +474,9 @@ mod tests {
         use crate::ingest::ledger::{PollSummary, State};
         use crate::ingest::plan::Read;
 
-        // The real path: the vendor's page parsed, each record admitted by the ledger (which counts
-        // ended calls into the aggregates), rejections and unusable fields tallied as the poller does.
+        // The real path: the vendor's page parsed and told to the exporter's observer as the client
+        // does (which counts rejections and unusable fields), each record admitted by the ledger (which
+        // counts ended calls into the aggregates).
         let page = parse_page(PAGE.as_bytes()).unwrap();
         assert_eq!(page.records.len(), 7);
         let read = Read {
@@ -493,18 +486,13 @@ mod tests {
         };
         let mut state = State::default();
         let mut summary = PollSummary::default();
-        let mut t = TelemetryData { up: true, polls: 1, records_fetched: 7, ..Default::default() };
-        for r in &page.records {
-            match r {
-                Ok(rec) => {
-                    for f in rec.invalid.iter() {
-                        *t.fields_invalid.entry(f).or_default() += 1;
-                    }
-                    state.admit(rec, &read, &mut summary);
-                }
-                Err(rej) => *t.records_rejected.entry(rej.reason).or_default() += 1,
-            }
+        let telemetry = crate::metrics::telemetry::Telemetry::default();
+        crate::cec::ApiObserver::page(&telemetry, read.query, 0, &page.records);
+        for rec in page.records.iter().flatten() {
+            state.admit(rec, &read, &mut summary);
         }
+        let t = TelemetryData { up: true, polls: 1, ..telemetry.snapshot() };
+        assert_eq!(t.records_fetched, 7);
         // The fixture exercises what it should: counted, open, rejected and invalid-field records.
         assert_eq!((summary.counted, summary.tracked), (3, 2));
         assert_eq!(t.records_rejected.values().sum::<u64>(), 2);

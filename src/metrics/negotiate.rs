@@ -79,7 +79,8 @@ fn parse_range(range: &str) -> Option<(&str, &str, u16)> {
         return None;
     }
     let mut q = 1000;
-    for param in parts {
+    // An empty parameter (`type/sub;` or `;;`) is allowed by RFC 9110's grammar and means nothing.
+    for param in parts.filter(|p| !p.trim().is_empty()) {
         let (name, value) = param.split_once('=')?;
         // `q` separates the media type's parameters from accept extensions; later ones do not matter.
         if name.trim().eq_ignore_ascii_case("q") {
@@ -158,6 +159,13 @@ mod tests {
         assert_eq!(n("text/plain;q=0,application/openmetrics-text;q=0.1"), OpenMetrics);
         assert_eq!(n("text/plain;q=0,*/*"), OpenMetrics, "text refused, OpenMetrics through */*");
         assert_eq!(n("text/plain;q=0,application/openmetrics-text;q=0"), Text, "nothing acceptable: fall back");
+    }
+
+    #[test]
+    fn empty_parameters_are_allowed_and_mean_nothing() {
+        assert_eq!(n("application/openmetrics-text;"), OpenMetrics);
+        assert_eq!(n("application/openmetrics-text;;version=1.0.0; ;q=0.9,text/plain;q=0.5"), OpenMetrics);
+        assert_eq!(n("application/openmetrics-text; ;q=0"), Text);
     }
 
     #[test]
