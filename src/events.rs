@@ -15,11 +15,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::cec::client::{Skipped, WindowRead};
-use crate::cec::error::{ApiError, Endpoint};
 use crate::cec::record::TaskQuery;
 use crate::cec::window::Window;
 use crate::cec::wire::{ParsedRecord, Rejection};
-use crate::cec::{ApiObserver, Retry};
+use crate::cec::{ApiError, ApiObserver, Endpoint, Retry};
 use crate::ingest::ledger::PollSummary;
 use crate::metrics::telemetry::Telemetry;
 
@@ -283,8 +282,8 @@ impl InternalEvent for CatchupSkipped {
     fn emit(&self, t: &Telemetry) {
         let secs = (self.to_ms - self.from_ms) as f64 / 1000.0;
         tracing::warn!(
-            from = %crate::metrics::expose::rfc3339_ms(self.from_ms),
-            to = %crate::metrics::expose::rfc3339_ms(self.to_ms),
+            from = %crate::logging::rfc3339_ms(self.from_ms),
+            to = %crate::logging::rfc3339_ms(self.to_ms),
             skipped_s = secs,
             "the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted"
         );

@@ -51,7 +51,7 @@ pub async fn run(
             match &restored {
                 Some(s) => tracing::info!(
                     path = %store.path().display(),
-                    cursor = %s.ledger.cursor_ms().map(metrics::expose::rfc3339_ms).unwrap_or_default(),
+                    cursor = %s.ledger.cursor_ms().map(logging::rfc3339_ms).unwrap_or_default(),
                     remembered_calls = s.ledger.counted_len(),
                     open_calls = s.ledger.open_calls().count(),
                     counted_calls = s.aggregates.total_calls(),

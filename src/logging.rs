@@ -110,6 +110,12 @@ pub fn write_value(w: &mut impl fmt::Write, v: &str) -> fmt::Result {
     w.write_char('"')
 }
 
+/// Epoch ms as an RFC 3339 time with milliseconds, for log lines.
+pub fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use super::ledger::{PollSummary, Retention, State};
 use super::plan::{plan, PlanConfig, PollPlan, Read};
 use crate::cec::client::{CecClient, WindowRead};
-use crate::cec::error::ApiError;
 use crate::cec::record::TaskQuery;
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
+use crate::cec::ApiError;
 use crate::events::{
     CatchupSkipped, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted, PollFailed,
     StateCommitFailed, StateCommitted, WindowFetched,
@@ -309,10 +309,10 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::cec::client::Skipped;
-    use crate::cec::error::Endpoint;
     use crate::cec::record::CallId;
     use crate::cec::record::CallState;
     use crate::cec::wire::{Field, RejectReason, Rejection};
+    use crate::cec::Endpoint;
     use crate::ingest::testing::{rec, CFG, RET, T0};
     use std::sync::atomic::{AtomicBool, Ordering};
 

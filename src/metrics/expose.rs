@@ -155,12 +155,6 @@ impl Samples<'_> {
     }
 }
 
-/// Epoch ms as an RFC 3339 time with milliseconds, for log lines.
-pub fn rfc3339_ms(ms: i64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
-        .to_string()
-}
-
 fn write_ms_as_seconds(out: &mut Vec<u8>, ms: i64) {
     let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
 }

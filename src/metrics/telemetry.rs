@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use crate::cec::wire::{Field, RejectReason};
 
-use crate::cec::error::{Endpoint, ErrorKind};
+use crate::cec::{Endpoint, ErrorKind};
 
 /// Everything the exporter reports about itself.
 #[derive(Clone, Debug, Default, PartialEq)]
