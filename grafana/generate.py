@@ -581,6 +581,10 @@ def health_dashboard():
     def m(name):
         return f"{name}{{{RAW}}}"
 
+    def rate_by_instance(counter, legend, ref="A"):
+        """Per-second rate of one of the exporter's counters, per exporter instance."""
+        return query(f"sum by (instance) (rate({m(counter)}[$__rate_interval]))", legend=legend, ref=ref)
+
     up_mappings = [dm.ValueMap(options={
         "0": dm.ValueMappingResult(color="red", index=0, text="DOWN"),
         "1": dm.ValueMappingResult(color="green", index=1, text="UP"),
@@ -649,10 +653,8 @@ def health_dashboard():
             "Polls attempted and polls failed per second (rate of cec_exporter_polls_total and "
             "cec_exporter_poll_failures_total). With the default 30 s interval a healthy exporter polls "
             "about 0.033 times a second.",
-            [query(f"sum by (instance) (rate({m('cec_exporter_polls_total')}[$__rate_interval]))",
-                   legend="polls {{instance}}", ref="A"),
-             query(f"sum by (instance) (rate({m('cec_exporter_poll_failures_total')}[$__rate_interval]))",
-                   legend="failures {{instance}}", ref="B")],
+            [rate_by_instance("cec_exporter_polls_total", "polls {{instance}}", ref="A"),
+             rate_by_instance("cec_exporter_poll_failures_total", "failures {{instance}}", ref="B")],
             "cps", min_=0).override_by_regexp("failures .*", fixed_color("red")), 8, 8),
         (timeseries_panel(
             9, "API requests of the last poll",
@@ -692,8 +694,7 @@ def health_dashboard():
             12, "Records fetched",
             "Call records fetched from CEC per second, re-reads of the lookback included "
             "(rate of cec_exporter_records_fetched_total).",
-            [query(f"sum by (instance) (rate({m('cec_exporter_records_fetched_total')}[$__rate_interval]))",
-                   legend="{{instance}}")],
+            [rate_by_instance("cec_exporter_records_fetched_total", "{{instance}}")],
             "cps", min_=0), 8, 8),
         (timeseries_panel(
             13, "Rejected records by reason",
@@ -721,8 +722,7 @@ def health_dashboard():
             "second (rate of cec_exporter_late_records_total). Right axis: the largest such lateness since "
             "start (cec_exporter_max_record_lateness_seconds). When max lateness nears --poll.lookback (5 m "
             "by default), later records would be missed: raise the lookback.",
-            [query(f"sum by (instance) (rate({m('cec_exporter_late_records_total')}[$__rate_interval]))",
-                   legend="late records {{instance}}", ref="A"),
+            [rate_by_instance("cec_exporter_late_records_total", "late records {{instance}}", ref="A"),
              query(f"max by (instance) ({m('cec_exporter_max_record_lateness_seconds')})",
                    legend="max lateness {{instance}}", ref="B")],
             "cps", min_=0).override_by_query("B", [
@@ -736,8 +736,7 @@ def health_dashboard():
             "Bearer tokens fetched from tokenByAkSk per second (rate of cec_exporter_token_refreshes_total). "
             "Expect one per --cec.token-expire less the refresh margin (about one every 9 minutes with the "
             "default 600 s), plus one after an HTTP 401. Much more often points at a token rejected by CEC.",
-            [query(f"sum by (instance) (rate({m('cec_exporter_token_refreshes_total')}[$__rate_interval]))",
-                   legend="{{instance}}")],
+            [rate_by_instance("cec_exporter_token_refreshes_total", "{{instance}}")],
             "cps", min_=0), 8, 8),
         (timeseries_panel(
             17, "Remembered calls",
@@ -781,10 +780,8 @@ def health_dashboard():
             "Polls committed to the state store per second (rate of cec_exporter_state_commits_total) and the "
             "commits that failed (cec_exporter_state_commit_failures_total): a failed commit undoes its poll, "
             "which is retried; while commits fail no call is counted.",
-            [query(f"sum by (instance) (rate({m('cec_exporter_state_commits_total')}[$__rate_interval]))",
-                   legend="commits {{instance}}", ref="A"),
-             query(f"sum by (instance) (rate({m('cec_exporter_state_commit_failures_total')}[$__rate_interval]))",
-                   legend="failures {{instance}}", ref="B")],
+            [rate_by_instance("cec_exporter_state_commits_total", "commits {{instance}}", ref="A"),
+             rate_by_instance("cec_exporter_state_commit_failures_total", "failures {{instance}}", ref="B")],
             "cps", min_=0), 8, 8),
         (stat_panel(
             22, "Open calls given up in range",
