@@ -581,6 +581,10 @@ def health_dashboard():
     def m(name):
         return f"{name}{{{RAW}}}"
 
+    def increase_in_range(counter, legend="__auto"):
+        """How much one of the exporter's counters grew over the dashboard's time range, all instances."""
+        return query(f"sum(increase({m(counter)}[$__range]))", legend=legend, instant=True)
+
     def rate_by_instance(counter, legend, ref="A"):
         """Per-second rate of one of the exporter's counters, per exporter instance."""
         return query(f"sum by (instance) (rate({m(counter)}[$__rate_interval]))", legend=legend, ref=ref)
@@ -614,30 +618,26 @@ def health_dashboard():
             "Polls that failed in the dashboard's time range (increase of cec_exporter_poll_failures_total). A "
             "failed poll commits nothing and is retried; the reason is in the exporter's log and in the API "
             "errors panel.",
-            [query(f"sum(increase({m('cec_exporter_poll_failures_total')}[$__range]))", legend="failures",
-                   instant=True)],
+            [increase_in_range("cec_exporter_poll_failures_total", "failures")],
             "short", steps=((None, "green"), (1, "orange")), decimals=0), 3, 4),
         (stat_panel(
             4, "State commit failures in range",
             "Commits to the --state.path store that failed in the time range (disk full, read-only file "
             "system): each such poll was undone and retried (increase of "
             "cec_exporter_state_commit_failures_total).",
-            [query(f"sum(increase({m('cec_exporter_state_commit_failures_total')}[$__range]))",
-                   legend="commit failures", instant=True)],
+            [increase_in_range("cec_exporter_state_commit_failures_total", "commit failures")],
             "short", steps=((None, "green"), (1, "red")), decimals=0), 3, 4),
         (stat_panel(
             5, "Incomplete reads in range",
             "Windows whose pages could not be made to cover CEC's answer after three reads "
             "(increase of cec_exporter_incomplete_reads_total): calls there may have been missed.",
-            [query(f"sum(increase({m('cec_exporter_incomplete_reads_total')}[$__range]))",
-                   legend="incomplete reads", instant=True)],
+            [increase_in_range("cec_exporter_incomplete_reads_total", "incomplete reads")],
             "short", steps=((None, "green"), (1, "red")), decimals=0), 4, 4),
         (stat_panel(
             6, "Catch-up skipped in range",
             "Outage time beyond --poll.max-catchup that was not read, in the time range (increase of "
             "cec_exporter_catchup_skipped_seconds_total): calls that started then are not counted.",
-            [query(f"sum(increase({m('cec_exporter_catchup_skipped_seconds_total')}[$__range]))",
-                   legend="skipped", instant=True)],
+            [increase_in_range("cec_exporter_catchup_skipped_seconds_total", "skipped")],
             "s", steps=((None, "green"), (1, "red")), decimals=0), 4, 4),
     ]
 
@@ -787,7 +787,7 @@ def health_dashboard():
             22, "Open calls given up in range",
             "Calls the exporter stopped waiting for because CEC never showed them ended within "
             "--poll.max-call-duration (increase of cec_exporter_open_calls_abandoned_total over the range).",
-            [query(f"sum(increase({m('cec_exporter_open_calls_abandoned_total')}[$__range]))", instant=True)],
+            [increase_in_range("cec_exporter_open_calls_abandoned_total")],
             "short", steps=((None, "green"), (1, "orange"))), 8, 8),
     ]
 
