@@ -99,7 +99,8 @@ pub enum ChaosKind {
     /// HTTP 429 with `Retry-After: 1`.
     #[serde(rename = "http_429")]
     Http429,
-    /// The answer comes `slow_ms` late.
+    /// The answer comes `slow_ms` late (on top of [`Faults::delay_ms`]). A client that gives up
+    /// first leaves no log entry: the request ends with its connection.
     Slow,
     /// 308 to [`Faults::redirect_to`].
     Redirect,
