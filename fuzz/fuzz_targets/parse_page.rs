@@ -14,10 +14,8 @@ fuzz_target!(|data: &[u8]| {
     match parse_page(data) {
         Err(e) => common::assert_no_echo(data, &e.to_string()),
         Ok(page) => {
-            assert!(
-                serde_json::from_slice::<Value>(data).is_ok() || std::str::from_utf8(data).is_err(),
-                "a page parsed from bytes that are not JSON"
-            );
+            // `Value` is stricter than the typed parse (it refuses `1e309` even where the page
+            // ignores it), so the structural checks apply only when both read the input.
             let Ok(v) = serde_json::from_slice::<Value>(data) else { return };
             let entries = v.pointer("/result/callInfo").and_then(Value::as_array);
             let Some(entries) = entries else {
