@@ -1,6 +1,7 @@
 //! Integration tests: the real `cec-exporter` binary against the in-process simulator, comparing what
 //! `/metrics` says with the simulator's ground truth, exactly.
 
+mod chaos;
 mod cli;
 mod durable;
 mod exactly_once;

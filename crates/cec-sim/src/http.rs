@@ -1,16 +1,21 @@
 //! The simulator's HTTP/1.1 server: routing, the token interface and its token store, bearer
 //! checks, fault injection and request accounting around queryCallDetailRecord, and the `/sim/*`
-//! control endpoints that let a separate process drive the simulator.
+//! control endpoints that let a separate process drive the simulator. Bodies are [`SimBody`]: a
+//! plain buffer, or generated on the fly for the oversized and endless faults (so a 64 MiB or
+//! never-ending answer costs the simulator no memory).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,11 +26,68 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::query::{self, Rejection};
-use super::stats::{take, Faults, QueryLogEntry};
+use super::stats::{take, ChaosKind, Faults, QueryLogEntry, DEFAULT_OVERSIZED_MIB, DEFAULT_REDIRECT_TO, LYING_TOTAL};
 use super::store::Selection;
 use super::{lock, now_ms, CallSpec, Simulator, TokenInfo, QUERY_PATH, TOKEN_PATH};
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<SimBody>;
+
+/// Whitespace served by the oversized and endless faults, one chunk at a time.
+static PADDING: [u8; 64 << 10] = [b' '; 64 << 10];
+
+/// A response body: a buffer, or a prefix followed by generated whitespace.
+#[derive(Debug)]
+pub(crate) enum SimBody {
+    /// The whole body at once.
+    Full(Full<Bytes>),
+    /// `prefix`, then `remaining` bytes of whitespace (`None`: forever). `declared` sends the length
+    /// as `Content-Length`; otherwise the body goes chunked.
+    Generated { prefix: Option<Bytes>, remaining: Option<u64>, declared: bool },
+}
+
+impl Body for SimBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            SimBody::Full(full) => Pin::new(full).poll_frame(cx),
+            SimBody::Generated { prefix, remaining, .. } => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                let n = match remaining {
+                    Some(0) => return Poll::Ready(None),
+                    Some(r) => {
+                        let n = (*r).min(PADDING.len() as u64);
+                        *r -= n;
+                        usize::try_from(n).unwrap_or(PADDING.len())
+                    }
+                    None => PADDING.len(),
+                };
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PADDING[..n])))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            SimBody::Full(full) => full.is_end_stream(),
+            SimBody::Generated { prefix, remaining, .. } => prefix.is_none() && *remaining == Some(0),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            SimBody::Full(full) => full.size_hint(),
+            // hyper sends `Content-Length` for an exact hint and chunked encoding otherwise.
+            SimBody::Generated { prefix, remaining: Some(r), declared: true } => {
+                SizeHint::with_exact(prefix.as_ref().map_or(0, |p| p.len() as u64) + r)
+            }
+            SimBody::Generated { .. } => SizeHint::default(),
+        }
+    }
+}
 
 /// Token lifetime when `X-Token-Expire` is absent (the vendor's examples use 600).
 const DEFAULT_TOKEN_SECS: u64 = 600;
@@ -81,9 +143,35 @@ pub(crate) async fn serve(
 }
 
 fn body_response(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(SimBody::Full(Full::new(Bytes::from(body))));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    r
+}
+
+/// A 200 answer of `body` padded with whitespace to `total` bytes (not less than the body).
+fn padded_response(body: Vec<u8>, total: u64, declared: bool) -> Resp {
+    let remaining = total.saturating_sub(body.len() as u64);
+    let mut r =
+        Response::new(SimBody::Generated { prefix: Some(Bytes::from(body)), remaining: Some(remaining), declared });
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    r
+}
+
+/// A 200 answer that starts like a page and never ends.
+fn endless_response() -> Resp {
+    let prefix = Bytes::from_static(br#"{"retCode":"0","retMsg":"success","result":{"total":"1","callInfo":["#);
+    let mut r = Response::new(SimBody::Generated { prefix: Some(prefix), remaining: None, declared: false });
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    r
+}
+
+/// A redirect of `status` to `location` (the target a test gave, or [`DEFAULT_REDIRECT_TO`]).
+fn redirect(status: StatusCode, location: Option<&str>) -> Resp {
+    let mut r = error(status, "REDIRECT", "moved");
+    let v = HeaderValue::from_str(location.unwrap_or(DEFAULT_REDIRECT_TO))
+        .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_REDIRECT_TO));
+    r.headers_mut().insert(LOCATION, v);
     r
 }
 
@@ -139,8 +227,13 @@ async fn handle(sim: Arc<Simulator>, req: Request<Incoming>) -> Resp {
 async fn route(sim: &Simulator, path: &str, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     let limit = if path.starts_with("/sim/") { CONTROL_BODY_LIMIT } else { API_BODY_LIMIT };
+    // One draw per business request, taken here so a slow answer can sleep.
+    let chaos = if path == QUERY_PATH { sim.chaos_draw() } else { None };
     if matches!(path, TOKEN_PATH | QUERY_PATH) {
-        let delay = lock(&sim.faults).delay_ms;
+        let mut delay = lock(&sim.faults).delay_ms;
+        if chaos == Some(ChaosKind::Slow) {
+            delay += lock(&sim.faults).chaos.as_ref().map_or(0, |c| c.slow_ms);
+        }
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
@@ -154,7 +247,7 @@ async fn route(sim: &Simulator, path: &str, req: Request<Incoming>) -> Resp {
     };
     match (path, &parts.method) {
         (TOKEN_PATH, _) => sim.token(&parts.headers, &body),
-        (QUERY_PATH, _) => sim.query(&parts.headers, &body),
+        (QUERY_PATH, _) => sim.query(&parts.headers, &body, chaos),
         ("/sim/truth", _) => match since_param(parts.uri.query()) {
             Ok(since) => {
                 let truth = since.map_or_else(|| sim.truth(), |s| sim.truth_since(s));
@@ -207,6 +300,9 @@ impl Simulator {
             }
             if take(&mut f.token_http_401) {
                 return error(StatusCode::UNAUTHORIZED, "APIGW.0301", "injected fault: authentication failed");
+            }
+            if take(&mut f.token_redirect) {
+                return redirect(StatusCode::TEMPORARY_REDIRECT, f.redirect_to.as_deref());
             }
         }
         let lifetime = match headers.get("x-token-expire") {
@@ -292,7 +388,7 @@ impl Simulator {
         }
     }
 
-    fn query(&self, headers: &HeaderMap, body: &[u8]) -> Resp {
+    fn query(&self, headers: &HeaderMap, body: &[u8], chaos: Option<ChaosKind>) -> Resp {
         let parsed = query::parse(body);
         let now = now_ms();
         let mut entry = QueryLogEntry {
@@ -308,26 +404,48 @@ impl Simulator {
             total: None,
             fault: None,
         };
-        let resp = self.answer_query(headers, &parsed, now, &mut entry);
+        let resp = self.answer_query(headers, &parsed, now, &mut entry, chaos);
         entry.status = resp.status().as_u16();
-        let delivered = if entry.fault.as_deref() == Some("truncated_json") { 0 } else { entry.records };
+        if chaos == Some(ChaosKind::Slow) && entry.fault.is_none() {
+            entry.fault = Some("slow".into());
+        }
+        if chaos.is_some() {
+            entry.fault = entry.fault.map(|f| format!("chaos:{f}"));
+        }
+        let unreadable = matches!(entry.fault.as_deref(), Some("truncated_json" | "chaos:truncated_json"));
+        let delivered = if unreadable { 0 } else { entry.records };
         lock(&self.stats).business(entry, parsed.all_strings, delivered);
         resp
     }
 
-    fn answer_query(&self, headers: &HeaderMap, parsed: &query::Parsed, now: i64, entry: &mut QueryLogEntry) -> Resp {
+    fn answer_query(
+        &self,
+        headers: &HeaderMap,
+        parsed: &query::Parsed,
+        now: i64,
+        entry: &mut QueryLogEntry,
+        chaos: Option<ChaosKind>,
+    ) -> Resp {
         // Gateway-level faults hit before authentication, like a real rate limiter or outage.
         {
             let mut f = lock(&self.faults);
-            if take(&mut f.http_429) {
+            if take(&mut f.http_429) || chaos == Some(ChaosKind::Http429) {
                 entry.fault = Some("http_429".into());
                 let mut r = error(StatusCode::TOO_MANY_REQUESTS, "APIGW.0308", "injected fault: throttled");
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             }
-            if take(&mut f.http_500) {
+            if take(&mut f.http_500) || chaos == Some(ChaosKind::Http500) {
                 entry.fault = Some("http_500".into());
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "500", "injected fault: business failure");
+            }
+            if take(&mut f.redirect) || chaos == Some(ChaosKind::Redirect) {
+                entry.fault = Some("redirect".into());
+                return redirect(StatusCode::PERMANENT_REDIRECT, f.redirect_to.as_deref());
+            }
+            if take(&mut f.endless) || chaos == Some(ChaosKind::Endless) {
+                entry.fault = Some("endless".into());
+                return endless_response();
             }
         }
         if !self.authorized(headers, now) {
@@ -350,11 +468,26 @@ impl Simulator {
                 } else {
                     sel
                 };
-                let page = {
+                let lying_switch = take(&mut lock(&self.faults).lying_total);
+                let lying = lying_switch || chaos == Some(ChaosKind::LyingTotal);
+                let mut page = {
                     let mut store = lock(&self.store);
                     store.advance(now);
-                    store.select(now, sel)
+                    let page = store.select(now, sel);
+                    if lying && (page.calls.len() as u64) < sel.limit {
+                        // Past the real end: the window's first page again, full when it can be.
+                        store.select(now, &Selection { offset: 0, ..sel.clone() })
+                    } else {
+                        page
+                    }
                 };
+                if lying && !page.calls.is_empty() {
+                    entry.fault = Some("lying_total".into());
+                    page.total = LYING_TOTAL;
+                } else if lying_switch {
+                    // An empty window has nothing to repeat: the switch waits for one that has.
+                    lock(&self.faults).lying_total += 1;
+                }
                 let coin = self.next_response_coin();
                 if page.calls.is_empty() {
                     entry.ret_code = Some("1".into());
@@ -372,9 +505,14 @@ impl Simulator {
             }
         };
         let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
-        if take(&mut lock(&self.faults).truncated_json) {
+        let mut f = lock(&self.faults);
+        if take(&mut f.truncated_json) || chaos == Some(ChaosKind::Truncated) {
             entry.fault = Some("truncated_json".into());
             bytes.truncate(bytes.len() / 2);
+        } else if take(&mut f.oversized) || chaos == Some(ChaosKind::Oversized) {
+            entry.fault = Some("oversized".into());
+            let mib = if f.oversized_mib == 0 { DEFAULT_OVERSIZED_MIB } else { f.oversized_mib };
+            return padded_response(bytes, u64::from(mib) << 20, !f.oversized_chunked);
         }
         body_response(StatusCode::OK, bytes)
     }
@@ -384,7 +522,7 @@ impl Simulator {
 mod tests {
     use super::*;
     use crate::testing::{num, sim_config, KEY, SECRET};
-    use crate::{now_ms, CallSpec, Outcome, Running, SimConfig, Traffic, Truth, SERIAL_BASE};
+    use crate::{now_ms, CallSpec, ChaosConfig, Outcome, Running, SimConfig, Traffic, Truth, SERIAL_BASE};
     use std::collections::HashSet;
 
     /// A test simulator on loopback and a client for it.
@@ -933,6 +1071,292 @@ mod tests {
         assert_eq!(st.log[6].records, 5);
         // 5 per good retCode-"0" answer: 3rd, 5th, 6th, 8th, 9th and 11th; the truncated one not.
         assert_eq!(st.records_served, 30);
+    }
+
+    /// A client that shows redirects instead of following them.
+    fn no_follow() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    /// A one-request HTTP server on another loopback port: its URL, and the request it receives
+    /// (head and body as text), answered 204.
+    async fn capture() -> (String, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/elsewhere", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Until the head and a Content-Length worth of body are in (requests here are small).
+            while buf.len() < 64 << 10 {
+                let n = s.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= head_end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn redirects_point_at_another_loopback_port() {
+        let h = start().await;
+        let t0 = now_ms() - 60_000;
+        h.sim.add_calls(vec![CallSpec::builder(SERIAL_BASE, 1, t0).build()]);
+        let tok = h.token().await;
+        let (elsewhere, received) = capture().await;
+        h.sim.set_faults(Faults {
+            token_redirect: 1,
+            redirect: 1,
+            redirect_to: Some(elsewhere.clone()),
+            ..Faults::default()
+        });
+        let nf = no_follow();
+        let r = nf
+            .post(format!("{}{TOKEN_PATH}", h.base))
+            .json_body(&json!({"app_key": KEY, "app_secret": SECRET}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 307);
+        assert_eq!(r.headers()["location"], elsewhere.as_str());
+        let r = nf
+            .post(format!("{}{QUERY_PATH}", h.base))
+            .header("Authorization", format!("Bearer {tok}"))
+            .json_body(&window(t0, t0, "0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 308);
+        assert_eq!(r.headers()["location"], elsewhere.as_str());
+        assert_eq!(h.query(&tok, &window(t0, t0, "0")).await.0, 200, "one redirect each");
+        assert_eq!(h.token_raw(None, KEY, SECRET).await.status(), 200);
+
+        // What the fault is for: a client that follows a 307 posts the secret to the other port.
+        h.sim.set_faults(Faults { token_redirect: 1, redirect_to: Some(elsewhere), ..Faults::default() });
+        assert_eq!(h.token_raw(None, KEY, SECRET).await.status(), 204);
+        let seen = tokio::time::timeout(Duration::from_secs(10), received).await.unwrap().unwrap();
+        assert!(seen.starts_with("POST /elsewhere HTTP/1.1\r\n"), "{seen}");
+        assert!(seen.contains(SECRET), "{seen}");
+
+        // Without a target the redirect points at a loopback port nothing serves.
+        h.sim.set_faults(Faults { redirect: 1, ..Faults::default() });
+        let r = nf.post(format!("{}{QUERY_PATH}", h.base)).json_body(&window(t0, t0, "0")).send().await.unwrap();
+        assert_eq!(r.headers()["location"], DEFAULT_REDIRECT_TO);
+        let faults: Vec<_> = h.sim.stats().log.iter().map(|e| (e.status, e.fault.clone())).collect();
+        assert_eq!(faults, vec![(308, Some("redirect".into())), (200, None), (308, Some("redirect".into()))]);
+        assert_eq!(h.sim.stats().requests_of("token", 307), 2);
+        drop(h.running);
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_with_and_without_length() {
+        let h = start().await;
+        let t0 = now_ms() - 60_000;
+        h.sim.add_calls((0..5).map(|i| CallSpec::builder(SERIAL_BASE + i, 1, t0).build()).collect());
+        let tok = h.token().await;
+        let b = window(t0, t0, "0");
+        for chunked in [false, true] {
+            h.sim.set_faults(Faults {
+                oversized: 1,
+                oversized_mib: 3,
+                oversized_chunked: chunked,
+                ..Faults::default()
+            });
+            let r = h
+                .http
+                .post(format!("{}{QUERY_PATH}", h.base))
+                .header("Authorization", format!("Bearer {tok}"))
+                .json_body(&b)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            if chunked {
+                assert_eq!(r.headers()["transfer-encoding"], "chunked");
+                assert!(r.headers().get("content-length").is_none());
+            } else {
+                assert_eq!(r.headers()["content-length"], (3u64 << 20).to_string().as_str());
+            }
+            let bytes = r.bytes().await.unwrap();
+            assert_eq!(bytes.len(), 3 << 20);
+            // Still the same page: only the size is hostile.
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v["result"]["callInfo"].as_array().unwrap().len(), 5);
+            assert_eq!(h.query(&tok, &b).await.1["retCode"], "0");
+        }
+        h.sim.set_faults(Faults { oversized: 1, ..Faults::default() });
+        let r = h
+            .http
+            .post(format!("{}{QUERY_PATH}", h.base))
+            .header("Authorization", format!("Bearer {tok}"))
+            .json_body(&b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.content_length(), Some(u64::from(DEFAULT_OVERSIZED_MIB) << 20));
+        drop(r);
+        let faults: Vec<_> = h.sim.stats().log.iter().map(|e| e.fault.clone()).collect();
+        let o = Some("oversized".to_string());
+        assert_eq!(faults, vec![o.clone(), None, o.clone(), None, o]);
+    }
+
+    #[tokio::test]
+    async fn endless_body_never_ends() {
+        let h = start().await;
+        let tok = h.token().await;
+        h.sim.set_faults(Faults { endless: 1, ..Faults::default() });
+        let mut r = h
+            .http
+            .post(format!("{}{QUERY_PATH}", h.base))
+            .header("Authorization", format!("Bearer {tok}"))
+            .json_body(&window(0, 1, "0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.content_length().is_none());
+        const STOP: usize = 64 << 20;
+        let mut read = 0;
+        let mut first = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while read < STOP {
+            let chunk = tokio::time::timeout_at(deadline, r.chunk()).await.expect("64 MiB within 60 s").unwrap();
+            let chunk = chunk.expect("the body ended");
+            if first.len() < 64 {
+                first.extend_from_slice(&chunk);
+            }
+            read += chunk.len();
+        }
+        assert!(first.starts_with(br#"{"retCode":"0""#));
+        drop(r);
+        assert_eq!(h.sim.stats().log[0].fault.as_deref(), Some("endless"));
+        assert_eq!(h.query(&tok, &window(0, 1, "0")).await.1["retCode"], "1", "one endless answer");
+    }
+
+    #[tokio::test]
+    async fn lying_totals_repeat_full_pages() {
+        let h = start().await;
+        let t0 = now_ms() - 60_000;
+        h.sim.add_calls((0..150).map(|i| CallSpec::builder(SERIAL_BASE + i, 1, t0).build()).collect());
+        let tok = h.token().await;
+        let truth_before = h.sim.truth();
+        let page = |offset: u64| {
+            json!({"startTime": t0.to_string(), "endTime": t0.to_string(), "taskType": "0",
+                   "offset": offset.to_string(), "limit": "100"})
+        };
+        let serials = |v: &Value| -> Vec<Value> {
+            v["result"]["callInfo"].as_array().unwrap().iter().map(|r| r["callSerialNo"].clone()).collect()
+        };
+        // An empty window does not use the switch up.
+        h.sim.set_faults(Faults { lying_total: 3, ..Faults::default() });
+        assert_eq!(h.query(&tok, &window(0, 1, "0")).await.1["retCode"], "1");
+        assert_eq!(h.sim.faults().lying_total, 3);
+        let (_, first) = h.query(&tok, &page(0)).await;
+        assert_eq!(num(&first["result"]["total"]), LYING_TOTAL as i64);
+        assert_eq!(serials(&first).len(), 100);
+        for offset in [100, 200] {
+            let (_, v) = h.query(&tok, &page(offset)).await;
+            assert_eq!(num(&v["result"]["total"]), LYING_TOTAL as i64);
+            assert_eq!(serials(&v), serials(&first), "offset {offset}: the first full page again");
+        }
+        // The lies are used up: the truth about the same pages.
+        let (_, v) = h.query(&tok, &page(100)).await;
+        assert_eq!(num(&v["result"]["total"]), 150);
+        assert_eq!(serials(&v).len(), 50);
+        assert_eq!(h.query(&tok, &page(200)).await.1["retCode"], "1");
+        let truth_after = h.sim.truth();
+        assert_eq!(truth_after.clone(), truth_before.with_at(truth_after.at_ms));
+        let faults: Vec<_> = h.sim.stats().log.iter().map(|e| e.fault.clone()).collect();
+        let l = Some("lying_total".to_string());
+        assert_eq!(faults, vec![None, l.clone(), l.clone(), l, None, None]);
+    }
+
+    #[tokio::test]
+    async fn chaos_is_random_per_request_replays_from_its_seed_and_keeps_truth() {
+        let h = start().await;
+        let t0 = now_ms() - 60_000;
+        h.sim.add_calls((0..5).map(|i| CallSpec::builder(SERIAL_BASE + i, 1, t0).build()).collect());
+        let tok = h.token().await;
+        let truth_before = h.sim.truth();
+        let nf = no_follow();
+        let chaos = ChaosConfig {
+            seed: 11,
+            per_mille: 600,
+            kinds: ChaosKind::ALL.into_iter().filter(|k| *k != ChaosKind::Endless).collect(),
+            slow_ms: 20,
+        };
+        let faults = Faults { chaos: Some(chaos), oversized_mib: 1, ..Faults::default() };
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            h.sim.set_faults(faults.clone());
+            let before = h.sim.stats().log.len();
+            let mut statuses = Vec::new();
+            for _ in 0..40 {
+                let r = nf
+                    .post(format!("{}{QUERY_PATH}", h.base))
+                    .header("Authorization", format!("Bearer {tok}"))
+                    .json_body(&window(t0, t0, "0"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                let body = r.bytes().await.unwrap();
+                statuses.push((status, retry_after, body.len()));
+            }
+            let log: Vec<_> = h.sim.stats().log[before..].iter().map(|e| e.fault.clone()).collect();
+            runs.push((statuses, log));
+        }
+        // Body sizes vary a little with the per-response coin (numbers as strings or not).
+        let outline = |run: usize| {
+            let (statuses, log) = &runs[run];
+            (statuses.iter().map(|(s, r, _)| (*s, r.clone())).collect::<Vec<_>>(), log.clone())
+        };
+        assert_eq!(outline(0), outline(1), "the same seed gives the same faults");
+        let (statuses, log) = &runs[0];
+        let kinds: HashSet<&str> = log.iter().flatten().map(String::as_str).collect();
+        for k in [
+            "chaos:http_500",
+            "chaos:http_429",
+            "chaos:slow",
+            "chaos:redirect",
+            "chaos:truncated_json",
+            "chaos:oversized",
+            "chaos:lying_total",
+        ] {
+            assert!(kinds.contains(k), "{k} never drawn in 40 requests: {log:?}");
+        }
+        assert!(log.iter().filter(|f| f.is_none()).count() >= 5, "{log:?}");
+        for ((status, retry_after, len), fault) in statuses.iter().zip(log) {
+            match fault.as_deref() {
+                Some("chaos:http_500") => assert_eq!(*status, 500),
+                Some("chaos:http_429") => {
+                    assert_eq!((*status, retry_after.as_deref()), (429, Some("1")));
+                }
+                Some("chaos:redirect") => assert_eq!(*status, 308),
+                Some("chaos:oversized") => assert_eq!((*status, *len), (200, 1 << 20)),
+                Some(_) | None => assert_eq!(*status, 200, "{fault:?}"),
+            }
+        }
+        let truth_after = h.sim.truth();
+        assert_eq!(truth_after.clone(), truth_before.with_at(truth_after.at_ms));
     }
 
     #[tokio::test]

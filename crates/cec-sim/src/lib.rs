@@ -70,7 +70,10 @@ pub use model::{
     TASK_ANONYMOUS_OUTBOUND, TASK_CEC_BIDIRECTIONAL, TASK_ITA_BIDIRECTIONAL, TASK_VOICE_NOTIFICATION,
 };
 pub use running::Running;
-pub use stats::{Faults, QueryLogEntry, RequestCount, Stats, LOG_CAPACITY};
+pub use stats::{
+    ChaosConfig, ChaosKind, Faults, QueryLogEntry, RequestCount, Stats, DEFAULT_OVERSIZED_MIB, DEFAULT_REDIRECT_TO,
+    LOG_CAPACITY, LYING_TOTAL,
+};
 pub use truth::{CallCount, DelaySum, DurationSum, LastEnd, ReasonCount, StateCount, Truth};
 
 /// Path of the token interface.
@@ -135,6 +138,8 @@ pub struct Simulator {
     stats: Mutex<stats::StatsState>,
     /// Numbers the responses, so per-response coin flips differ yet replay for a given seed.
     responses: AtomicU64,
+    /// Numbers the business requests since the faults were last set: the random faults' draws.
+    chaos_draws: AtomicU64,
 }
 
 /// A panic while holding a lock leaves plain data behind (counters, maps); keep serving it.
@@ -169,6 +174,7 @@ impl Simulator {
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(stats::StatsState::default()),
             responses: AtomicU64::new(0),
+            chaos_draws: AtomicU64::new(0),
         })
     }
 
@@ -203,7 +209,17 @@ impl Simulator {
         if std::mem::take(&mut faults.revoke_tokens) {
             lock(&self.tokens).clear();
         }
-        *lock(&self.faults) = faults;
+        let mut f = lock(&self.faults);
+        *f = faults;
+        // A new chaos config replays from its first draw.
+        self.chaos_draws.store(0, Ordering::Relaxed);
+    }
+
+    /// The random fault for the next business request, if chaos is on.
+    fn chaos_draw(&self) -> Option<ChaosKind> {
+        let f = lock(&self.faults);
+        let chaos = f.chaos.as_ref()?;
+        chaos.draw(self.chaos_draws.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The fault switches still pending (counters decrease as faults are injected).

@@ -40,6 +40,107 @@ pub struct Faults {
     pub token_expires_text: Option<String>,
     /// How many of the next tokens carry `token_expires_text`.
     pub token_expires_count: u32,
+    /// Next N business requests answer `308 Permanent Redirect` to [`Faults::redirect_to`] (a client
+    /// that follows it sends its `X-APP-Key`, bearer token and body there).
+    pub redirect: u32,
+    /// Next N token requests answer `307 Temporary Redirect` to [`Faults::redirect_to`] (a client
+    /// that follows it posts the app_key and app_secret there).
+    pub token_redirect: u32,
+    /// `Location` of injected redirects; `None` is [`DEFAULT_REDIRECT_TO`].
+    pub redirect_to: Option<String>,
+    /// Next N business answers with HTTP 200 are padded with whitespace to [`Faults::oversized_mib`]
+    /// MiB: still valid JSON with the same records, only too big for a careful client.
+    pub oversized: u32,
+    /// Size of an oversized body in MiB; 0 means [`DEFAULT_OVERSIZED_MIB`].
+    pub oversized_mib: u32,
+    /// Oversized bodies go chunked, without `Content-Length` (so only counting while reading can
+    /// catch them); by default they declare their length.
+    pub oversized_chunked: bool,
+    /// Next N business requests answer HTTP 200 with a chunked body that never ends: the start of a
+    /// page, then whitespace forever.
+    pub endless: u32,
+    /// Next N business reads of a window that holds records lie about `total` ([`LYING_TOTAL`]); a
+    /// page past the real end, or short, is the window's first (full) page again instead.
+    pub lying_total: u32,
+    /// Random faults on business requests, drawn per request from a seed.
+    pub chaos: Option<ChaosConfig>,
+}
+
+/// Where injected redirects point by default: a loopback port nothing serves (the discard port).
+pub const DEFAULT_REDIRECT_TO: &str = "http://127.0.0.1:9/";
+/// Default size of an oversized body, MiB.
+pub const DEFAULT_OVERSIZED_MIB: u32 = 16;
+/// The `total` of a lying answer.
+pub const LYING_TOTAL: u64 = 1_000_000_000_000;
+
+/// Random faults: each business request draws, deterministically from `seed` and the request's
+/// number since the config was set, whether it gets a fault (`per_mille` in 1000) and which of
+/// `kinds` (uniformly). The ground truth is untouched: faults only change answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChaosConfig {
+    /// Seeds the draws; the same seed and request order give the same faults.
+    pub seed: u64,
+    /// Chance of a fault per business request, in thousandths (0–1000).
+    pub per_mille: u32,
+    /// The faults to draw from; empty means none.
+    pub kinds: Vec<ChaosKind>,
+    /// Delay of a [`ChaosKind::Slow`] answer, ms.
+    pub slow_ms: u64,
+}
+
+/// A fault [`ChaosConfig`] can inject; each acts like the [`Faults`] switch of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChaosKind {
+    /// HTTP 500.
+    #[serde(rename = "http_500")]
+    Http500,
+    /// HTTP 429 with `Retry-After: 1`.
+    #[serde(rename = "http_429")]
+    Http429,
+    /// The answer comes `slow_ms` late (on top of [`Faults::delay_ms`]). A client that gives up
+    /// first leaves no log entry: the request ends with its connection.
+    Slow,
+    /// 308 to [`Faults::redirect_to`].
+    Redirect,
+    /// A 200 answer's body cut in half.
+    Truncated,
+    /// A 200 answer padded to [`Faults::oversized_mib`] MiB.
+    Oversized,
+    /// A 200 answer that never ends.
+    Endless,
+    /// `total` far above the records, full pages repeating.
+    LyingTotal,
+}
+
+impl ChaosKind {
+    /// Every kind.
+    pub const ALL: [ChaosKind; 8] = [
+        ChaosKind::Http500,
+        ChaosKind::Http429,
+        ChaosKind::Slow,
+        ChaosKind::Redirect,
+        ChaosKind::Truncated,
+        ChaosKind::Oversized,
+        ChaosKind::Endless,
+        ChaosKind::LyingTotal,
+    ];
+}
+
+impl ChaosConfig {
+    /// The fault for draw number `n`, if any.
+    pub(crate) fn draw(&self, n: u64) -> Option<ChaosKind> {
+        if self.kinds.is_empty() {
+            return None;
+        }
+        let x = crate::model::mix(self.seed, n, 0xC4A0);
+        if x % 1_000 >= u64::from(self.per_mille) {
+            return None;
+        }
+        let i = usize::try_from((x >> 32) % self.kinds.len() as u64).unwrap_or(0);
+        Some(self.kinds[i])
+    }
 }
 
 /// Consumes one unit of a "next N" counter; `true` when the fault applies to this request.
@@ -87,7 +188,8 @@ pub struct QueryLogEntry {
     /// `total` of a retCode-"0" answer.
     pub total: Option<u64>,
     /// The fault injected into this answer, if any: `http_429`, `http_500`, `malformed`,
-    /// `truncated_json`.
+    /// `truncated_json`, `shift_pages`, `redirect`, `oversized`, `endless`, `lying_total`, `slow`
+    /// (a random one is prefixed `chaos:`, e.g. `chaos:http_500`).
     pub fault: Option<String>,
 }
 
@@ -218,5 +320,35 @@ mod tests {
         let mut n = 1;
         assert!(take(&mut n));
         assert!(!take(&mut n));
+        let f: Faults =
+            serde_json::from_str(r#"{"chaos": {"seed": 3, "per_mille": 500, "kinds": ["http_429", "lying_total"]}}"#)
+                .unwrap();
+        let chaos = f.chaos.unwrap();
+        assert_eq!(chaos.kinds, vec![ChaosKind::Http429, ChaosKind::LyingTotal]);
+        assert_eq!(chaos.slow_ms, 0);
+        let names = serde_json::to_string(&ChaosKind::ALL).unwrap();
+        assert_eq!(
+            names,
+            r#"["http_500","http_429","slow","redirect","truncated","oversized","endless","lying_total"]"#
+        );
+    }
+
+    #[test]
+    fn chaos_draws_are_seeded_and_near_the_probability() {
+        let c = ChaosConfig { seed: 7, per_mille: 300, kinds: ChaosKind::ALL.to_vec(), slow_ms: 0 };
+        let draws: Vec<_> = (0..10_000).map(|n| c.draw(n)).collect();
+        let again: Vec<_> = (0..10_000).map(|n| c.draw(n)).collect();
+        assert_eq!(draws, again, "same seed, same faults");
+        let faults = draws.iter().flatten().count();
+        assert!((2_700..3_300).contains(&faults), "{faults} faults in 10000 draws at 30%");
+        for k in ChaosKind::ALL {
+            let n = draws.iter().filter(|d| **d == Some(k)).count();
+            assert!((250..500).contains(&n), "{k:?} drawn {n} times");
+        }
+        let other = ChaosConfig { seed: 8, ..c.clone() };
+        assert_ne!((0..100).map(|n| other.draw(n)).collect::<Vec<_>>(), draws[..100].to_vec());
+        assert!((0..1_000).all(|n| ChaosConfig { per_mille: 0, ..c.clone() }.draw(n).is_none()));
+        assert!((0..1_000).all(|n| ChaosConfig { per_mille: 1_000, ..c.clone() }.draw(n).is_some()));
+        assert!((0..1_000).all(|n| ChaosConfig { kinds: vec![], ..c.clone() }.draw(n).is_none()));
     }
 }
