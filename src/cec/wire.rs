@@ -203,15 +203,19 @@ pub enum RejectReason {
     MissingState,
     /// `state` is not 0–3.
     InvalidState,
+    /// `startTime` lies outside the window read by more than `--poll.lookback` (checked at admission,
+    /// where the window is known, not by [`parse_page`]).
+    StartOutOfWindow,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::NotAnObject,
         RejectReason::MissingSerialNo,
         RejectReason::InvalidSerialNo,
         RejectReason::MissingState,
         RejectReason::InvalidState,
+        RejectReason::StartOutOfWindow,
     ];
 
     pub fn label(self) -> &'static str {
@@ -221,6 +225,7 @@ impl RejectReason {
             RejectReason::InvalidSerialNo => "invalid_serial_no",
             RejectReason::MissingState => "missing_state",
             RejectReason::InvalidState => "invalid_state",
+            RejectReason::StartOutOfWindow => "start_out_of_window",
         }
     }
 }
