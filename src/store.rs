@@ -624,6 +624,33 @@ mod tests {
         assert_eq!(s.ledger.open_calls().count(), 1);
     }
 
+    #[test]
+    fn two_records_with_talk_duration_1e308_then_a_restart() {
+        let body = format!(
+            r#"{{"retCode":"0","result":{{"total":2,"callInfo":[
+                {{"callSerialNo":"1","state":3,"startTime":{a},"talkDuration":1e308}},
+                {{"callSerialNo":"2","state":3,"startTime":{b},"talkDuration":"1e308","agentTalkDuration":1e308}}]}}}}"#,
+            a = T0 - 2_000,
+            b = T0 - 1_000
+        );
+        let page = crate::cec::wire::parse_page(body.as_bytes()).unwrap();
+        let recs: Vec<ParsedRecord> = page.records.into_iter().map(Result::unwrap).collect();
+        assert!(recs.iter().all(|r| !r.invalid.is_empty()), "1e308 is an invalid field");
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        let mut s = State::default();
+        poll(&mut s, T0, recs);
+        store.commit(&s).unwrap();
+        s.committed();
+        drop(store);
+        let (_, restored) = Store::open(dir.path(), false).expect("the state still loads");
+        let restored = restored.unwrap();
+        assert_eq!(restored, s);
+        assert_eq!(restored.aggregates.total_calls(), 2, "both calls count");
+        let ita = crate::cec::record::TaskType::ItaBidirectional.index();
+        assert_eq!((restored.aggregates.talk[ita].count, restored.aggregates.talk[ita].sum), (0, 0.0));
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_state_directory_is_0700_and_the_store_0600() {
