@@ -3,7 +3,10 @@
 //! instant leaves either the whole poll or none of it; on start the state is restored and polling
 //! resumes from the cursor. The format is versioned: older formats are migrated on open, newer ones
 //! refused, and an unreadable file stops start-up with a message naming it and the way out
-//! (`--state.reset`, which moves it aside rather than deleting it).
+//! (`--state.reset`, which moves it aside rather than deleting it). Every restored value is checked
+//! before the exporter relies on it (a file is input like any other), the directory and the file are
+//! created private to the user (0700/0600), and after a failed commit the state can be read back
+//! ([`Store::reload`]) so that memory holds what the file does.
 
 use std::path::{Path, PathBuf};
 
