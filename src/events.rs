@@ -461,6 +461,20 @@ impl InternalEvent for StateReloaded {
     }
 }
 
+/// After a failed commit, the state could not be read back from the store: the poll goes on and its
+/// commit replaces the whole file. One debug line (the commit that follows, if it fails too, is the
+/// failure worth a warning); no counter.
+#[derive(Clone, Copy, Debug)]
+pub struct StateReloadFailed<'a> {
+    pub error: &'a crate::store::StoreError,
+}
+
+impl InternalEvent for StateReloadFailed<'_> {
+    fn emit(&self, _: &Telemetry) {
+        tracing::debug!(error = %self.error, "cannot read the state back after a failed commit; the next commit rewrites it whole");
+    }
+}
+
 /// A poll failed and left no trace. Sets `cec_up` to 0, counts `cec_exporter_polls_total` and
 /// `cec_exporter_poll_failures_total`, records the duration and the error for the landing page; one
 /// warning with the error, which names what failed (never a secret).
@@ -818,6 +832,17 @@ mod tests {
         assert_eq!(
             one_line(&lines, "info"),
             "level=info msg=\"read the state back from the store after a failed commit\" calls=7 poll_was_durable=true"
+        );
+    }
+
+    #[test]
+    fn state_reload_failed_is_one_debug_line_and_no_counter() {
+        let e = crate::store::StoreError::Commit { path: "/s/f".into(), detail: "cannot read".into() };
+        let (d, lines) = emit(&StateReloadFailed { error: &e });
+        assert_eq!(d, TelemetryData::default());
+        assert_eq!(
+            one_line(&lines, "debug"),
+            "level=debug msg=\"cannot read the state back after a failed commit; the next commit rewrites it whole\" error=\"state store /s/f: commit failed: cannot read\""
         );
     }
 

@@ -68,6 +68,9 @@ pub struct Store {
     /// Test hook: makes the next commit fail, before or after its transaction reached the file.
     #[cfg(test)]
     pub(crate) fail_next_commit: Option<FailPoint>,
+    /// Test hook: makes the next [`Store::reload`] fail.
+    #[cfg(test)]
+    pub(crate) fail_next_reload: bool,
 }
 
 /// Where an injected commit failure happens (tests only).
@@ -164,6 +167,8 @@ impl Store {
             db: Some(db),
             #[cfg(test)]
             fail_next_commit: None,
+            #[cfg(test)]
+            fail_next_reload: false,
         };
         Ok((store, state))
     }
@@ -176,6 +181,10 @@ impl Store {
             path: self.path.clone(),
             detail: format!("cannot read the state back after a failed commit: {e}"),
         };
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_reload) {
+            return Err(fail(StoreError::Io { path: self.path.clone(), detail: "injected".into() }));
+        }
         if self.db.is_none() {
             self.db = Some(open_db(&self.path).map_err(fail)?);
         }
@@ -195,6 +204,17 @@ impl Store {
     /// Commits a poll: the calls counted since the last commit, the removal of those below the floor,
     /// the open calls, the scalars and the aggregates, in one transaction.
     pub fn commit(&mut self, state: &State) -> Result<(), StoreError> {
+        self.commit_with(state, write)
+    }
+
+    /// Commits the whole of `state`, replacing everything the file holds, in one transaction: after a
+    /// failed commit whose state could not be read back, this makes the file hold exactly what memory
+    /// does, whatever the failed transaction left.
+    pub fn commit_whole(&mut self, state: &State) -> Result<(), StoreError> {
+        self.commit_with(state, rewrite)
+    }
+
+    fn commit_with(&mut self, state: &State, write: fn(&Database, &State) -> DbResult<()>) -> Result<(), StoreError> {
         let path = self.path.clone();
         let fail = |detail: String| StoreError::Commit { path: path.clone(), detail };
         if self.db.is_none() {

@@ -19,7 +19,7 @@ use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
     CatchupSkipped, DurationsTooLong, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted,
-    PollFailed, RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloaded, WindowFetched,
+    PollFailed, RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -100,7 +100,8 @@ pub struct Poller<S: Source = CecClient> {
     /// Where polls are committed; `None` runs in memory only.
     store: Option<Store>,
     /// A commit failed: whether its transaction reached the file is unknown, so the next poll first
-    /// reads the state back from the store (see [`Poller::reconcile`]).
+    /// reads the state back from the store (see [`Poller::reconcile`]); while that has not succeeded,
+    /// commits replace the whole file.
     reconcile: bool,
 }
 
@@ -135,7 +136,7 @@ impl<S: Source> Poller<S> {
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
-        self.reconcile()?;
+        self.reconcile();
         // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
         // with this poll's commit, so a poll that fails leaves the skip undone (and unreported).
         let limit = now.saturating_sub(self.cfg.max_catchup_ms);
@@ -170,10 +171,20 @@ impl<S: Source> Poller<S> {
         let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
         if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
             // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
-            let result = tokio::task::block_in_place(|| store.commit(&self.state));
+            let whole = self.reconcile;
+            let result = tokio::task::block_in_place(|| {
+                if whole {
+                    store.commit_whole(&self.state)
+                } else {
+                    store.commit(&self.state)
+                }
+            });
             let telemetry = &self.shared.telemetry;
             match result {
-                Ok(()) => StateCommitted { bytes: store.size() }.emit(telemetry),
+                Ok(()) => {
+                    self.reconcile = false;
+                    StateCommitted { bytes: store.size() }.emit(telemetry)
+                }
                 Err(e) => {
                     self.state.rollback(cp);
                     self.reconcile = true;
@@ -203,19 +214,24 @@ impl<S: Source> Poller<S> {
     /// After a failed commit, makes memory hold exactly what the store holds before anything else
     /// happens: redb may report an error for a transaction that reached the disk (an fsync failing
     /// after the write), and then the rolled-back memory would count that poll's calls a second time.
-    /// A store that cannot be read back fails this poll (retryable), and the next one tries again.
-    fn reconcile(&mut self) -> Result<(), PollError> {
+    /// When the store cannot be read back (a file that cannot even be opened will fail the commit too),
+    /// the poll goes on and its commit replaces the whole file ([`Store::commit_whole`]), which makes the
+    /// file agree with memory instead.
+    fn reconcile(&mut self) {
         let Some(store) = self.store.as_mut().filter(|_| self.reconcile) else {
-            return Ok(());
+            return;
         };
-        let stored = tokio::task::block_in_place(|| store.reload())?;
-        let poll_was_durable = stored != self.state;
-        self.state = stored;
-        self.reconcile = false;
-        let calls = self.state.aggregates.total_calls();
-        StateReloaded { calls, poll_was_durable }.emit(&self.shared.telemetry);
-        self.publish();
-        Ok(())
+        match tokio::task::block_in_place(|| store.reload()) {
+            Ok(stored) => {
+                let poll_was_durable = stored != self.state;
+                self.state = stored;
+                self.reconcile = false;
+                let calls = self.state.aggregates.total_calls();
+                StateReloaded { calls, poll_was_durable }.emit(&self.shared.telemetry);
+                self.publish();
+            }
+            Err(error) => StateReloadFailed { error: &error }.emit(&self.shared.telemetry),
+        }
     }
 
     /// Every page of `query` over `window`. What the pages served and skipped was reported page by page
@@ -482,6 +498,28 @@ mod tests {
         drop(p);
         let (_, restored) = Store::open(dir.path(), false).unwrap();
         assert_eq!(restored.unwrap(), state, "memory and store agree");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_store_that_cannot_be_read_back_is_rewritten_whole_by_the_next_commit() {
+        use crate::store::FailPoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        store.fail_next_commit = Some(FailPoint::AfterWrite);
+        store.fail_next_reload = true;
+        let shared = Arc::new(Shared::default());
+        let source = Once { served: AtomicBool::new(false) };
+        let mut p = Poller::new(source, ita_config(), State::default(), shared, Some(store));
+        assert!(p.poll_at(T0).await.is_err());
+        // The file holds call 1, memory does not, and the file cannot be read back: this poll's commit
+        // replaces the file's content with memory's, so the two agree again (call 1 is not
+        // half-remembered as counted in the file while missing from its counters).
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 0);
+        let state = p.state().clone();
+        drop(p);
+        let (_, restored) = Store::open(dir.path(), false).unwrap();
+        assert_eq!(restored.unwrap(), state);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
