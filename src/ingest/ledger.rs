@@ -3,7 +3,8 @@
 //! 0–2, counted when they end), the poll cursor, and the *floor*: the ledger remembers every counted
 //! call whose start is at or after the floor, and never counts a new call that started before it. That
 //! one invariant makes double counting impossible whatever the windows, pages or clocks do; windows only
-//! decide what is read. [`State`] pairs the ledger with the aggregates so that one poll updates both, in
+//! decide what is read. A record whose start lies outside the window that returned it by more than the
+//! lookback is not admitted at all ([`start_in_window`]). [`State`] pairs the ledger with the aggregates so that one poll updates both, in
 //! memory, with no I/O and no failure path.
 
 use hashbrown::HashMap;

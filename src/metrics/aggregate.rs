@@ -153,6 +153,11 @@ impl Default for Aggregates {
 impl Aggregates {
     /// Counts one ended call. Called exactly once per call, by the ledger's admission.
     pub fn observe(&mut self, id: CallId, task_type: TaskType, record: &CallRecord) {
+        // The parser reads a non-finite duration as absent; `Histogram::observe` would skip one anyway.
+        debug_assert!(
+            record.talk_s.is_none_or(f64::is_finite) && record.agent_talk_s.is_none_or(f64::is_finite),
+            "a non-finite duration got past the parser"
+        );
         let t = task_type.index();
         let ended = record.ended_at_ms();
         let ex = |value| Exemplar { call: id, value, ts_ms: ended };
