@@ -121,16 +121,44 @@ impl<'a> SecretSource<'a> {
     /// file access of building a configuration.
     fn read(self) -> Result<Secret, ConfigError> {
         let raw = match self {
-            SecretSource::File(path) => Secret::new(
-                std::fs::read_to_string(path)
-                    .map_err(|error| ConfigError::SecretUnreadable { path: path.to_owned(), error })?,
-            ),
+            SecretSource::File(path) => {
+                let secret = Secret::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|error| ConfigError::SecretUnreadable { path: path.to_owned(), error })?,
+                );
+                if let Some(mode) = loose_mode(path) {
+                    // A warning, not a refusal: secrets mounted by orchestrators are often 0644 in a
+                    // private directory, and refusing would break those deployments.
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = %format!("{mode:04o}"),
+                        "--cec.app-secret-file is readable or writable by group or others; make it 0600 (chmod go-rwx)"
+                    );
+                }
+                secret
+            }
             SecretSource::Env(s) => s,
         };
         match raw.expose().trim() {
             "" => Err(ConfigError::SecretEmpty),
             secret => Ok(Secret::new(secret)),
         }
+    }
+}
+
+/// The permission bits of `path` when its group or others may read or write it (Unix; `None`
+/// elsewhere, or when the mode cannot be read).
+fn loose_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        (mode & 0o066 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -323,6 +351,47 @@ mod tests {
             Config::from_args(&args(&[]), None).unwrap_err().to_string(),
             "--cec.app-secret-file is required: give a file holding the app secret, or set CEC_APP_SECRET"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_open_to_group_or_others_is_read_with_one_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let a = args(&["--cec.app-secret-file", f.to_str().unwrap()]);
+        for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o602, true), (0o666, true)] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(loose_mode(&f), warned.then_some(mode), "{mode:o}");
+            let out = Capture::default();
+            let sink = out.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .event_format(crate::logging::Logfmt)
+                .with_writer(move || sink.clone())
+                .finish();
+            let c = tracing::subscriber::with_default(subscriber, || Config::from_args(&a, None)).unwrap();
+            assert_eq!(c.client.app_secret.expose(), "s3cret", "still read");
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+            let want = format!(
+                "level=warn msg=\"--cec.app-secret-file is readable or writable by group or others; make it 0600 (chmod go-rwx)\" path={} mode={mode:04o}",
+                f.display()
+            );
+            assert_eq!(lines, if warned { vec![want.as_str()] } else { vec![] }, "{mode:o}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::cec::client::{Skipped, WindowRead};
 use crate::cec::record::TaskQuery;
 use crate::cec::window::Window;
-use crate::cec::wire::{ParsedRecord, Rejection};
+use crate::cec::wire::{Field, ParsedRecord, RejectReason, Rejection};
 use crate::cec::{ApiError, ApiObserver, Endpoint, Retry};
 use crate::ingest::ledger::PollSummary;
 use crate::metrics::telemetry::Telemetry;
@@ -392,6 +392,89 @@ impl InternalEvent for LateRecords {
     }
 }
 
+/// A committed poll skipped records whose `startTime` lay outside the window read by more than
+/// `--poll.lookback` (a gateway answering another question, or a start in the year 2200). Counts
+/// `cec_exporter_records_rejected_total{reason="start_out_of_window"}` by `count`; one warning.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordsOutOfWindow {
+    pub count: u64,
+    pub lookback_ms: i64,
+}
+
+impl InternalEvent for RecordsOutOfWindow {
+    fn emit(&self, t: &Telemetry) {
+        let (count, lookback_ms) = (self.count, self.lookback_ms);
+        tracing::warn!(
+            count,
+            lookback_ms,
+            reason = RejectReason::StartOutOfWindow.label(),
+            "records rejected: their startTime lies outside the window read by more than --poll.lookback"
+        );
+        t.update(|d| *d.records_rejected.entry(RejectReason::StartOutOfWindow).or_default() += count);
+    }
+}
+
+/// A committed poll counted calls whose talk time was longer than `--poll.max-call-duration`; that time
+/// was read as absent. Counts `cec_exporter_record_fields_invalid_total{field}` for `talkDuration` and
+/// `agentTalkDuration` by their counts; one warning.
+#[derive(Clone, Copy, Debug)]
+pub struct DurationsTooLong {
+    pub talk: u64,
+    pub agent_talk: u64,
+    pub max_call_ms: i64,
+}
+
+impl InternalEvent for DurationsTooLong {
+    fn emit(&self, t: &Telemetry) {
+        let (talk, agent_talk, max_call_ms) = (self.talk, self.agent_talk, self.max_call_ms);
+        tracing::warn!(
+            talk_duration = talk,
+            agent_talk_duration = agent_talk,
+            max_call_ms,
+            "counted calls whose talk time is longer than --poll.max-call-duration; that time was read as absent"
+        );
+        t.update(|d| {
+            for (field, n) in [(Field::TalkDuration, talk), (Field::AgentTalkDuration, agent_talk)] {
+                if n > 0 {
+                    *d.fields_invalid.entry(field).or_default() += n;
+                }
+            }
+        });
+    }
+}
+
+/// After a failed commit, the state was read back from the store so that memory holds exactly what the
+/// file does (the failed transaction may or may not have reached the disk). One info line; no counter
+/// (the failure itself was counted by [`StateCommitFailed`]).
+#[derive(Clone, Copy, Debug)]
+pub struct StateReloaded {
+    /// Calls counted in the state read back.
+    pub calls: u64,
+    /// Whether the failed poll turned out to be in the file.
+    pub poll_was_durable: bool,
+}
+
+impl InternalEvent for StateReloaded {
+    fn emit(&self, _: &Telemetry) {
+        let (calls, poll_was_durable) = (self.calls, self.poll_was_durable);
+        tracing::info!(calls, poll_was_durable, "read the state back from the store after a failed commit");
+    }
+}
+
+/// After a failed commit, the state could not be read back from the store: the poll goes on and its
+/// commit replaces the whole file. One debug line (the commit that follows, if it fails too, is the
+/// failure worth a warning); no counter.
+#[derive(Clone, Copy, Debug)]
+pub struct StateReloadFailed<'a> {
+    pub error: &'a crate::store::StoreError,
+}
+
+impl InternalEvent for StateReloadFailed<'_> {
+    fn emit(&self, _: &Telemetry) {
+        tracing::debug!(error = %self.error, "cannot read the state back after a failed commit; the next commit rewrites it whole");
+    }
+}
+
 /// A poll failed and left no trace. Sets `cec_up` to 0, counts `cec_exporter_polls_total` and
 /// `cec_exporter_poll_failures_total`, records the duration and the error for the landing page; one
 /// warning with the error, which names what failed (never a secret).
@@ -714,6 +797,53 @@ mod tests {
         one_line(&lines, "debug");
         let (_, lines) = emit(&LateRecords { count: 1, max_lateness_ms: 60_001, lookback_ms: 120_000 });
         one_line(&lines, "warn");
+    }
+
+    #[test]
+    fn records_out_of_window_count_as_their_own_rejection_reason() {
+        let (d, lines) = emit(&RecordsOutOfWindow { count: 2, lookback_ms: 120_000 });
+        assert_eq!(
+            d,
+            TelemetryData { records_rejected: [(RejectReason::StartOutOfWindow, 2)].into(), ..Default::default() }
+        );
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"records rejected: their startTime lies outside the window read by more than --poll.lookback\" count=2 lookback_ms=120000 reason=start_out_of_window"
+        );
+    }
+
+    #[test]
+    fn durations_too_long_count_as_invalid_fields() {
+        let (d, lines) = emit(&DurationsTooLong { talk: 3, agent_talk: 0, max_call_ms: 86_400_000 });
+        assert_eq!(d, TelemetryData { fields_invalid: [(Field::TalkDuration, 3)].into(), ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"counted calls whose talk time is longer than --poll.max-call-duration; that time was read as absent\" talk_duration=3 agent_talk_duration=0 max_call_ms=86400000"
+        );
+        let (d, _) = emit(&DurationsTooLong { talk: 1, agent_talk: 2, max_call_ms: 86_400_000 });
+        let want = [(Field::TalkDuration, 1), (Field::AgentTalkDuration, 2)];
+        assert_eq!(d, TelemetryData { fields_invalid: want.into(), ..Default::default() });
+    }
+
+    #[test]
+    fn state_reloaded_is_one_info_line_and_no_counter() {
+        let (d, lines) = emit(&StateReloaded { calls: 7, poll_was_durable: true });
+        assert_eq!(d, TelemetryData::default());
+        assert_eq!(
+            one_line(&lines, "info"),
+            "level=info msg=\"read the state back from the store after a failed commit\" calls=7 poll_was_durable=true"
+        );
+    }
+
+    #[test]
+    fn state_reload_failed_is_one_debug_line_and_no_counter() {
+        let e = crate::store::StoreError::Commit { path: "/s/f".into(), detail: "cannot read".into() };
+        let (d, lines) = emit(&StateReloadFailed { error: &e });
+        assert_eq!(d, TelemetryData::default());
+        assert_eq!(
+            one_line(&lines, "debug"),
+            "level=debug msg=\"cannot read the state back after a failed commit; the next commit rewrites it whole\" error=\"state store /s/f: commit failed: cannot read\""
+        );
     }
 
     #[test]

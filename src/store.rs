@@ -3,13 +3,17 @@
 //! instant leaves either the whole poll or none of it; on start the state is restored and polling
 //! resumes from the cursor. The format is versioned: older formats are migrated on open, newer ones
 //! refused, and an unreadable file stops start-up with a message naming it and the way out
-//! (`--state.reset`, which moves it aside rather than deleting it).
+//! (`--state.reset`, which moves it aside rather than deleting it). Every restored value is checked
+//! before the exporter relies on it (a file is input like any other), the directory and the file are
+//! created private to the user (0700/0600), and after a failed commit the state can be read back
+//! ([`Store::reload`]) so that memory holds what the file does.
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::cec::record::CallId;
+use crate::cec::record::{CallId, CallState};
+use crate::cec::wire::MAX_TIME_MS;
 use crate::ingest::ledger::{Ledger, OpenCall, Scalars, State};
 use crate::metrics::aggregate::Aggregates;
 
@@ -61,6 +65,23 @@ pub struct Store {
     path: PathBuf,
     /// `None` after a failed commit: redb refuses further writes after an I/O error until reopened.
     db: Option<Database>,
+    /// Test hook: makes the next commit fail, before or after its transaction reached the file.
+    #[cfg(test)]
+    pub(crate) fail_next_commit: Option<FailPoint>,
+    /// Test hook: makes the next [`Store::reload`] fail.
+    #[cfg(test)]
+    pub(crate) fail_next_reload: bool,
+}
+
+/// Where an injected commit failure happens (tests only).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailPoint {
+    /// Nothing is written.
+    BeforeWrite,
+    /// The transaction is committed, then an error is reported (as an fsync error after the data
+    /// reached the disk may be).
+    AfterWrite,
 }
 
 impl std::fmt::Debug for Store {
@@ -73,7 +94,32 @@ fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { path: path.to_owned(), detail: detail.to_string() }
 }
 
+/// Creates `dir` (and missing parents) readable by the owner only: the store holds call serial numbers.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates an empty store file readable and writable by the owner only, unless one exists (redb
+/// initializes an empty file; left to itself it would create the file with the umask's mode, often 0644).
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn open_db(path: &Path) -> Result<Database, StoreError> {
+    create_private_file(path)
+        .map_err(|e| StoreError::Io { path: path.to_owned(), detail: format!("cannot create the file: {e}") })?;
     Database::create(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
             StoreError::Locked { path: path.to_owned() }
@@ -87,12 +133,13 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, creating `dir` when missing, and restores the state it
-    /// holds (`None` for a new store). With `reset`, an existing file is first moved aside to
-    /// `FILE.reset-<unix seconds>`.
+    /// Opens (or creates) the store in `dir`, creating `dir` when missing (mode 0700, the file 0600 on
+    /// Unix), and restores the state it holds (`None` for a new store), after checking every value in
+    /// it ([`StoreError::Corrupt`] naming the file and the value otherwise). With `reset`, an existing
+    /// file is first moved aside to `FILE.reset-<unix seconds>`.
     pub fn open(dir: &Path, reset: bool) -> Result<(Store, Option<State>), StoreError> {
         // Created here, when the store is opened, not while the flags are validated.
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+        create_private_dir(dir).map_err(|e| StoreError::Io {
             path: dir.to_owned(),
             detail: format!("cannot create the --state.path directory: {e}"),
         })?;
@@ -115,7 +162,34 @@ impl Store {
                 .map_err(|e| StoreError::Io { path: path.clone(), detail: format!("cannot migrate: {e}") })?;
             tracing::info!(path = %path.display(), from = format, to = FORMAT, "migrated the state store");
         }
-        Ok((Store { path, db: Some(db) }, state))
+        let store = Store {
+            path,
+            db: Some(db),
+            #[cfg(test)]
+            fail_next_commit: None,
+            #[cfg(test)]
+            fail_next_reload: false,
+        };
+        Ok((store, state))
+    }
+
+    /// Reads the state back from the file (reopening it after a failed commit): what the store really
+    /// holds, to replace the memory's view after a commit whose outcome is unknown. A new store reads as
+    /// the default state. Errors are [`StoreError::Commit`], retryable like the commit that caused them.
+    pub fn reload(&mut self) -> Result<State, StoreError> {
+        let fail = |e: StoreError| StoreError::Commit {
+            path: self.path.clone(),
+            detail: format!("cannot read the state back after a failed commit: {e}"),
+        };
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_reload) {
+            return Err(fail(StoreError::Io { path: self.path.clone(), detail: "injected".into() }));
+        }
+        if self.db.is_none() {
+            self.db = Some(open_db(&self.path).map_err(fail)?);
+        }
+        let db = self.db.as_ref().expect("opened above");
+        Ok(load(db, &self.path).map_err(fail)?.map(|(state, _)| state).unwrap_or_default())
     }
 
     pub fn path(&self) -> &Path {
@@ -130,12 +204,32 @@ impl Store {
     /// Commits a poll: the calls counted since the last commit, the removal of those below the floor,
     /// the open calls, the scalars and the aggregates, in one transaction.
     pub fn commit(&mut self, state: &State) -> Result<(), StoreError> {
+        self.commit_with(state, write)
+    }
+
+    /// Commits the whole of `state`, replacing everything the file holds, in one transaction: after a
+    /// failed commit whose state could not be read back, this makes the file hold exactly what memory
+    /// does, whatever the failed transaction left.
+    pub fn commit_whole(&mut self, state: &State) -> Result<(), StoreError> {
+        self.commit_with(state, rewrite)
+    }
+
+    fn commit_with(&mut self, state: &State, write: fn(&Database, &State) -> DbResult<()>) -> Result<(), StoreError> {
         let path = self.path.clone();
         let fail = |detail: String| StoreError::Commit { path: path.clone(), detail };
         if self.db.is_none() {
             self.db = Some(open_db(&self.path).map_err(|e| fail(e.to_string()))?);
         }
         let db = self.db.as_ref().expect("opened above");
+        #[cfg(test)]
+        let result = match self.fail_next_commit.take() {
+            Some(FailPoint::BeforeWrite) => Err(fail("injected failure before the write".into())),
+            Some(FailPoint::AfterWrite) => write(db, state)
+                .map_err(|e| fail(e.to_string()))
+                .and_then(|()| Err(fail("injected failure after the write".into()))),
+            None => write(db, state).map_err(|e| fail(e.to_string())),
+        };
+        #[cfg(not(test))]
         let result = write(db, state).map_err(|e| fail(e.to_string()));
         if result.is_err() {
             self.db = None;
@@ -234,6 +328,15 @@ fn load(db: &Database, path: &Path) -> Result<Option<(State, u32)>, StoreError> 
             "the histogram buckets changed since the state was written: these histograms start over"
         );
     }
+    let restarted = aggregates.conform_values();
+    if !restarted.is_empty() {
+        tracing::warn!(
+            path = %path.display(),
+            histograms = %restarted.join(","),
+            "the state held a histogram with a non-finite or inconsistent value (an older version stored an \
+             absurd duration): these histograms start over"
+        );
+    }
     let counted_t = tx.open_table(COUNTED).map_err(|e| corrupt(path, e))?;
     let mut counted = Vec::new();
     for entry in counted_t.iter().map_err(|e| corrupt(path, e))? {
@@ -248,7 +351,73 @@ fn load(db: &Database, path: &Path) -> Result<Option<(State, u32)>, StoreError> 
         let o: OpenCall = serde_json::from_slice(v.value()).map_err(|e| corrupt(path, format!("open call: {e}")))?;
         open.push((CallId(k.value()), o));
     }
-    Ok(Some((State { ledger: Ledger::restore(counted, open, scalars), aggregates }, format)))
+    let state = State { ledger: Ledger::restore(counted, open, scalars), aggregates };
+    validate(&state).map_err(|e| corrupt(path, e))?;
+    Ok(Some((state, format)))
+}
+
+/// Checks what a restored state holds before anything indexes or renders it: the rest of the
+/// exporter may then rely on open calls being open, times being dates, and the floor not lying
+/// beyond the cursor. The error says which value is wrong.
+fn validate(state: &State) -> Result<(), String> {
+    let time = |what: &str, ms: i64| {
+        if (0..=MAX_TIME_MS).contains(&ms) {
+            Ok(())
+        } else {
+            Err(format!("{what} {ms} is not a time from 1970 to the year 9999"))
+        }
+    };
+    let l = &state.ledger;
+    let s = l.scalars();
+    for (what, v) in
+        [("cursor", s.cursor_ms), ("covered-from time", s.covered_from_ms), ("newest start", s.newest_start_ms)]
+    {
+        if let Some(ms) = v {
+            time(what, ms)?;
+        }
+    }
+    match s.cursor_ms {
+        None if s.floor_ms != i64::MIN || s.covered_from_ms.is_some() => {
+            return Err("a floor or covered-from time without a cursor".into());
+        }
+        None if l.counted_len() > 0 || l.open_calls().next().is_some() => {
+            return Err("calls remembered without a cursor".into());
+        }
+        Some(cursor) if s.floor_ms > cursor => {
+            return Err(format!("floor {} lies after the cursor {cursor}", s.floor_ms));
+        }
+        Some(cursor) if s.covered_from_ms.is_none_or(|c| c > cursor) => {
+            return Err(format!("covered-from time {:?} is missing or after the cursor {cursor}", s.covered_from_ms));
+        }
+        _ => {}
+    }
+    for (id, hi) in l.counted() {
+        time(&format!("counted call {id}: start"), hi)?;
+    }
+    for (id, o) in l.open_calls() {
+        if !CallState::OPEN.contains(&o.state) {
+            return Err(format!("open call {id}: state {} is not an open state", o.state as u8));
+        }
+        time(&format!("open call {id}: start"), o.lo_ms)?;
+        time(&format!("open call {id}: start"), o.hi_ms)?;
+        if o.lo_ms > o.hi_ms {
+            return Err(format!("open call {id}: start range {}..{} is empty", o.lo_ms, o.hi_ms));
+        }
+    }
+    let a = &state.aggregates;
+    for ms in a.last_call_end_ms.iter().flatten() {
+        time("last call end", *ms)?;
+    }
+    let histogram_exemplars = a.talk.iter().chain(&a.agent_talk).chain(a.answer_delay.iter().flatten());
+    let exemplars = histogram_exemplars
+        .flat_map(|h| h.exemplars.iter().flatten())
+        .chain(a.end_reasons.iter().flat_map(|m| m.values().filter_map(|c| c.exemplar.as_ref())));
+    for e in exemplars {
+        if let Some(ms) = e.ts_ms {
+            time(&format!("exemplar of call {}: end", e.call), ms)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -355,6 +524,184 @@ mod tests {
         let (_store, _) = Store::open(dir.path(), false).unwrap();
         let err = Store::open(dir.path(), false).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+
+    /// A store holding one ended and one open call, then edited by `edit` inside one transaction, as a
+    /// damaged or hand-made file would be; returns the error opening it gives, as text.
+    fn open_edited(edit: impl FnOnce(&redb::WriteTransaction)) -> (tempfile::TempDir, Result<Option<State>, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        let mut s = State::default();
+        poll(&mut s, T0, vec![rec(1, CallState::Ended, T0 - 1_000), rec(2, CallState::Talking, T0 - 500)]);
+        store.commit(&s).unwrap();
+        {
+            let tx = store.db.as_ref().unwrap().begin_write().unwrap();
+            edit(&tx);
+            tx.commit().unwrap();
+        }
+        drop(store);
+        let r = Store::open(dir.path(), false).map(|(_, s)| s).map_err(|e| e.to_string());
+        (dir, r)
+    }
+
+    fn unreadable(dir: &Path, detail: &str) -> String {
+        format!(
+            "state store {} is unreadable ({detail}); it was left as it is. To start afresh, run once with \
+             --state.reset: the file is moved aside (not deleted) and the exporter reads back --poll.backfill",
+            dir.join(FILE).display()
+        )
+    }
+
+    fn put_open(tx: &redb::WriteTransaction, json: &str) {
+        tx.open_table(OPEN).unwrap().insert(2, json.as_bytes()).unwrap();
+    }
+
+    fn put_scalars(tx: &redb::WriteTransaction, s: Scalars) {
+        tx.open_table(META).unwrap().insert("scalars", serde_json::to_vec(&s).unwrap().as_slice()).unwrap();
+    }
+
+    #[test]
+    fn a_restored_open_call_in_state_3_is_refused_naming_the_file() {
+        let (dir, r) = open_edited(|tx| {
+            let o = OpenCall {
+                lo_ms: T0,
+                hi_ms: T0,
+                state: CallState::Ended,
+                task_type: crate::cec::record::TaskType::ItaBidirectional,
+                query: TaskQuery::ITA,
+            };
+            put_open(tx, &serde_json::to_string(&o).unwrap());
+        });
+        assert_eq!(r.unwrap_err(), unreadable(dir.path(), "open call 2: state 3 is not an open state"));
+    }
+
+    #[test]
+    fn a_restored_enum_out_of_range_is_refused_naming_the_file() {
+        let json = r#"{"lo_ms":1,"hi_ms":1,"state":"Talking","task_type":"Bogus","query":4}"#;
+        let (dir, r) = open_edited(|tx| put_open(tx, json));
+        let serde = serde_json::from_str::<OpenCall>(json).unwrap_err();
+        assert_eq!(r.unwrap_err(), unreadable(dir.path(), &format!("open call: {serde}")));
+        assert!(serde.to_string().starts_with("unknown variant `Bogus`"), "{serde}");
+    }
+
+    #[test]
+    fn a_restored_cursor_after_the_year_9999_is_refused() {
+        let bad = MAX_TIME_MS + 1;
+        let (dir, r) = open_edited(|tx| {
+            put_scalars(
+                tx,
+                Scalars { cursor_ms: Some(bad), floor_ms: T0, covered_from_ms: Some(T0), newest_start_ms: Some(T0) },
+            )
+        });
+        assert_eq!(
+            r.unwrap_err(),
+            unreadable(dir.path(), "cursor 253402300800000 is not a time from 1970 to the year 9999")
+        );
+    }
+
+    #[test]
+    fn restored_floors_and_cursors_must_agree() {
+        let sc = |cursor_ms, floor_ms, covered_from_ms| Scalars {
+            cursor_ms,
+            floor_ms,
+            covered_from_ms,
+            newest_start_ms: Some(T0 - 500),
+        };
+        let cases = [
+            (sc(Some(T0), T0 + 1, Some(T0 - 10)), format!("floor {} lies after the cursor {T0}", T0 + 1)),
+            (
+                sc(Some(T0), T0 - 10, Some(T0 + 1)),
+                format!("covered-from time Some({}) is missing or after the cursor {T0}", T0 + 1),
+            ),
+            (sc(None, T0 - 10, None), "a floor or covered-from time without a cursor".to_string()),
+            (sc(None, i64::MIN, None), "calls remembered without a cursor".to_string()),
+        ];
+        for (scalars, detail) in cases {
+            let (dir, r) = open_edited(|tx| put_scalars(tx, scalars));
+            assert_eq!(r.unwrap_err(), unreadable(dir.path(), &detail));
+        }
+    }
+
+    #[test]
+    fn a_store_holding_a_null_histogram_sum_still_loads() {
+        // What the old code stored after two records with `talkDuration: 1e308`: a sum of +Inf, as null.
+        let (_dir, r) = open_edited(|tx| {
+            let mut meta = tx.open_table(META).unwrap();
+            let mut a: serde_json::Value =
+                serde_json::from_slice(meta.get("aggregates").unwrap().unwrap().value()).unwrap();
+            let ita = crate::cec::record::TaskType::ItaBidirectional.index();
+            a["talk"][ita]["count"] = 2.into();
+            a["talk"][ita]["buckets"][11] = 2.into();
+            a["talk"][ita]["sum"] = serde_json::Value::Null;
+            meta.insert("aggregates", serde_json::to_vec(&a).unwrap().as_slice()).unwrap();
+        });
+        let s = r.expect("loads").expect("a state");
+        let ita = crate::cec::record::TaskType::ItaBidirectional.index();
+        assert_eq!(
+            s.aggregates.talk[ita],
+            crate::metrics::aggregate::Histogram::new(crate::metrics::aggregate::TALK_BUCKETS),
+            "that histogram starts over"
+        );
+        assert_eq!(s.aggregates.total_calls(), 1, "the call counted before is kept");
+        assert_eq!(s.ledger.counted_len(), 1);
+        assert_eq!(s.ledger.open_calls().count(), 1);
+    }
+
+    #[test]
+    fn two_records_with_talk_duration_1e308_then_a_restart() {
+        let body = format!(
+            r#"{{"retCode":"0","result":{{"total":2,"callInfo":[
+                {{"callSerialNo":"1","state":3,"startTime":{a},"talkDuration":1e308}},
+                {{"callSerialNo":"2","state":3,"startTime":{b},"talkDuration":"1e308","agentTalkDuration":1e308}}]}}}}"#,
+            a = T0 - 2_000,
+            b = T0 - 1_000
+        );
+        let page = crate::cec::wire::parse_page(body.as_bytes()).unwrap();
+        let recs: Vec<ParsedRecord> = page.records.into_iter().map(Result::unwrap).collect();
+        assert!(recs.iter().all(|r| !r.invalid.is_empty()), "1e308 is an invalid field");
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        let mut s = State::default();
+        poll(&mut s, T0, recs);
+        store.commit(&s).unwrap();
+        s.committed();
+        drop(store);
+        let (_, restored) = Store::open(dir.path(), false).expect("the state still loads");
+        let restored = restored.unwrap();
+        assert_eq!(restored, s);
+        assert_eq!(restored.aggregates.total_calls(), 2, "both calls count");
+        let ita = crate::cec::record::TaskType::ItaBidirectional.index();
+        assert_eq!((restored.aggregates.talk[ita].count, restored.aggregates.talk[ita].sum), (0, 0.0));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_directory_is_0700_and_the_store_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        let (_store, _) = Store::open(&nested, false).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&nested.join(FILE)), 0o600);
+    }
+
+    #[test]
+    fn a_commit_failing_after_the_write_reads_back_what_the_file_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        let mut s = State::default();
+        poll(&mut s, T0, vec![rec(1, CallState::Ended, T0 - 1_000)]);
+        store.fail_next_commit = Some(FailPoint::AfterWrite);
+        assert!(store.commit(&s).unwrap_err().retryable());
+        s.committed();
+        assert_eq!(store.reload().unwrap(), s, "the poll reached the file");
+        let mut t = s.clone();
+        poll(&mut t, T0 + 60_000, vec![rec(2, CallState::Ended, T0 + 50_000)]);
+        store.fail_next_commit = Some(FailPoint::BeforeWrite);
+        assert!(store.commit(&t).is_err());
+        assert_eq!(store.reload().unwrap(), s, "this one did not");
     }
 
     /// The format-1 store kept in `tests/fixtures` (see its README for what it holds).

@@ -181,6 +181,17 @@ impl FieldSet {
     }
 }
 
+/// The latest timestamp a record may carry, epoch ms: 9999-12-31T23:59:59.999Z. A later one is an
+/// invalid field: no real call has it, and it could not be rendered as a date.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// The longest duration a record may carry, seconds (seven days, CEC's longest query window). A longer,
+/// negative or non-finite `talkDuration`/`agentTalkDuration` is an invalid field and reads as absent, so
+/// no absurd value (`1e308`) can reach a histogram sum. The exporter also drops, at admission, a
+/// duration longer than `--poll.max-call-duration` (see `ingest::ledger`); this fixed bound keeps the
+/// parser pure.
+pub const MAX_DURATION_S: f64 = 7.0 * 86_400.0;
+
 /// Why a record was skipped; each is a label value of `cec_exporter_records_rejected_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectReason {
@@ -192,15 +203,19 @@ pub enum RejectReason {
     MissingState,
     /// `state` is not 0–3.
     InvalidState,
+    /// `startTime` lies outside the window read by more than `--poll.lookback` (checked at admission,
+    /// where the window is known, not by [`parse_page`]).
+    StartOutOfWindow,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::NotAnObject,
         RejectReason::MissingSerialNo,
         RejectReason::InvalidSerialNo,
         RejectReason::MissingState,
         RejectReason::InvalidState,
+        RejectReason::StartOutOfWindow,
     ];
 
     pub fn label(self) -> &'static str {
@@ -210,6 +225,7 @@ impl RejectReason {
             RejectReason::InvalidSerialNo => "invalid_serial_no",
             RejectReason::MissingState => "missing_state",
             RejectReason::InvalidState => "invalid_state",
+            RejectReason::StartOutOfWindow => "start_out_of_window",
         }
     }
 }
@@ -309,15 +325,17 @@ impl Scalar<'_> {
         }
     }
 
-    /// An epoch-ms timestamp: a non-negative integer that fits `i64`.
+    /// An epoch-ms timestamp: a non-negative integer no later than [`MAX_TIME_MS`] (the end of year
+    /// 9999), the last instant a timestamp can be rendered as a date.
     fn as_time(&self) -> Result<Option<i64>, Bad> {
         match self.as_u64()? {
-            Some(n) => i64::try_from(n).map(Some).map_err(|_| Bad),
+            Some(n) if n <= MAX_TIME_MS as u64 => Ok(Some(n as i64)),
+            Some(_) => Err(Bad),
             None => Ok(None),
         }
     }
 
-    /// A duration in seconds: a non-negative finite number.
+    /// A duration in seconds: a finite number from 0 to [`MAX_DURATION_S`].
     fn as_seconds(&self) -> Result<Option<f64>, Bad> {
         let f = match self {
             Scalar::Absent => return Ok(None),
@@ -332,7 +350,7 @@ impl Scalar<'_> {
                 s.parse::<f64>().map_err(|_| Bad)?
             }
         };
-        if f.is_finite() && f >= 0.0 {
+        if f.is_finite() && (0.0..=MAX_DURATION_S).contains(&f) {
             Ok(Some(f))
         } else {
             Err(Bad)
@@ -714,6 +732,32 @@ mod tests {
             assert_eq!(r.record, kept, "the bad value reads as absent: {json}");
         }
         assert!(one(r#"{"callSerialNo":"7","state":3}"#).unwrap().invalid.is_empty());
+    }
+
+    #[test]
+    fn durations_and_times_out_of_range_are_invalid_fields() {
+        let talk = [Field::TalkDuration];
+        let agent = [Field::AgentTalkDuration];
+        let cases: [(&str, &[Field]); 8] = [
+            (r#"{"callSerialNo":"7","state":3,"talkDuration":1e308}"#, &talk),
+            (r#"{"callSerialNo":"7","state":3,"talkDuration":"1e309"}"#, &talk),
+            (r#"{"callSerialNo":"7","state":3,"talkDuration":"NaN"}"#, &talk),
+            (r#"{"callSerialNo":"7","state":3,"talkDuration":-1.5}"#, &talk),
+            (r#"{"callSerialNo":"7","state":3,"agentTalkDuration":604800.5}"#, &agent),
+            (r#"{"callSerialNo":"7","state":3,"agentTalkDuration":"-inf"}"#, &agent),
+            // One millisecond after the end of year 9999.
+            (r#"{"callSerialNo":"7","state":3,"startTime":253402300800000}"#, &[Field::StartTime]),
+            (r#"{"callSerialNo":"7","state":3,"endTime":"18446744073709551615"}"#, &[Field::EndTime]),
+        ];
+        for (json, fields) in cases {
+            let r = one(json).expect(json);
+            assert_eq!(r.invalid.iter().collect::<Vec<_>>(), fields, "{json}");
+            assert_eq!(r.record, CallRecord::default(), "the bad value reads as absent: {json}");
+        }
+        // The bounds themselves are accepted.
+        let r = one(r#"{"callSerialNo":"7","state":3,"talkDuration":604800,"startTime":253402300799999}"#).unwrap();
+        assert!(r.invalid.is_empty());
+        assert_eq!((r.record.talk_s, r.record.start_ms), (Some(MAX_DURATION_S), Some(MAX_TIME_MS)));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! 0–2, counted when they end), the poll cursor, and the *floor*: the ledger remembers every counted
 //! call whose start is at or after the floor, and never counts a new call that started before it. That
 //! one invariant makes double counting impossible whatever the windows, pages or clocks do; windows only
-//! decide what is read. [`State`] pairs the ledger with the aggregates so that one poll updates both, in
+//! decide what is read. A record whose start lies outside the window that returned it by more than the
+//! lookback is not admitted at all ([`start_in_window`]). [`State`] pairs the ledger with the aggregates so that one poll updates both, in
 //! memory, with no I/O and no failure path.
 
 use hashbrown::HashMap;
@@ -178,6 +179,25 @@ pub struct PollSummary {
     /// The largest distance from such a call's start to the end of what had been read, ms: how much of
     /// `--poll.lookback` late records used.
     pub max_lateness_ms: i64,
+    /// Records skipped because their `startTime` lies outside the window read by more than
+    /// `--poll.lookback` (see [`start_in_window`]).
+    pub out_of_window: u64,
+    /// Counted records whose `talkDuration` was longer than `--poll.max-call-duration` (read as absent).
+    pub talk_too_long: u64,
+    /// The same for `agentTalkDuration`.
+    pub agent_talk_too_long: u64,
+}
+
+/// Whether `rec`'s start (when it has one) lies in the window `read` asked for, give or take
+/// `lookback_ms`. CEC answers a window with the calls that started in it; a record far outside is not an
+/// answer to the question (a gateway's or clock's bug, or a `startTime` in the year 2200) and is rejected
+/// as `start_out_of_window`: admitted, it would move `newest_start_ms` (and with it the floor's bound) or
+/// stay open and be re-read until `--poll.max-call-duration` after a start that never comes. Checked here,
+/// where the window is known, rather than in the page parser, which stays a pure function of the bytes.
+pub fn start_in_window(rec: &ParsedRecord, read: &Read, lookback_ms: i64) -> bool {
+    rec.record.start_ms.is_none_or(|s| {
+        read.window.start_ms.saturating_sub(lookback_ms) <= s && s <= read.window.end_ms.saturating_add(lookback_ms)
+    })
 }
 
 /// Limits of what the ledger keeps.
@@ -249,7 +269,9 @@ impl State {
         }
     }
 
-    /// Applies a whole poll: admits every record in the order read, moves the cursor to the end of the
+    /// Applies a whole poll: admits every record in the order read (skipping one whose start lies outside
+    /// its window, see [`start_in_window`], and reading a talk time longer than `retention.max_call_ms` as
+    /// absent: no call lasts longer than the exporter waits for it to end), moves the cursor to the end of the
     /// main window, raises the floor to a lookback before what has been read (bounded by the newest start
     /// CEC has shown), and gives up open calls that may have started more than `retention.max_call_ms`
     /// ago. Infallible: the caller only calls it once every read of the poll has succeeded. Counted calls
@@ -264,7 +286,31 @@ impl State {
         let mut s = PollSummary::default();
         for (read, records) in reads {
             for rec in records {
-                self.admit(rec, read, &mut s);
+                if !start_in_window(rec, read, retention.lookback_ms) {
+                    s.out_of_window += 1;
+                    continue;
+                }
+                let max_s = retention.max_call_ms as f64 / 1000.0;
+                let talk_too_long = rec.record.talk_s.is_some_and(|t| t > max_s);
+                let agent_too_long = rec.record.agent_talk_s.is_some_and(|t| t > max_s);
+                if !(talk_too_long || agent_too_long) || rec.state != CallState::Ended {
+                    self.admit(rec, read, &mut s);
+                    continue;
+                }
+                let mut fixed = rec.clone();
+                if talk_too_long {
+                    fixed.record.talk_s = None;
+                    s.talk_too_long += 1;
+                }
+                if agent_too_long {
+                    fixed.record.agent_talk_s = None;
+                    s.agent_talk_too_long += 1;
+                }
+                // Counted only when admitted: a call already counted (a re-read) is not flagged again.
+                if self.admit(&fixed, read, &mut s) != Admission::Counted {
+                    s.talk_too_long -= u64::from(talk_too_long);
+                    s.agent_talk_too_long -= u64::from(agent_too_long);
+                }
             }
         }
         let l = &mut self.ledger;

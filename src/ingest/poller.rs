@@ -18,8 +18,8 @@ use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
-    CatchupSkipped, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted, PollFailed,
-    StateCommitFailed, StateCommitted, WindowFetched,
+    CatchupSkipped, DurationsTooLong, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted,
+    PollFailed, RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -99,6 +99,10 @@ pub struct Poller<S: Source = CecClient> {
     density: Vec<(TaskQuery, f64)>,
     /// Where polls are committed; `None` runs in memory only.
     store: Option<Store>,
+    /// A commit failed: whether its transaction reached the file is unknown, so the next poll first
+    /// reads the state back from the store (see [`Poller::reconcile`]); while that has not succeeded,
+    /// commits replace the whole file.
+    reconcile: bool,
 }
 
 /// A committed poll.
@@ -111,7 +115,7 @@ pub struct PollReport {
 
 impl<S: Source> Poller<S> {
     pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
-        let p = Poller { source, cfg, state, shared, density: Vec::new(), store };
+        let p = Poller { source, cfg, state, shared, density: Vec::new(), store, reconcile: false };
         p.publish();
         p
     }
@@ -132,6 +136,7 @@ impl<S: Source> Poller<S> {
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
+        self.reconcile();
         // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
         // with this poll's commit, so a poll that fails leaves the skip undone (and unreported).
         let limit = now.saturating_sub(self.cfg.max_catchup_ms);
@@ -166,23 +171,67 @@ impl<S: Source> Poller<S> {
         let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
         if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
             // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
-            let result = tokio::task::block_in_place(|| store.commit(&self.state));
+            let whole = self.reconcile;
+            let result = tokio::task::block_in_place(|| {
+                if whole {
+                    store.commit_whole(&self.state)
+                } else {
+                    store.commit(&self.state)
+                }
+            });
             let telemetry = &self.shared.telemetry;
             match result {
-                Ok(()) => StateCommitted { bytes: store.size() }.emit(telemetry),
+                Ok(()) => {
+                    self.reconcile = false;
+                    StateCommitted { bytes: store.size() }.emit(telemetry)
+                }
                 Err(e) => {
                     self.state.rollback(cp);
+                    self.reconcile = true;
                     StateCommitFailed { error: &e }.emit(telemetry);
                     return Err(e.into());
                 }
             }
         }
         self.state.committed();
+        let telemetry = &self.shared.telemetry;
         if let Some((from_ms, to_ms)) = skipped {
-            CatchupSkipped { from_ms, to_ms }.emit(&self.shared.telemetry);
+            CatchupSkipped { from_ms, to_ms }.emit(telemetry);
+        }
+        if summary.out_of_window > 0 {
+            RecordsOutOfWindow { count: summary.out_of_window, lookback_ms: self.cfg.retention.lookback_ms }
+                .emit(telemetry);
+        }
+        if summary.talk_too_long + summary.agent_talk_too_long > 0 {
+            let max_call_ms = self.cfg.retention.max_call_ms;
+            DurationsTooLong { talk: summary.talk_too_long, agent_talk: summary.agent_talk_too_long, max_call_ms }
+                .emit(telemetry);
         }
         self.publish();
         Ok(PollReport { plan, summary, requests })
+    }
+
+    /// After a failed commit, makes memory hold exactly what the store holds before anything else
+    /// happens: redb may report an error for a transaction that reached the disk (an fsync failing
+    /// after the write), and then the rolled-back memory would count that poll's calls a second time.
+    /// When the store cannot be read back (a file that cannot even be opened will fail the commit too),
+    /// the poll goes on and its commit replaces the whole file ([`Store::commit_whole`]), which makes the
+    /// file agree with memory instead.
+    fn reconcile(&mut self) {
+        let Some(store) = self.store.as_mut().filter(|_| self.reconcile) else {
+            return;
+        };
+        match tokio::task::block_in_place(|| store.reload()) {
+            Ok(stored) => {
+                let poll_was_durable = stored != self.state;
+                self.state = stored;
+                self.reconcile = false;
+                let calls = self.state.aggregates.total_calls();
+                StateReloaded { calls, poll_was_durable }.emit(&self.shared.telemetry);
+                self.publish();
+            }
+            Err(error) => StateReloadFailed { error: &error }.emit(&self.shared.telemetry),
+        }
     }
 
     /// Every page of `query` over `window`. What the pages served and skipped was reported page by page
@@ -405,6 +454,132 @@ mod tests {
         // would count every entry twice.
         let d = shared.telemetry.snapshot();
         assert_eq!((d.records_fetched, d.records_rejected.len(), d.fields_invalid.len()), (0, 0, 0));
+    }
+
+    /// A CEC that returns its one ended call to the first read only (CEC deleted it, or it moved out of
+    /// the windows read), so a poll that lost it cannot count it again.
+    struct Once {
+        served: AtomicBool,
+    }
+
+    impl Source for Once {
+        async fn read(&self, _: TaskQuery, _: Window) -> Result<WindowRead, ApiError> {
+            let first = !self.served.swap(true, Ordering::Relaxed);
+            let records = if first { vec![rec(1, CallState::Ended, T0 - 1_000)] } else { vec![] };
+            Ok(WindowRead {
+                total: Some(records.len() as u64),
+                records,
+                requests: 1,
+                total_unchanged: true,
+                rejected: Vec::new(),
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_commit_that_failed_after_reaching_the_disk_is_reconciled_before_the_next_poll() {
+        use crate::store::FailPoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        store.fail_next_commit = Some(FailPoint::AfterWrite);
+        let shared = Arc::new(Shared::default());
+        let source = Once { served: AtomicBool::new(false) };
+        let mut p = Poller::new(source, ita_config(), State::default(), shared.clone(), Some(store));
+        let err = p.poll_at(T0).await.unwrap_err();
+        assert!(err.retryable(), "{err}");
+        assert_eq!(p.state().aggregates.total_calls(), 0, "rolled back in memory");
+        // The call is in the file, though: the next poll reads it back before anything else.
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 1, "not lost");
+        assert_eq!(shared.published().aggregates.total_calls(), 1);
+        p.poll_at(T0 + 60_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 1, "not counted twice");
+        let state = p.state().clone();
+        drop(p);
+        let (_, restored) = Store::open(dir.path(), false).unwrap();
+        assert_eq!(restored.unwrap(), state, "memory and store agree");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_store_that_cannot_be_read_back_is_rewritten_whole_by_the_next_commit() {
+        use crate::store::FailPoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        store.fail_next_commit = Some(FailPoint::AfterWrite);
+        store.fail_next_reload = true;
+        let shared = Arc::new(Shared::default());
+        let source = Once { served: AtomicBool::new(false) };
+        let mut p = Poller::new(source, ita_config(), State::default(), shared, Some(store));
+        assert!(p.poll_at(T0).await.is_err());
+        // The file holds call 1, memory does not, and the file cannot be read back: this poll's commit
+        // replaces the file's content with memory's, so the two agree again (call 1 is not
+        // half-remembered as counted in the file while missing from its counters).
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 0);
+        let state = p.state().clone();
+        drop(p);
+        let (_, restored) = Store::open(dir.path(), false).unwrap();
+        assert_eq!(restored.unwrap(), state);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_commit_that_failed_before_the_write_counts_the_call_at_the_next_poll() {
+        use crate::store::FailPoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        store.fail_next_commit = Some(FailPoint::BeforeWrite);
+        let shared = Arc::new(Shared::default());
+        let mut p =
+            Poller::new(Flaky { down: AtomicBool::new(false) }, ita_config(), State::default(), shared, Some(store));
+        assert!(p.poll_at(T0).await.is_err());
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 1, "counted once, by the poll that committed");
+        let state = p.state().clone();
+        drop(p);
+        let (_, restored) = Store::open(dir.path(), false).unwrap();
+        assert_eq!(restored.unwrap(), state);
+    }
+
+    /// A CEC answering every read with a call that starts in the year 2200 and is still talking, and one
+    /// ended call that talked 30 days.
+    struct FarFuture;
+
+    impl Source for FarFuture {
+        async fn read(&self, _: TaskQuery, _: Window) -> Result<WindowRead, ApiError> {
+            let mut long = rec(2, CallState::Ended, T0 - 1_000);
+            long.record.talk_s = Some(30.0 * 86_400.0);
+            Ok(WindowRead {
+                records: vec![rec(1, CallState::Talking, 7_258_118_400_000), long],
+                requests: 1,
+                total: Some(2),
+                rejected: Vec::new(),
+                total_unchanged: true,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_in_the_year_2200_is_rejected_and_never_tracked() {
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(FarFuture, ita_config(), State::default(), shared.clone(), None);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!((report.summary.out_of_window, report.summary.tracked), (1, 0));
+        assert_eq!(p.state().ledger.open_calls().count(), 0, "not tracked");
+        assert_eq!(p.state().ledger.scalars().newest_start_ms, Some(T0 - 1_000), "CEC's clock is not moved to 2200");
+        assert_eq!(p.state().aggregates.total_calls(), 1);
+        let ita = crate::cec::record::TaskType::ItaBidirectional.index();
+        assert_eq!(p.state().aggregates.talk[ita].count, 0, "30 days is longer than --poll.max-call-duration");
+        let d = shared.telemetry.snapshot();
+        assert_eq!(d.records_rejected, [(RejectReason::StartOutOfWindow, 1)].into());
+        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 1)].into());
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().ledger.open_calls().count(), 0);
+        assert_eq!(shared.telemetry.snapshot().records_rejected, [(RejectReason::StartOutOfWindow, 2)].into());
+        assert_eq!(
+            shared.telemetry.snapshot().fields_invalid,
+            [(Field::TalkDuration, 1)].into(),
+            "a re-read is not flagged again"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub const DELAY_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 3
 pub struct Exemplar {
     pub call: CallId,
     /// The observed value (seconds for histograms, 1 for counters).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub value: f64,
     /// When the call ended, epoch ms (absent when the record did not say).
     pub ts_ms: Option<i64>,
@@ -35,6 +36,7 @@ pub struct Histogram {
     pub exemplars: Vec<Option<Exemplar>>,
     pub count: u64,
     /// Sum of observed values, seconds.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub sum: f64,
 }
 
@@ -49,13 +51,33 @@ impl Histogram {
         }
     }
 
+    /// Counts `value`. A non-finite value is skipped (the parser's range checks keep it out; this is the
+    /// last guard before the store, whose JSON has no `inf`), and the sum saturates at `f64::MAX`, so
+    /// nothing non-finite is ever stored.
     pub fn observe(&mut self, bounds: &[f64], value: f64, exemplar: Exemplar) {
+        if !value.is_finite() {
+            return;
+        }
         let i = bounds.partition_point(|&b| b < value);
         self.buckets[i] += 1;
         keep_newest(&mut self.exemplars[i], exemplar);
         self.count += 1;
-        self.sum += value;
+        self.sum = (self.sum + value).clamp(f64::MIN, f64::MAX);
     }
+
+    /// Whether the histogram is whole: a finite sum, finite exemplar values, and bucket counts adding
+    /// up to `count`. A store written before the range checks may hold `null` (serde_json's `+Inf`).
+    fn is_sound(&self) -> bool {
+        self.sum.is_finite()
+            && self.exemplars.iter().flatten().all(|e| e.value.is_finite())
+            && self.buckets.iter().try_fold(0u64, |a, &b| a.checked_add(b)) == Some(self.count)
+    }
+}
+
+/// Reads an `f64` that an older version may have stored as `null` (serde_json writes a non-finite
+/// number so) as NaN, so the store still loads and [`Aggregates::conform_values`] can repair it.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Replaces the exemplar in `slot` unless it names a call that ended later: calls are admitted in CEC's
@@ -131,6 +153,11 @@ impl Default for Aggregates {
 impl Aggregates {
     /// Counts one ended call. Called exactly once per call, by the ledger's admission.
     pub fn observe(&mut self, id: CallId, task_type: TaskType, record: &CallRecord) {
+        // The parser reads a non-finite duration as absent; `Histogram::observe` would skip one anyway.
+        debug_assert!(
+            record.talk_s.is_none_or(f64::is_finite) && record.agent_talk_s.is_none_or(f64::is_finite),
+            "a non-finite duration got past the parser"
+        );
         let t = task_type.index();
         let ended = record.ended_at_ms();
         let ex = |value| Exemplar { call: id, value, ts_ms: ended };
@@ -179,6 +206,29 @@ impl Aggregates {
                 if !restarted.contains(&name) {
                     restarted.push(name);
                 }
+            }
+        }
+        restarted
+    }
+
+    /// Starts over every restored histogram that is not whole (a non-finite sum or exemplar, stored by
+    /// a version without range checks as `null`; buckets not adding up to the count): its true sum cannot
+    /// be recovered, and a wrong one would lie forever, while a reset is a counter reset Prometheus's
+    /// `rate()` handles. The names of the histograms that did are returned, for the log. Counter
+    /// exemplars with a non-finite value are dropped.
+    pub fn conform_values(&mut self) -> Vec<&'static str> {
+        let mut restarted = Vec::new();
+        for (name, bounds, h) in self.histograms_mut() {
+            if !h.is_sound() {
+                *h = Histogram::new(bounds);
+                if !restarted.contains(&name) {
+                    restarted.push(name);
+                }
+            }
+        }
+        for c in self.end_reasons.iter_mut().flat_map(|m| m.values_mut()) {
+            if c.exemplar.is_some_and(|e| !e.value.is_finite()) {
+                c.exemplar = None;
             }
         }
         restarted
@@ -298,6 +348,53 @@ mod tests {
         assert_eq!(restored.talk[0], Histogram::new(TALK_BUCKETS));
         assert_eq!(restored.calls, a.calls, "counters are kept");
         assert_eq!(restored.answer_delay, a.answer_delay, "other histograms are kept");
+    }
+
+    #[test]
+    fn nothing_non_finite_reaches_a_histogram() {
+        let mut h = Histogram::new(TALK_BUCKETS);
+        let ex = |value| Exemplar { call: CallId(1), value, ts_ms: None };
+        for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            h.observe(TALK_BUCKETS, v, ex(v));
+        }
+        assert_eq!(h, Histogram::new(TALK_BUCKETS), "non-finite values are skipped");
+        // Two huge finite values would sum to +Inf: the sum saturates instead.
+        h.observe(TALK_BUCKETS, 1e308, ex(1e308));
+        h.observe(TALK_BUCKETS, 1e308, ex(1e308));
+        assert_eq!((h.count, h.sum, h.buckets[TALK_BUCKETS.len()]), (2, f64::MAX, 2));
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<Histogram>(&json).unwrap(), h, "and it stores and loads as it is");
+    }
+
+    #[test]
+    fn a_stored_null_sum_loads_and_only_that_histogram_starts_over() {
+        let mut a = Aggregates::default();
+        let rec = CallRecord { talk_s: Some(30.0), agent_talk_s: Some(40.0), ..Default::default() };
+        a.observe(CallId(1), TaskType::CecBidirectional, &rec);
+        a.observe(CallId(2), TaskType::CecBidirectional, &rec);
+        // What a version without range checks stored after two `talkDuration: 1e308`: sum +Inf → null.
+        let mut json: serde_json::Value = serde_json::to_value(&a).unwrap();
+        json["talk"][0]["sum"] = serde_json::Value::Null;
+        json["talk"][0]["exemplars"][2]["value"] = serde_json::Value::Null;
+        json["agent_talk"][0]["exemplars"][3]["value"] = serde_json::Value::Null;
+        let mut restored: Aggregates = serde_json::from_value(json).expect("a null where an f64 belongs still loads");
+        assert!(restored.talk[0].sum.is_nan());
+        assert_eq!(
+            restored.conform_values(),
+            vec!["cec_call_talk_duration_seconds", "cec_call_agent_talk_duration_seconds"]
+        );
+        assert_eq!(restored.talk[0], Histogram::new(TALK_BUCKETS));
+        assert_eq!(restored.agent_talk[0], Histogram::new(TALK_BUCKETS));
+        assert_eq!(restored.calls, a.calls, "counters are kept");
+        assert_eq!(restored.end_reasons, a.end_reasons);
+        // A sound state is left exactly as it is.
+        let mut same = a.clone();
+        assert!(same.conform_values().is_empty());
+        assert_eq!(same, a);
+        // Buckets that do not add up to the count are not sound either.
+        same.answer_delay[1][0].count = 7;
+        assert_eq!(same.conform_values(), vec!["cec_call_answer_delay_seconds"]);
+        assert_eq!(same.talk, a.talk);
     }
 
     #[test]

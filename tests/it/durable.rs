@@ -1,6 +1,7 @@
 //! Durable exactly-once: the real binary with `--state.path`, stopped gracefully, killed with SIGKILL
 //! at random moments, kept down while calls end, kept down longer than the backfill and than
-//! `--poll.max-catchup`, given a corrupt store, and made unable to commit. Counters continue and every
+//! `--poll.max-catchup`, given a corrupt store or one holding impossible values, and made unable to
+//! commit; the files it creates are private to its user. Counters continue and every
 //! call is counted exactly once, as the simulator's truth says.
 
 use std::time::{Duration, Instant};
@@ -386,4 +387,80 @@ async fn a_store_of_the_previous_format_is_migrated_and_its_counters_served_at_o
     assert_eq!(m.value("cec_calls_in_progress", &[("task_type", "ita_bidirectional"), ("state", "1")]), 1.0);
     let log = exp.stderr();
     assert!(log.contains("msg=\"migrated the state store\" path=") && log.contains("from=1 to=2"), "{log}");
+}
+
+/// A store that `Store::commit` accepts but that no exporter could have written: each must stop start-up
+/// with exit 2 and a message naming the file and the value, never a panic.
+#[test]
+fn a_hand_made_store_with_impossible_values_stops_start_up_naming_the_file() {
+    use cec_exporter::cec::record::{CallId, CallState, TaskQuery, TaskType};
+    use cec_exporter::ingest::ledger::{Ledger, OpenCall, Scalars, State};
+    use cec_exporter::store::Store;
+    const T0: i64 = 1_800_000_000_000;
+    let ok = Scalars {
+        cursor_ms: Some(T0),
+        floor_ms: T0 - 120_000,
+        covered_from_ms: Some(T0 - 3_600_000),
+        newest_start_ms: Some(T0),
+    };
+    let talking = OpenCall {
+        lo_ms: T0 - 5_000,
+        hi_ms: T0 - 5_000,
+        state: CallState::Talking,
+        task_type: TaskType::ItaBidirectional,
+        query: TaskQuery::ITA,
+    };
+    let cases = [
+        (
+            "an open call in state 3",
+            Ledger::restore([], [(CallId(7), OpenCall { state: CallState::Ended, ..talking })], ok),
+            "open call 7: state 3 is not an open state",
+        ),
+        (
+            "a cursor after the year 9999",
+            Ledger::restore([], [(CallId(7), talking)], Scalars { cursor_ms: Some(253_402_300_800_000), ..ok }),
+            "cursor 253402300800000 is not a time from 1970 to the year 9999",
+        ),
+        (
+            "a floor after the cursor",
+            Ledger::restore([], [], Scalars { floor_ms: T0 + 1, ..ok }),
+            "floor 1800000000001 lies after the cursor 1800000000000",
+        ),
+    ];
+    for (what, ledger, detail) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut store, _) = Store::open(dir.path(), false).unwrap();
+            store.commit(&State { ledger, aggregates: Default::default() }).unwrap();
+        }
+        let out = bin()
+            .args(["--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k", "--web.listen-address", "127.0.0.1:0"])
+            .args(["--state.path", dir.path().to_str().unwrap()])
+            .env("CEC_APP_SECRET", "s")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        let file = dir.path().join("cec-exporter.redb");
+        let want =
+            format!("cec-exporter: state store {} is unreadable ({detail}); it was left as it is.", file.display());
+        assert!(stderr.contains(&want), "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    }
+}
+
+/// The state directory and the store are created private to the exporter's user.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_directory_is_created_0700_and_the_store_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::scripted(Vec::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let st = state_args(&state);
+    let exp = Exporter::start(&sim.url, &args(&st, &[]));
+    exp.wait_for("a poll", Duration::from_secs(10), |m| m.value("cec_exporter_polls_total", &[]) >= 1.0).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("cec-exporter.redb")), 0o600);
 }
