@@ -424,6 +424,29 @@ impl InternalEvent for PollFailed<'_> {
     }
 }
 
+/// A committed poll counted `calls` calls under `reason_code="other"`: their codes are in no known table
+/// and `cap` other codes of their task type already have a series. At most one line per poll: a warning
+/// the first time since start, info after (it repeats while CEC keeps sending such codes). The counter,
+/// `cec_exporter_reason_codes_folded_total`, is read from the aggregates (it persists with them).
+#[derive(Clone, Copy, Debug)]
+pub struct ReasonCodesFolded {
+    pub calls: u64,
+    pub cap: usize,
+    pub first: bool,
+}
+
+impl InternalEvent for ReasonCodesFolded {
+    fn emit(&self, _: &Telemetry) {
+        let msg = "calls with reason codes beyond --metrics.max-unknown-reason-codes were counted under \
+                   reason_code=\"other\"";
+        if self.first {
+            tracing::warn!(calls = self.calls, cap = self.cap, "{msg}");
+        } else {
+            tracing::info!(calls = self.calls, cap = self.cap, "{msg}");
+        }
+    }
+}
+
 /// The poller ended without being told to (it panicked): the process exits so its supervisor restarts
 /// it. An error line; no counter (the process is about to end).
 #[derive(Clone, Copy, Debug)]

@@ -13,13 +13,13 @@ use tokio::time::Instant;
 use super::ledger::{PollSummary, Retention, State};
 use super::plan::{plan, PlanConfig, PollPlan, Read};
 use crate::cec::client::{CecClient, WindowRead};
-use crate::cec::record::TaskQuery;
+use crate::cec::record::{TaskQuery, TaskType};
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
     CatchupSkipped, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted, PollFailed,
-    StateCommitFailed, StateCommitted, WindowFetched,
+    ReasonCodesFolded, StateCommitFailed, StateCommitted, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -40,6 +40,11 @@ pub struct PollerConfig {
     pub queries: Vec<TaskQuery>,
     /// After an outage, catch up at most this far back, ms; the older part is skipped and reported.
     pub max_catchup_ms: i64,
+    /// The longest all reads of one poll may take (`--poll.deadline`); past it the poll fails.
+    pub deadline: Duration,
+    /// Codes outside the known tables that get their own series, per task type
+    /// (`--metrics.max-unknown-reason-codes`); later ones fold into `reason_code="other"`.
+    pub max_unknown_reason_codes: usize,
 }
 
 /// Why a poll failed; either way it left no trace and is retried later.
@@ -49,6 +54,9 @@ pub enum PollError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The reads did not finish within `--poll.deadline` (CEC stalled, or kept serving pages).
+    #[error("poll deadline exceeded: the reads took longer than --poll.deadline ({})", humantime::format_duration(*.0))]
+    Deadline(Duration),
 }
 
 impl PollError {
@@ -56,6 +64,7 @@ impl PollError {
         match self {
             PollError::Api(e) => e.retryable(),
             PollError::Store(e) => e.retryable(),
+            PollError::Deadline(_) => true,
         }
     }
 }
@@ -99,6 +108,8 @@ pub struct Poller<S: Source = CecClient> {
     density: Vec<(TaskQuery, f64)>,
     /// Where polls are committed; `None` runs in memory only.
     store: Option<Store>,
+    /// Whether folding of reason codes was already logged at warn since start (later polls log at info).
+    folding_warned: bool,
 }
 
 /// A committed poll.
@@ -110,8 +121,20 @@ pub struct PollReport {
 }
 
 impl<S: Source> Poller<S> {
-    pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
-        let p = Poller { source, cfg, state, shared, density: Vec::new(), store };
+    pub fn new(source: S, cfg: PollerConfig, mut state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
+        let refolded = state.aggregates.set_reason_cap(cfg.max_unknown_reason_codes);
+        if refolded > 0 {
+            tracing::warn!(
+                codes = refolded,
+                cap = cfg.max_unknown_reason_codes,
+                "the restored state has more unknown reason codes than --metrics.max-unknown-reason-codes: \
+                 the excess now counts under reason_code=\"other\""
+            );
+        }
+        // A poll is overdue once no success came for an interval plus the deadline: `cec_up` reads 0.
+        let overdue_after_ms = (cfg.interval + cfg.deadline).as_millis().min(i64::MAX as u128) as i64;
+        shared.telemetry.update(|d| d.overdue_after_ms = Some(overdue_after_ms));
+        let p = Poller { source, cfg, state, shared, density: Vec::new(), store, folding_warned: false };
         p.publish();
         p
     }
@@ -130,12 +153,55 @@ impl<S: Source> Poller<S> {
     }
 
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
-    /// changed.
+    /// changed. The reads run under `--poll.deadline`: a CEC that stalls or pages without end fails the
+    /// poll there, before anything was admitted.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
         // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
         // with this poll's commit, so a poll that fails leaves the skip undone (and unreported).
         let limit = now.saturating_sub(self.cfg.max_catchup_ms);
         let cursor = self.state.ledger.cursor_ms().map(|c| c.max(limit));
+        let deadline = self.cfg.deadline;
+        let (plan, fetched, requests) = tokio::time::timeout(deadline, self.fetch(now, cursor))
+            .await
+            .map_err(|_| PollError::Deadline(deadline))??;
+        let folded_before: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum();
+        let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
+        let skipped = self.state.ledger.skip_to(limit);
+        let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
+        if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
+            // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
+            let result = tokio::task::block_in_place(|| store.commit(&self.state));
+            let telemetry = &self.shared.telemetry;
+            match result {
+                Ok(()) => StateCommitted { bytes: store.size() }.emit(telemetry),
+                Err(e) => {
+                    self.state.rollback(cp);
+                    StateCommitFailed { error: &e }.emit(telemetry);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.state.committed();
+        if let Some((from_ms, to_ms)) = skipped {
+            CatchupSkipped { from_ms, to_ms }.emit(&self.shared.telemetry);
+        }
+        let folded: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum::<u64>() - folded_before;
+        if folded > 0 {
+            let cap = self.cfg.max_unknown_reason_codes;
+            ReasonCodesFolded { calls: folded, cap, first: !self.folding_warned }.emit(&self.shared.telemetry);
+            self.folding_warned = true;
+        }
+        self.publish();
+        Ok(PollReport { plan, summary, requests })
+    }
+
+    /// Every read of a poll at `now` from `cursor`: the plan and what each read returned, and the
+    /// requests made. Changes nothing but the densities, so dropping it half-way (the deadline) is safe.
+    async fn fetch(
+        &mut self,
+        now: i64,
+        cursor: Option<i64>,
+    ) -> Result<(PollPlan, Vec<(Read, Vec<ParsedRecord>)>, u64), PollError> {
         let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::new();
         let mut requests = 0;
         // Main windows first; the targeted reads are planned after them, with the record density the
@@ -161,28 +227,7 @@ impl<S: Source> Poller<S> {
             requests += r.requests;
             fetched.push((*read, r.records));
         }
-        let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
-        let skipped = self.state.ledger.skip_to(limit);
-        let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
-        if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
-            // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
-            let result = tokio::task::block_in_place(|| store.commit(&self.state));
-            let telemetry = &self.shared.telemetry;
-            match result {
-                Ok(()) => StateCommitted { bytes: store.size() }.emit(telemetry),
-                Err(e) => {
-                    self.state.rollback(cp);
-                    StateCommitFailed { error: &e }.emit(telemetry);
-                    return Err(e.into());
-                }
-            }
-        }
-        self.state.committed();
-        if let Some((from_ms, to_ms)) = skipped {
-            CatchupSkipped { from_ms, to_ms }.emit(&self.shared.telemetry);
-        }
-        self.publish();
-        Ok(PollReport { plan, summary, requests })
+        Ok((plan, fetched, requests))
     }
 
     /// Every page of `query` over `window`. What the pages served and skipped was reported page by page
@@ -350,6 +395,8 @@ mod tests {
             retention: RET,
             queries: vec![TaskQuery::ITA],
             max_catchup_ms: 3_600_000,
+            deadline: Duration::from_secs(300),
+            max_unknown_reason_codes: 32,
         }
     }
 
@@ -405,6 +452,75 @@ mod tests {
         // would count every entry twice.
         let d = shared.telemetry.snapshot();
         assert_eq!((d.records_fetched, d.records_rejected.len(), d.fields_invalid.len()), (0, 0, 0));
+    }
+
+    /// A CEC that answers like [`Flaky`] while `hang` is unset, and never answers once it is set.
+    struct Hanging {
+        hang: AtomicBool,
+        inner: Flaky,
+    }
+
+    impl Source for Hanging {
+        async fn read(&self, q: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            if self.hang.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.read(q, w).await
+        }
+    }
+
+    fn hanging() -> Hanging {
+        Hanging { hang: AtomicBool::new(false), inner: Flaky { down: AtomicBool::new(false) } }
+    }
+
+    // Multi-threaded: the commit runs in `block_in_place`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_poll_whose_reads_never_end_fails_at_the_deadline_and_commits_nothing() {
+        let cfg = PollerConfig { deadline: Duration::from_millis(100), ..ita_config() };
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), false).unwrap();
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(hanging(), cfg, State::default(), shared.clone(), Some(store));
+        p.poll_at(T0).await.unwrap();
+        assert_eq!(shared.telemetry.snapshot().state_commits, 1);
+        let before = p.state().clone();
+        let published = shared.published();
+        p.source().hang.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let err = p.poll_at(T0 + 30_000).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(matches!(err, PollError::Deadline(d) if d == Duration::from_millis(100)), "{err:?}");
+        assert_eq!(err.to_string(), "poll deadline exceeded: the reads took longer than --poll.deadline (100ms)");
+        assert!(err.retryable());
+        assert_eq!(p.state(), &before, "nothing admitted");
+        assert!(Arc::ptr_eq(&published, &shared.published()), "nothing published");
+        assert_eq!(shared.telemetry.snapshot().state_commits, 1, "nothing committed to the store");
+        // And it polls again as usual once CEC answers.
+        p.source().hang.store(false, Ordering::Relaxed);
+        p.poll_at(T0 + 60_000).await.unwrap();
+        assert_eq!(p.state().ledger.cursor_ms(), Some(T0 + 60_000));
+    }
+
+    #[tokio::test]
+    async fn the_running_poller_counts_a_poll_past_its_deadline_as_failed() {
+        let cfg =
+            PollerConfig { deadline: Duration::from_millis(50), interval: Duration::from_secs(1), ..ita_config() };
+        let shared = Arc::new(Shared::default());
+        let source = hanging();
+        source.hang.store(true, Ordering::Relaxed);
+        let p = Poller::new(source, cfg, State::default(), shared.clone(), None);
+        assert_eq!(shared.telemetry.snapshot().overdue_after_ms, Some(1_050), "interval plus deadline");
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(p.run(stopped));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let d = shared.telemetry.snapshot();
+        assert_eq!((d.polls, d.poll_failures, d.up), (1, 1, false), "one failure, then the 1 s backoff");
+        assert_eq!(
+            d.last_error.as_deref(),
+            Some("poll deadline exceeded: the reads took longer than --poll.deadline (50ms)")
+        );
     }
 
     #[test]
