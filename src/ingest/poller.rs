@@ -19,7 +19,7 @@ use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
     CatchupSkipped, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted, PollFailed,
-    ReasonCodesFolded, StateCommitFailed, StateCommitted, WindowFetched,
+    ReasonCodesFolded, ReasonCodesRefolded, StateCommitFailed, StateCommitted, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -124,12 +124,7 @@ impl<S: Source> Poller<S> {
     pub fn new(source: S, cfg: PollerConfig, mut state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
         let refolded = state.aggregates.set_reason_cap(cfg.max_unknown_reason_codes);
         if refolded > 0 {
-            tracing::warn!(
-                codes = refolded,
-                cap = cfg.max_unknown_reason_codes,
-                "the restored state has more unknown reason codes than --metrics.max-unknown-reason-codes: \
-                 the excess now counts under reason_code=\"other\""
-            );
+            ReasonCodesRefolded { codes: refolded, cap: cfg.max_unknown_reason_codes }.emit(&shared.telemetry);
         }
         // A poll is overdue once no success came for an interval plus the deadline: `cec_up` reads 0.
         let overdue_after_ms = (cfg.interval + cfg.deadline).as_millis().min(i64::MAX as u128) as i64;
