@@ -101,6 +101,12 @@ pub struct RunArgs {
     #[arg(default_value = "30d", value_name = "DURATION")]
     #[arg(value_parser = duration_in(Duration::ZERO, MAX_BACKFILL, "must be at most 90d"))]
     pub poll_max_catchup: Duration,
+    /// The longest one poll's reads may take (1s to 24h, at least --cec.timeout); past it the poll fails and
+    /// commits nothing.
+    #[arg(long = "poll.deadline", env = "CEC_POLL_DEADLINE", global = true)]
+    #[arg(default_value = "5m", value_name = "DURATION")]
+    #[arg(value_parser = duration_in(SECOND, DAY, "must be from 1s to 24h"))]
+    pub poll_deadline: Duration,
     /// Address to serve /metrics on; ":PORT" listens on every interface [default: :10049; demo: 127.0.0.1:10049]
     #[arg(long = "web.listen-address", env = "CEC_WEB_LISTEN_ADDRESS", global = true)]
     #[arg(value_name = "ADDRESS", value_parser = listen_address)]
@@ -109,6 +115,11 @@ pub struct RunArgs {
     #[arg(long = "web.telemetry-path", env = "CEC_WEB_TELEMETRY_PATH", global = true)]
     #[arg(default_value = "/metrics", value_name = "PATH", value_parser = telemetry_path)]
     pub web_telemetry_path: String,
+    /// Reason codes outside the known tables that get their own series, per task type (0 to 65535); later
+    /// ones are counted under reason_code="other".
+    #[arg(long = "metrics.max-unknown-reason-codes", env = "CEC_METRICS_MAX_UNKNOWN_REASON_CODES", global = true)]
+    #[arg(default_value = "32", value_name = "N", value_parser = whole_number_in(0, 65535))]
+    pub metrics_max_unknown_reason_codes: u32,
     /// Log level.
     #[arg(
         long = "log.level",
@@ -350,6 +361,16 @@ mod tests {
         assert_eq!(
             refused(&["--poll.max-catchup", "91d"]),
             "error: invalid value '91d' for '--poll.max-catchup <DURATION>': must be at most 90d"
+        );
+        assert_eq!(run(&["--poll.deadline", "24h"]).poll_deadline, DAY);
+        assert_eq!(
+            refused(&["--poll.deadline", "0s"]),
+            "error: invalid value '0s' for '--poll.deadline <DURATION>': must be from 1s to 24h"
+        );
+        assert_eq!(run(&["--metrics.max-unknown-reason-codes", "65535"]).metrics_max_unknown_reason_codes, 65_535);
+        assert_eq!(
+            refused(&["--metrics.max-unknown-reason-codes", "65536"]),
+            "error: invalid value '65536' for '--metrics.max-unknown-reason-codes <N>': must be a whole number from 0 to 65535"
         );
         assert_eq!(
             refused(&["--poll.max-call-duration", "a day"]),

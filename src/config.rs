@@ -53,6 +53,9 @@ pub enum ConfigError {
     MaxCatchupTooShort { lookback_plus_interval: Duration },
     #[error("--state.reset: needs --state.path: there is no store to reset")]
     ResetWithoutStatePath,
+    /// Shorter, and a single request that is still within its own timeout would fail every poll.
+    #[error("--poll.deadline: must be at least --cec.timeout ({})", humantime::format_duration(*timeout))]
+    DeadlineShorterThanTimeout { timeout: Duration },
 }
 
 impl ConfigError {
@@ -66,6 +69,7 @@ impl ConfigError {
             ConfigError::MaxCallDurationTooShort { .. } => "--poll.max-call-duration",
             ConfigError::MaxCatchupTooShort { .. } => "--poll.max-catchup",
             ConfigError::ResetWithoutStatePath => "--state.reset",
+            ConfigError::DeadlineShorterThanTimeout { .. } => "--poll.deadline",
         }
     }
 }
@@ -195,6 +199,9 @@ impl Config {
         if args.poll_max_catchup < lookback_plus_interval {
             return Err(ConfigError::MaxCatchupTooShort { lookback_plus_interval });
         }
+        if args.poll_deadline < args.cec_timeout {
+            return Err(ConfigError::DeadlineShorterThanTimeout { timeout: args.cec_timeout });
+        }
         if args.state_reset && args.state_path.is_none() {
             return Err(ConfigError::ResetWithoutStatePath);
         }
@@ -225,6 +232,8 @@ impl Config {
                 retention: Retention { lookback_ms: ms(lookback), max_call_ms: ms(args.poll_max_call_duration) },
                 queries: args.cec_task_types.queries().to_vec(),
                 max_catchup_ms: ms(args.poll_max_catchup),
+                deadline: args.poll_deadline,
+                max_unknown_reason_codes: args.metrics_max_unknown_reason_codes as usize,
             },
             state_path: args.state_path.clone(),
             state_reset: args.state_reset,
@@ -272,6 +281,7 @@ mod tests {
         );
         assert_eq!(c.poller.retention, Retention { lookback_ms: 300_000, max_call_ms: 86_400_000 });
         assert_eq!(c.poller.max_catchup_ms, 30 * 86_400_000);
+        assert_eq!((c.poller.deadline, c.poller.max_unknown_reason_codes), (Duration::from_secs(300), 32));
         assert_eq!((c.state_path, c.state_reset), (None, false));
         assert_eq!(c.listen, "0.0.0.0:10049".parse().unwrap());
         assert_eq!(c.telemetry_path, "/metrics");
@@ -441,6 +451,17 @@ mod tests {
             err(&["--poll.lookback", "1s", "--poll.interval", "1s", "--poll.max-catchup", "1s"]).flag(),
             "--poll.max-catchup"
         );
+    }
+
+    #[test]
+    fn the_poll_deadline_must_reach_the_request_timeout() {
+        let e = err(&["--poll.deadline", "5s"]);
+        assert_eq!(e.to_string(), "--poll.deadline: must be at least --cec.timeout (10s)");
+        assert_eq!(e.flag(), "--poll.deadline");
+        let ok = Config::from_args(&args(&["--poll.deadline", "2s", "--cec.timeout", "2s"]), Some("s".into())).unwrap();
+        assert_eq!(ok.poller.deadline, Duration::from_secs(2));
+        let c = Config::from_args(&args(&["--metrics.max-unknown-reason-codes", "0"]), Some("s".into())).unwrap();
+        assert_eq!(c.poller.max_unknown_reason_codes, 0);
     }
 
     #[test]

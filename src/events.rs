@@ -507,6 +507,49 @@ impl InternalEvent for PollFailed<'_> {
     }
 }
 
+/// A committed poll counted `calls` calls under `reason_code="other"`: their codes are in no known table
+/// and `cap` other codes of their task type already have a series. At most one line per poll: a warning
+/// the first time since start, info after (it repeats while CEC keeps sending such codes). The counter,
+/// `cec_exporter_reason_codes_folded_total`, is read from the aggregates (it persists with them).
+#[derive(Clone, Copy, Debug)]
+pub struct ReasonCodesFolded {
+    pub calls: u64,
+    pub cap: usize,
+    pub first: bool,
+}
+
+impl InternalEvent for ReasonCodesFolded {
+    fn emit(&self, _: &Telemetry) {
+        let msg = "calls with reason codes beyond --metrics.max-unknown-reason-codes were counted under \
+                   reason_code=\"other\"";
+        if self.first {
+            tracing::warn!(calls = self.calls, cap = self.cap, "{msg}");
+        } else {
+            tracing::info!(calls = self.calls, cap = self.cap, "{msg}");
+        }
+    }
+}
+
+/// At start, the restored state had more codes outside the known tables than the cap (the flag was
+/// lowered): `codes` of them now count under `reason_code="other"`. A warning; no counter of its own (their
+/// calls moved into the `other` series, hence into `cec_exporter_reason_codes_folded_total`).
+#[derive(Clone, Copy, Debug)]
+pub struct ReasonCodesRefolded {
+    pub codes: usize,
+    pub cap: usize,
+}
+
+impl InternalEvent for ReasonCodesRefolded {
+    fn emit(&self, _: &Telemetry) {
+        tracing::warn!(
+            codes = self.codes,
+            cap = self.cap,
+            "the restored state has more unknown reason codes than --metrics.max-unknown-reason-codes: their \
+             calls now count under reason_code=\"other\""
+        );
+    }
+}
+
 /// The poller ended without being told to (it panicked): the process exits so its supervisor restarts
 /// it. An error line; no counter (the process is about to end).
 #[derive(Clone, Copy, Debug)]
@@ -732,6 +775,22 @@ mod tests {
             "level=warn msg=\"the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted\" \
              from=1970-01-01T00:00:10.000Z to=1970-01-01T01:00:10.000Z skipped_s=3600.0"
         );
+    }
+
+    #[test]
+    fn reason_codes_folded_warns_once_then_informs_and_moves_no_telemetry() {
+        let (d, lines) = emit(&ReasonCodesFolded { calls: 3, cap: 32, first: true });
+        assert_eq!(d, TelemetryData::default(), "the counter is read from the aggregates");
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"calls with reason codes beyond --metrics.max-unknown-reason-codes were counted under \
+             reason_code=\\\"other\\\"\" calls=3 cap=32"
+        );
+        let (_, lines) = emit(&ReasonCodesFolded { calls: 1, cap: 32, first: false });
+        assert!(one_line(&lines, "info").ends_with(" calls=1 cap=32"), "{lines:?}");
+        let (d, lines) = emit(&ReasonCodesRefolded { codes: 7, cap: 2 });
+        assert_eq!(d, TelemetryData::default());
+        assert!(one_line(&lines, "warn").ends_with(" codes=7 cap=2"), "{lines:?}");
     }
 
     fn committed(after_failures: u32) -> PollCommitted {

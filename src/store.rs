@@ -704,6 +704,38 @@ mod tests {
         assert_eq!(store.reload().unwrap(), s, "this one did not");
     }
 
+    #[test]
+    fn which_unknown_reason_codes_have_a_series_survives_a_restart() {
+        use crate::cec::record::{CallRecord, TaskType};
+        use crate::metrics::aggregate::OTHER_REASON;
+        let t = TaskType::ItaBidirectional;
+        let ended = |code: u16| CallRecord { reason_code: Some(code), ..Default::default() };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), false).unwrap();
+        let mut s = State::default();
+        // 32 unknown codes, counting down so that the kept ones are not simply the lowest.
+        for code in (1000..1032u16).rev() {
+            s.aggregates.observe(CallId(u64::from(code)), t, &ended(code));
+        }
+        s.aggregates.observe(CallId(1), t, &ended(500));
+        assert_eq!(s.aggregates.folded(t), 1, "the 33rd unknown code folds");
+        store.commit(&s).unwrap();
+        drop(store);
+        let (_, restored) = Store::open(dir.path(), false).unwrap();
+        let mut r = restored.unwrap();
+        assert_eq!(r, s);
+        assert_eq!(r.aggregates.set_reason_cap(32), 0, "the restored codes fit the cap");
+        // After the restart, the same codes count under their own series, and a new one still folds.
+        r.aggregates.observe(CallId(2), t, &ended(1031));
+        r.aggregates.observe(CallId(3), t, &ended(400));
+        r.aggregates.observe(CallId(4), t, &ended(16));
+        let reasons = &r.aggregates.end_reasons[t.index()];
+        assert_eq!(reasons[&1031].count, 2);
+        assert_eq!((reasons[&16].count, reasons[&OTHER_REASON].count), (1, 2));
+        assert!(!reasons.contains_key(&400) && !reasons.contains_key(&500));
+        assert_eq!(reasons.len(), 32 + 2);
+    }
+
     /// The format-1 store kept in `tests/fixtures` (see its README for what it holds).
     fn format_1_copy() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

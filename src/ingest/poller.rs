@@ -13,13 +13,14 @@ use tokio::time::Instant;
 use super::ledger::{PollSummary, Retention, State};
 use super::plan::{plan, PlanConfig, PollPlan, Read};
 use crate::cec::client::{CecClient, WindowRead};
-use crate::cec::record::TaskQuery;
+use crate::cec::record::{TaskQuery, TaskType};
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
     CatchupSkipped, DurationsTooLong, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted,
-    PollFailed, RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
+    PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordsOutOfWindow, StateCommitFailed, StateCommitted,
+    StateReloadFailed, StateReloaded, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -40,6 +41,11 @@ pub struct PollerConfig {
     pub queries: Vec<TaskQuery>,
     /// After an outage, catch up at most this far back, ms; the older part is skipped and reported.
     pub max_catchup_ms: i64,
+    /// The longest all reads of one poll may take (`--poll.deadline`); past it the poll fails.
+    pub deadline: Duration,
+    /// Codes outside the known tables that get their own series, per task type
+    /// (`--metrics.max-unknown-reason-codes`); later ones fold into `reason_code="other"`.
+    pub max_unknown_reason_codes: usize,
 }
 
 /// Why a poll failed; either way it left no trace and is retried later.
@@ -49,6 +55,9 @@ pub enum PollError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The reads did not finish within `--poll.deadline` (CEC stalled, or kept serving pages).
+    #[error("poll deadline exceeded: the reads took longer than --poll.deadline ({})", humantime::format_duration(*.0))]
+    Deadline(Duration),
 }
 
 impl PollError {
@@ -56,6 +65,7 @@ impl PollError {
         match self {
             PollError::Api(e) => e.retryable(),
             PollError::Store(e) => e.retryable(),
+            PollError::Deadline(_) => true,
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct Poller<S: Source = CecClient> {
     /// reads the state back from the store (see [`Poller::reconcile`]); while that has not succeeded,
     /// commits replace the whole file.
     reconcile: bool,
+    /// Whether folding of reason codes was already logged at warn since start (later polls log at info).
+    folding_warned: bool,
 }
 
 /// A committed poll.
@@ -114,8 +126,15 @@ pub struct PollReport {
 }
 
 impl<S: Source> Poller<S> {
-    pub fn new(source: S, cfg: PollerConfig, state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
-        let p = Poller { source, cfg, state, shared, density: Vec::new(), store, reconcile: false };
+    pub fn new(source: S, cfg: PollerConfig, mut state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
+        let refolded = state.aggregates.set_reason_cap(cfg.max_unknown_reason_codes);
+        if refolded > 0 {
+            ReasonCodesRefolded { codes: refolded, cap: cfg.max_unknown_reason_codes }.emit(&shared.telemetry);
+        }
+        // A poll is overdue once no success came for an interval plus the deadline: `cec_up` reads 0.
+        let overdue_after_ms = (cfg.interval + cfg.deadline).as_millis().min(i64::MAX as u128) as i64;
+        shared.telemetry.update(|d| d.overdue_after_ms = Some(overdue_after_ms));
+        let p = Poller { source, cfg, state, shared, density: Vec::new(), store, folding_warned: false, reconcile: false };
         p.publish();
         p
     }
@@ -134,38 +153,19 @@ impl<S: Source> Poller<S> {
     }
 
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
-    /// changed.
+    /// changed. The reads run under `--poll.deadline`: a CEC that stalls or pages without end fails the
+    /// poll there, before anything was admitted.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
         self.reconcile();
         // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
         // with this poll's commit, so a poll that fails leaves the skip undone (and unreported).
         let limit = now.saturating_sub(self.cfg.max_catchup_ms);
         let cursor = self.state.ledger.cursor_ms().map(|c| c.max(limit));
-        let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::new();
-        let mut requests = 0;
-        // Main windows first; the targeted reads are planned after them, with the record density the
-        // main windows just showed (so even the first poll after a restart merges them well).
-        let mut plan = self.plan(now, cursor);
-        for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
-            let r = self.read(read.query, read.window).await?;
-            requests += r.requests;
-            let complete = r.complete();
-            let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
-            match self.density.iter_mut().find(|(q, _)| *q == read.query) {
-                Some(slot) => slot.1 = d,
-                None => self.density.push((read.query, d)),
-            }
-            fetched.push((*read, r.records));
-            if let (false, Some(settled)) = (complete, plan.settled) {
-                self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
-            }
-        }
-        plan.reads = self.plan(now, cursor).reads;
-        for read in plan.reads.iter().filter(|r| r.targeted) {
-            let r = self.read(read.query, read.window).await?;
-            requests += r.requests;
-            fetched.push((*read, r.records));
-        }
+        let deadline = self.cfg.deadline;
+        let (plan, fetched, requests) = tokio::time::timeout(deadline, self.fetch(now, cursor))
+            .await
+            .map_err(|_| PollError::Deadline(deadline))??;
+        let folded_before: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum();
         let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
         let skipped = self.state.ledger.skip_to(limit);
         let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
@@ -207,8 +207,49 @@ impl<S: Source> Poller<S> {
             DurationsTooLong { talk: summary.talk_too_long, agent_talk: summary.agent_talk_too_long, max_call_ms }
                 .emit(telemetry);
         }
+        let folded: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum::<u64>() - folded_before;
+        if folded > 0 {
+            let cap = self.cfg.max_unknown_reason_codes;
+            ReasonCodesFolded { calls: folded, cap, first: !self.folding_warned }.emit(&self.shared.telemetry);
+            self.folding_warned = true;
+        }
         self.publish();
         Ok(PollReport { plan, summary, requests })
+    }
+
+    /// Every read of a poll at `now` from `cursor`: the plan and what each read returned, and the
+    /// requests made. Changes nothing but the densities, so dropping it half-way (the deadline) is safe.
+    async fn fetch(
+        &mut self,
+        now: i64,
+        cursor: Option<i64>,
+    ) -> Result<(PollPlan, Vec<(Read, Vec<ParsedRecord>)>, u64), PollError> {
+        let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::new();
+        let mut requests = 0;
+        // Main windows first; the targeted reads are planned after them, with the record density the
+        // main windows just showed (so even the first poll after a restart merges them well).
+        let mut plan = self.plan(now, cursor);
+        for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
+            let r = self.read(read.query, read.window).await?;
+            requests += r.requests;
+            let complete = r.complete();
+            let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
+            match self.density.iter_mut().find(|(q, _)| *q == read.query) {
+                Some(slot) => slot.1 = d,
+                None => self.density.push((read.query, d)),
+            }
+            fetched.push((*read, r.records));
+            if let (false, Some(settled)) = (complete, plan.settled) {
+                self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
+            }
+        }
+        plan.reads = self.plan(now, cursor).reads;
+        for read in plan.reads.iter().filter(|r| r.targeted) {
+            let r = self.read(read.query, read.window).await?;
+            requests += r.requests;
+            fetched.push((*read, r.records));
+        }
+        Ok((plan, fetched, requests))
     }
 
     /// After a failed commit, makes memory hold exactly what the store holds before anything else
@@ -399,6 +440,8 @@ mod tests {
             retention: RET,
             queries: vec![TaskQuery::ITA],
             max_catchup_ms: 3_600_000,
+            deadline: Duration::from_secs(300),
+            max_unknown_reason_codes: 32,
         }
     }
 
@@ -579,6 +622,75 @@ mod tests {
             shared.telemetry.snapshot().fields_invalid,
             [(Field::TalkDuration, 1)].into(),
             "a re-read is not flagged again"
+        );
+    }
+
+    /// A CEC that answers like [`Flaky`] while `hang` is unset, and never answers once it is set.
+    struct Hanging {
+        hang: AtomicBool,
+        inner: Flaky,
+    }
+
+    impl Source for Hanging {
+        async fn read(&self, q: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            if self.hang.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.read(q, w).await
+        }
+    }
+
+    fn hanging() -> Hanging {
+        Hanging { hang: AtomicBool::new(false), inner: Flaky { down: AtomicBool::new(false) } }
+    }
+
+    // Multi-threaded: the commit runs in `block_in_place`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_poll_whose_reads_never_end_fails_at_the_deadline_and_commits_nothing() {
+        let cfg = PollerConfig { deadline: Duration::from_millis(100), ..ita_config() };
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), false).unwrap();
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(hanging(), cfg, State::default(), shared.clone(), Some(store));
+        p.poll_at(T0).await.unwrap();
+        assert_eq!(shared.telemetry.snapshot().state_commits, 1);
+        let before = p.state().clone();
+        let published = shared.published();
+        p.source().hang.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let err = p.poll_at(T0 + 30_000).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(matches!(err, PollError::Deadline(d) if d == Duration::from_millis(100)), "{err:?}");
+        assert_eq!(err.to_string(), "poll deadline exceeded: the reads took longer than --poll.deadline (100ms)");
+        assert!(err.retryable());
+        assert_eq!(p.state(), &before, "nothing admitted");
+        assert!(Arc::ptr_eq(&published, &shared.published()), "nothing published");
+        assert_eq!(shared.telemetry.snapshot().state_commits, 1, "nothing committed to the store");
+        // And it polls again as usual once CEC answers.
+        p.source().hang.store(false, Ordering::Relaxed);
+        p.poll_at(T0 + 60_000).await.unwrap();
+        assert_eq!(p.state().ledger.cursor_ms(), Some(T0 + 60_000));
+    }
+
+    #[tokio::test]
+    async fn the_running_poller_counts_a_poll_past_its_deadline_as_failed() {
+        let cfg =
+            PollerConfig { deadline: Duration::from_millis(50), interval: Duration::from_secs(1), ..ita_config() };
+        let shared = Arc::new(Shared::default());
+        let source = hanging();
+        source.hang.store(true, Ordering::Relaxed);
+        let p = Poller::new(source, cfg, State::default(), shared.clone(), None);
+        assert_eq!(shared.telemetry.snapshot().overdue_after_ms, Some(1_050), "interval plus deadline");
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(p.run(stopped));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let d = shared.telemetry.snapshot();
+        assert_eq!((d.polls, d.poll_failures, d.up), (1, 1, false), "one failure, then the 1 s backoff");
+        assert_eq!(
+            d.last_error.as_deref(),
+            Some("poll deadline exceeded: the reads took longer than --poll.deadline (50ms)")
         );
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::classify::{outcome, Outcome};
+use super::classify::{is_known_reason, outcome, Outcome};
 use crate::cec::record::{CallId, CallRecord, TaskType};
 
 /// Upper bounds (seconds) of the talk-duration histograms: a few seconds to an hour.
@@ -111,6 +111,11 @@ impl Leg {
 pub type ReasonKey = u32;
 /// The key of calls that ended without a `reasonCode` (`reason_code="none"`).
 pub const NO_REASON: ReasonKey = u32::MAX;
+/// The key of calls whose code is outside the known tables and came after the cap of such codes was
+/// reached (`reason_code="other",reason="other"`). Codes are `u16`, so this never collides with one.
+pub const OTHER_REASON: ReasonKey = u32::MAX - 1;
+/// Default of `--metrics.max-unknown-reason-codes`.
+pub const DEFAULT_MAX_UNKNOWN_REASON_CODES: usize = 32;
 
 /// A counter with the exemplar of the latest call it counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -134,6 +139,15 @@ pub struct Aggregates {
     pub answer_delay: [[Histogram; 2]; TaskType::COUNT],
     /// `cec_last_call_end_timestamp_seconds{task_type}`, epoch ms.
     pub last_call_end_ms: [Option<i64>; TaskType::COUNT],
+    /// How many codes outside the known tables get their own series, per task type
+    /// (`--metrics.max-unknown-reason-codes`). Not stored: which codes got one is (they are the keys of
+    /// `end_reasons`), so the choice survives a restart whatever the cap is then.
+    #[serde(skip, default = "default_reason_cap")]
+    reason_cap: usize,
+}
+
+fn default_reason_cap() -> usize {
+    DEFAULT_MAX_UNKNOWN_REASON_CODES
 }
 
 impl Default for Aggregates {
@@ -146,6 +160,7 @@ impl Default for Aggregates {
             agent_talk: talk(),
             answer_delay: std::array::from_fn(|_| std::array::from_fn(|_| Histogram::new(DELAY_BUCKETS))),
             last_call_end_ms: [None; TaskType::COUNT],
+            reason_cap: DEFAULT_MAX_UNKNOWN_REASON_CODES,
         }
     }
 }
@@ -164,7 +179,10 @@ impl Aggregates {
 
         self.calls[t][outcome(task_type, record).index()] += 1;
 
-        let key = record.reason_code.map_or(NO_REASON, ReasonKey::from);
+        let key = match record.reason_code {
+            None => NO_REASON,
+            Some(code) => self.reason_key(task_type, code),
+        };
         let c = self.end_reasons[t].entry(key).or_default();
         c.count += 1;
         keep_newest(&mut c.exemplar, ex(1.0));
@@ -185,6 +203,49 @@ impl Aggregates {
             let last = &mut self.last_call_end_ms[t];
             *last = Some(last.map_or(end, |l| l.max(end)));
         }
+    }
+
+    /// The key a call ending with `code` is counted under: its own unless it is outside the known tables,
+    /// has no series yet, and the task type already has `reason_cap` such codes; then [`OTHER_REASON`].
+    fn reason_key(&self, task_type: TaskType, code: u16) -> ReasonKey {
+        let key = ReasonKey::from(code);
+        let reasons = &self.end_reasons[task_type.index()];
+        if is_known_reason(task_type, code)
+            || reasons.contains_key(&key)
+            || unknown_codes(task_type, reasons).count() < self.reason_cap
+        {
+            key
+        } else {
+            OTHER_REASON
+        }
+    }
+
+    /// Sets the cap of codes outside the known tables with their own series, per task type. A restored
+    /// state holding more of them than `cap` (a lowered flag) keeps the lowest `cap` codes and folds the
+    /// others into [`OTHER_REASON`], counts and newest exemplar kept; returns the codes folded, for the log.
+    pub fn set_reason_cap(&mut self, cap: usize) -> usize {
+        self.reason_cap = cap;
+        let mut folded = 0;
+        for t in TaskType::ALL {
+            let reasons = &mut self.end_reasons[t.index()];
+            let excess: Vec<ReasonKey> = unknown_codes(t, reasons).skip(cap).collect();
+            for key in excess {
+                let c = reasons.remove(&key).expect("listed above");
+                let other = reasons.entry(OTHER_REASON).or_default();
+                other.count += c.count;
+                if let Some(ex) = c.exemplar {
+                    keep_newest(&mut other.exemplar, ex);
+                }
+                folded += 1;
+            }
+        }
+        folded
+    }
+
+    /// Calls counted under `reason_code="other"` because of the cap, per task type
+    /// (`cec_exporter_reason_codes_folded_total`).
+    pub fn folded(&self, task_type: TaskType) -> u64 {
+        self.end_reasons[task_type.index()].get(&OTHER_REASON).map_or(0, |c| c.count)
     }
 
     /// Every histogram with its metric name and the bucket layout this version uses.
@@ -238,6 +299,14 @@ impl Aggregates {
     pub fn total_calls(&self) -> u64 {
         self.calls.iter().flatten().sum()
     }
+}
+
+/// The codes of `reasons` outside the known tables of `task_type` (in code order).
+fn unknown_codes(
+    task_type: TaskType,
+    reasons: &BTreeMap<ReasonKey, ExemplarCounter>,
+) -> impl Iterator<Item = ReasonKey> + '_ {
+    reasons.keys().copied().filter(move |&k| u16::try_from(k).is_ok_and(|code| !is_known_reason(task_type, code)))
 }
 
 #[cfg(test)]
@@ -409,5 +478,66 @@ mod tests {
         assert_eq!((reason.call, reason.ts_ms), (CallId(2), Some(9_000)), "call 3 ended before call 2");
         assert_eq!(a.talk[t.index()].exemplars[2].unwrap().call, CallId(2));
         assert_eq!(a.end_reasons[t.index()][&16].count, 3, "every call still counts");
+    }
+
+    fn ended_with(code: u16, end_ms: i64) -> CallRecord {
+        CallRecord { reason_code: Some(code), end_ms: Some(end_ms), ..Default::default() }
+    }
+
+    #[test]
+    fn every_code_cec_can_send_gives_at_most_the_known_ones_plus_the_cap_per_task_type() {
+        let mut a = Aggregates::default();
+        for t in TaskType::ALL {
+            for code in 0..=u16::MAX {
+                a.observe(CallId(u64::from(code)), t, &ended_with(code, i64::from(code)));
+            }
+        }
+        for t in TaskType::ALL {
+            let known = (0..=u16::MAX).filter(|&c| is_known_reason(t, c)).count();
+            let reasons = &a.end_reasons[t.index()];
+            assert_eq!(reasons.len(), known + 32 + 1, "{t:?}: known codes, 32 others, and `other`");
+            // The first 32 unknown codes CEC sent kept their series; every later one folded.
+            let own: Vec<ReasonKey> = unknown_codes(t, reasons).collect();
+            let first: Vec<ReasonKey> =
+                (0..=u16::MAX).filter(|&c| !is_known_reason(t, c)).take(32).map(ReasonKey::from).collect();
+            assert_eq!(own, first, "{t:?}");
+            assert_eq!(a.folded(t), 65_536 - known as u64 - 32, "{t:?}");
+            assert_eq!(reasons.values().map(|c| c.count).sum::<u64>(), 65_536, "{t:?}: every call still counts");
+            // The folded series keeps the newest call as its exemplar.
+            let ex = reasons[&OTHER_REASON].exemplar.unwrap();
+            assert_eq!((ex.call, ex.value, ex.ts_ms), (CallId(65_535), 1.0, Some(65_535)));
+        }
+    }
+
+    #[test]
+    fn a_code_with_a_series_keeps_it_and_known_codes_never_fold() {
+        let mut a = Aggregates::default();
+        a.set_reason_cap(1);
+        let t = TaskType::CecBidirectional;
+        for (id, code) in [(1, 900), (2, 901), (3, 900), (4, 5), (5, 902)] {
+            a.observe(CallId(id), t, &ended_with(code, id as i64));
+        }
+        let r = &a.end_reasons[t.index()];
+        let counts: Vec<(ReasonKey, u64)> = r.iter().map(|(&k, c)| (k, c.count)).collect();
+        assert_eq!(counts, vec![(5, 1), (900, 2), (OTHER_REASON, 2)]);
+        assert_eq!(r[&OTHER_REASON].exemplar.unwrap().call, CallId(5));
+        assert_eq!(a.folded(t), 2);
+        assert_eq!(a.folded(TaskType::ItaBidirectional), 0);
+    }
+
+    #[test]
+    fn a_lowered_cap_folds_the_excess_of_a_restored_state_and_loses_no_call() {
+        let mut a = Aggregates::default();
+        let t = TaskType::Unknown;
+        for (id, code) in [(1, 700), (2, 800), (3, 900), (4, 900), (5, 3)] {
+            a.observe(CallId(id), t, &ended_with(code, id as i64 * 10));
+        }
+        assert_eq!(a.set_reason_cap(32), 0, "under the cap: nothing to fold");
+        assert_eq!(a.set_reason_cap(1), 2);
+        let counts: Vec<(ReasonKey, u64)> = a.end_reasons[t.index()].iter().map(|(&k, c)| (k, c.count)).collect();
+        assert_eq!(counts, vec![(3, 1), (700, 1), (OTHER_REASON, 3)]);
+        assert_eq!(a.end_reasons[t.index()][&OTHER_REASON].exemplar.unwrap().call, CallId(4), "the newest");
+        a.observe(CallId(6), t, &ended_with(800, 60));
+        assert_eq!(a.folded(t), 4, "a folded code stays folded");
     }
 }

@@ -98,6 +98,12 @@ pub fn reason_name(task_type: TaskType, code: u16) -> &'static str {
     }
 }
 
+/// Whether `code` is in the table that names the reason codes of `task_type` (so it always keeps its
+/// own `cec_call_end_reasons_total` series, whatever `--metrics.max-unknown-reason-codes` says).
+pub fn is_known_reason(task_type: TaskType, code: u16) -> bool {
+    reason_name(task_type, code) != "other"
+}
+
 /// The Q.850 cause name for the codes of the vendor's Table 5.
 pub fn q850_name(code: u16) -> &'static str {
     Q850.binary_search_by_key(&code, |&(c, _)| c).map(|i| Q850[i].1).unwrap_or("other")
@@ -252,6 +258,18 @@ mod tests {
         assert_eq!(reason_name(TaskType::CecBidirectional, 5), "called_party_no_answer");
         assert_eq!(reason_name(TaskType::VoiceNotification, 6), "call_initiation_failed");
         assert_eq!(reason_name(TaskType::Unknown, 16), "other");
+    }
+
+    #[test]
+    fn known_reasons_are_the_tables_codes() {
+        let ita = TaskType::ItaBidirectional;
+        assert_eq!((0..=u16::MAX).filter(|&c| is_known_reason(ita, c)).count(), Q850.len());
+        for t in
+            [TaskType::CecBidirectional, TaskType::AnonymousOutbound, TaskType::VoiceNotification, TaskType::Unknown]
+        {
+            let known: Vec<u16> = (0..=u16::MAX).filter(|&c| is_known_reason(t, c)).collect();
+            assert_eq!(known, vec![0, 1, 2, 3, 4, 5, 6], "{t:?}");
+        }
     }
 
     #[test]

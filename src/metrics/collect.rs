@@ -4,7 +4,7 @@
 //! [`SelfTelemetry`] from the exporter's own telemetry and build. Collectors supply label values and
 //! numbers only; names, types and label names come from [`super::families`].
 
-use super::aggregate::{Leg, NO_REASON};
+use super::aggregate::{Leg, NO_REASON, OTHER_REASON};
 use super::classify::{reason_name, Outcome};
 use super::expose::{BuildInfo, Published, Samples, Value};
 use super::families::{self as f, Family};
@@ -44,6 +44,9 @@ impl Collector for Calls {
                 for (&code, n) in &c.aggregates.end_reasons[t.index()] {
                     let (code, name) = if code == NO_REASON {
                         ("none", "none")
+                    } else if code == OTHER_REASON {
+                        // Folded codes: the same `reason` as any code outside the tables.
+                        ("other", "other")
                     } else {
                         (code_buf.format(code), reason_name(t, code as u16))
                     };
@@ -82,6 +85,12 @@ impl Collector for Calls {
                 }
             }
         }),
+        // Read from the aggregates (the `other` series' count), hence here and persisted with them.
+        (&f::REASON_CODES_FOLDED, |c, s| {
+            for t in TaskType::ALL {
+                s.sample(&[t.label()], Value::U(c.aggregates.folded(t)));
+            }
+        }),
     ];
 }
 
@@ -99,7 +108,7 @@ pub struct Own<'a> {
 impl Collector for SelfTelemetry {
     type Source<'a> = Own<'a>;
     const FAMILIES: &'static [(&'static Family, Produce<Self>)] = &[
-        (&f::UP, |c, s| s.sample(&[], Value::U(u64::from(c.telemetry.up)))),
+        (&f::UP, |c, s| s.sample(&[], Value::U(u64::from(up_at(c.telemetry, crate::ingest::poller::now_ms()))))),
         (&f::BUILD_INFO, |c, s| s.sample(&[c.build.version, c.build.revision], Value::U(1))),
         (&f::LAST_SUCCESSFUL_POLL, |c, s| {
             if let Some(ms) = c.telemetry.last_success_ms {
@@ -154,9 +163,47 @@ impl Collector for SelfTelemetry {
     ];
 }
 
+/// `cec_up` at the wall-clock time `now_ms`: the last poll succeeded, and the next one is not overdue
+/// (no success for longer than `overdue_after_ms`). Read at scrape time, so a poll that never ends shows
+/// as down although the poller, stuck in it, reports nothing.
+pub fn up_at(t: &TelemetryData, now_ms: i64) -> bool {
+    let overdue = match (t.overdue_after_ms, t.last_success_ms) {
+        (Some(allowed), Some(last)) => now_ms.saturating_sub(last) > allowed,
+        _ => false,
+    };
+    t.up && !overdue
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cec_up_is_0_once_the_last_success_is_older_than_allowed() {
+        let t = TelemetryData {
+            up: true,
+            last_success_ms: Some(1_000_000),
+            overdue_after_ms: Some(60_000),
+            ..Default::default()
+        };
+        assert!(up_at(&t, 1_060_000), "exactly the allowed age");
+        assert!(!up_at(&t, 1_060_001), "overdue");
+        assert!(!up_at(&TelemetryData { up: false, ..t.clone() }, 1_000_000), "a failed poll");
+        assert!(up_at(&TelemetryData { overdue_after_ms: None, ..t.clone() }, i64::MAX), "no limit set");
+        // Rendered: the poller's `up` is stale (it is stuck in a poll), the scrape says 0.
+        let stale = TelemetryData { last_success_ms: Some(crate::ingest::poller::now_ms() - 120_000), ..t };
+        let build = super::super::expose::BuildInfo { version: "v", revision: "r" };
+        let mut out = Vec::new();
+        super::super::expose::render(
+            &mut out,
+            super::super::negotiate::Format::Text,
+            &super::super::expose::Published::default(),
+            &stale,
+            &build,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\ncec_up 0\n"), "{text}");
+    }
 
     /// Together the collectors fill every family of the table, each once, in the table's order; the
     /// renderer walks them in this order, so nothing in the table can be left unrendered.

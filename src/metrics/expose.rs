@@ -241,6 +241,13 @@ mod tests {
             TaskType::Unknown,
             &CallRecord { reason_code: Some(999), ..Default::default() },
         );
+        // A second unknown code past a cap of one: counted under reason_code="other" and as folded.
+        p.aggregates.set_reason_cap(1);
+        p.aggregates.observe(
+            CallId(45),
+            TaskType::Unknown,
+            &CallRecord { reason_code: Some(1000), end_ms: Some(1_700_000_300_000), ..Default::default() },
+        );
         p.in_progress[TaskType::ItaBidirectional.index()] = [1, 0, 7];
         t.poll_failures = 1;
         t.last_poll_seconds = 0.25;

@@ -122,12 +122,20 @@ pub static LAST_CALL_END: Family = family(
     &["task_type"],
 );
 
+pub static REASON_CODES_FOLDED: Family = family(
+    "cec_exporter_reason_codes_folded_total",
+    Kind::Counter,
+    "Ended calls counted under reason_code=\"other\" because their code is in no known table and --metrics.max-unknown-reason-codes other codes of their task type already have a series.",
+    None,
+    &["task_type"],
+);
+
 // The exporter's own health, from its telemetry and build.
 
 pub static UP: Family = family(
     "cec_up",
     Kind::Gauge,
-    "1 when the exporter's last background poll of CEC succeeded, 0 otherwise.",
+    "1 when the exporter's last background poll of CEC succeeded and the next one is not overdue, 0 otherwise.",
     None,
     &[],
 );
@@ -275,7 +283,7 @@ pub static REMEMBERED_CALLS: Family = family(
 );
 
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 29] = [
+pub static ALL: [&Family; 30] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -283,6 +291,7 @@ pub static ALL: [&Family; 29] = [
     &CALL_ANSWER_DELAY,
     &CALLS_IN_PROGRESS,
     &LAST_CALL_END,
+    &REASON_CODES_FOLDED,
     &UP,
     &BUILD_INFO,
     &LAST_SUCCESSFUL_POLL,

@@ -13,8 +13,11 @@ use crate::cec::{Endpoint, ErrorKind};
 /// Everything the exporter reports about itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TelemetryData {
-    /// Whether the last poll succeeded (`cec_up`).
+    /// Whether the last poll succeeded (`cec_up`, unless a poll is overdue: see `overdue_after_ms`).
     pub up: bool,
+    /// How long after the last success a poll is overdue (interval plus `--poll.deadline`), ms: past
+    /// it `cec_up` reads 0 at scrape time, whatever `up` says, so a wedged poll shows as down.
+    pub overdue_after_ms: Option<i64>,
     /// A poll has succeeded since start (`/-/ready`).
     pub ready: bool,
     pub last_success_ms: Option<i64>,

@@ -153,6 +153,9 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
         retention: Retention { lookback_ms: LOOKBACK, max_call_ms: 24 * 3_600_000 },
         queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
         max_catchup_ms: 30 * 24 * 3_600_000,
+        deadline: Duration::from_secs(300),
+        // Each call carries its own reason code, and the check reads each code's series.
+        max_unknown_reason_codes: usize::MAX,
     };
     let mut poller = Poller::new(cec, cfg, State::default(), Arc::new(Shared::default()), None);
     let mut now = T0;
