@@ -1,14 +1,14 @@
 //! The validated configuration: the typed flags of [`crate::cli`] checked against each other and turned
 //! into what the client, the poller and the server run with. A single flag's value and range are clap's
 //! job (its value parsers); here live the rules that relate flags, each a [`ConfigError`] naming them.
-//! Building a [`Config`] changes nothing on disk: the one file it reads is the app secret, last, at the
-//! edge; the state directory is created where the store is opened.
+//! Building a [`Config`] changes nothing on disk: the files it reads are the app secret and the
+//! `--cec.ca-file`, last, at the edge; the state directory is created where the store is opened.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cec::client::ClientConfig;
+use crate::cec::client::{ClientConfig, TlsConfig};
 use crate::cec::window::MAX_WINDOW_MS;
 use crate::cli::RunArgs;
 use crate::ingest::ledger::Retention;
@@ -53,6 +53,9 @@ pub enum ConfigError {
     MaxCatchupTooShort { lookback_plus_interval: Duration },
     #[error("--state.reset: needs --state.path: there is no store to reset")]
     ResetWithoutStatePath,
+    /// The CA file cannot be read or holds no PEM certificate.
+    #[error("--cec.ca-file: {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
 }
 
 impl ConfigError {
@@ -66,6 +69,7 @@ impl ConfigError {
             ConfigError::MaxCallDurationTooShort { .. } => "--poll.max-call-duration",
             ConfigError::MaxCatchupTooShort { .. } => "--poll.max-catchup",
             ConfigError::ResetWithoutStatePath => "--state.reset",
+            ConfigError::CaFile { .. } => "--cec.ca-file",
         }
     }
 }
@@ -172,6 +176,10 @@ impl Config {
         }
         // Last, once everything else holds: the edge where a file is read.
         let app_secret = secret.read()?;
+        let extra_roots = match &args.cec_ca_file {
+            Some(path) => ca_certificates(path)?,
+            None => Vec::new(),
+        };
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let page_size = args.cec_page_size;
         Ok(Config {
@@ -184,6 +192,9 @@ impl Config {
                 page_size,
                 timeout: args.cec_timeout,
                 retries: 2,
+                max_body_bytes: args.cec_max_body_size,
+                max_pages_per_window: args.cec_max_pages_per_window,
+                tls: TlsConfig { extra_roots, insecure_skip_verify: args.cec_insecure_skip_verify },
             },
             poller: PollerConfig {
                 interval,
@@ -205,6 +216,18 @@ impl Config {
             log_level: args.log_level.into(),
             log_format: args.log_format,
         })
+    }
+}
+
+/// The certificates of a PEM file; a file without one is refused (it would add no trust, silently).
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let fail = |reason: String| ConfigError::CaFile { path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    // reqwest (rustls-pemfile) skips what is not a certificate block: count what it found.
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(fail("no PEM certificate in it".into())),
+        Err(e) => Err(fail(format!("not a PEM certificate bundle ({e})"))),
     }
 }
 
@@ -397,6 +420,24 @@ mod tests {
         for e in errors {
             assert!(e.to_string().starts_with(e.flag()), "{e}");
         }
+    }
+
+    #[test]
+    fn a_ca_file_adds_roots_and_a_bad_one_names_itself() {
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        let c = Config::from_args(&args(&["--cec.ca-file", pem]), Some("s".into())).unwrap();
+        assert_eq!((c.client.tls.extra_roots.len(), c.client.tls.insecure_skip_verify), (1, false));
+        assert_eq!(c.client.max_body_bytes, 8 << 20);
+        assert_eq!(c.client.max_pages_per_window, 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = err(&["--cec.ca-file", junk.to_str().unwrap()]);
+        assert_eq!(e.flag(), "--cec.ca-file");
+        assert_eq!(e.to_string(), format!("--cec.ca-file: {}: no PEM certificate in it", junk.display()));
+        let missing = dir.path().join("missing.pem");
+        let e = err(&["--cec.ca-file", missing.to_str().unwrap()]).to_string();
+        assert!(e.starts_with(&format!("--cec.ca-file: {}: cannot read it: ", missing.display())), "{e}");
     }
 
     #[test]

@@ -338,6 +338,7 @@ mod tests {
                 requests: 1,
                 total_unchanged: true,
                 rejected: Vec::new(),
+                stopped: None,
             })
         }
     }
@@ -389,6 +390,7 @@ mod tests {
                 total: Some(2),
                 rejected: vec![Skipped { rejection, page_offset: 0 }],
                 total_unchanged: true,
+                stopped: None,
             })
         }
     }
