@@ -227,7 +227,8 @@ fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError
     match reqwest::Certificate::from_pem_bundle(&pem) {
         Ok(certs) if !certs.is_empty() => Ok(certs),
         Ok(_) => Err(fail("no PEM certificate in it".into())),
-        Err(e) => Err(fail(format!("not a PEM certificate bundle ({e})"))),
+        // reqwest's own message here is only "builder error": say what it means.
+        Err(_) => Err(fail("not a readable PEM certificate bundle".into())),
     }
 }
 
