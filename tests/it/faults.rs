@@ -271,3 +271,18 @@ fn a_bad_ca_file_stops_start_up_naming_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_certificate_checks_is_warned_about_at_start_up() {
+    let sim = Sim::scripted(few_calls()).await;
+    let exp = Exporter::start(&sim.url, &["--cec.insecure-skip-verify"]);
+    exp.wait_for("all calls", Duration::from_secs(10), |m| m.calls_total() == 20).await;
+    let log = exp.stderr();
+    let warnings: Vec<_> =
+        log.lines().filter(|l| l.contains("TLS CERTIFICATE CHECKS OF THE CEC GATEWAY ARE OFF")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("level=warn") && warnings[0].contains("flag=--cec.insecure-skip-verify"), "{log}");
+    let exp = Exporter::start(&sim.url, &[]);
+    exp.wait_for("a poll", Duration::from_secs(10), |m| m.value("cec_up", &[]) == 1.0).await;
+    assert!(!exp.stderr().contains("CERTIFICATE CHECKS"));
+}
