@@ -71,6 +71,20 @@ pub struct RunArgs {
     #[arg(default_value = "10s", value_name = "DURATION")]
     #[arg(value_parser = duration_in(Duration::from_millis(100), Duration::MAX, "must be at least 100ms"))]
     pub cec_timeout: Duration,
+    /// Largest API answer read, in bytes, KiB or MiB (e.g. 8MiB; 1KiB to 1GiB); a larger one is an error.
+    #[arg(long = "cec.max-body-size", env = "CEC_MAX_BODY_SIZE", global = true)]
+    #[arg(default_value = "8MiB", value_name = "SIZE", value_parser = byte_size_in(1 << 10, 1 << 30))]
+    pub cec_max_body_size: u64,
+    /// Most pages one window read requests; a read that needs more stops and is re-read later as incomplete.
+    #[arg(long = "cec.max-pages-per-window", env = "CEC_MAX_PAGES_PER_WINDOW", global = true)]
+    #[arg(default_value = "1000", value_name = "N", value_parser = whole_number_in(1, 100_000))]
+    pub cec_max_pages_per_window: u32,
+    /// PEM file of CA certificates trusted for the gateway, besides the system's (for a private CA).
+    #[arg(long = "cec.ca-file", env = "CEC_CA_FILE", global = true, value_name = "FILE")]
+    pub cec_ca_file: Option<PathBuf>,
+    /// Do not check the gateway's TLS certificate at all (tests only: anyone on the path can then read the secret).
+    #[arg(long = "cec.insecure-skip-verify", env = "CEC_INSECURE_SKIP_VERIFY", global = true)]
+    pub cec_insecure_skip_verify: bool,
     /// Time between polls, at least 1s [default: 30s; demo: 5s]
     #[arg(long = "poll.interval", env = "CEC_POLL_INTERVAL", global = true)]
     #[arg(value_name = "DURATION", value_parser = duration_in(SECOND, Duration::MAX, "must be at least 1s"))]
@@ -215,6 +229,26 @@ pub fn whole_number_in(min: u32, max: u32) -> impl Fn(&str) -> Result<u32, Strin
     move |s| match s.trim().parse::<u32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+/// A byte count from `min` to `max`: a whole number of bytes, optionally with a `KiB` or `MiB` suffix
+/// (`B` is accepted too).
+pub fn byte_size_in(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let s = s.trim();
+        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let factor = match unit.trim() {
+            "" | "B" => Some(1u64),
+            "KiB" => Some(1 << 10),
+            "MiB" => Some(1 << 20),
+            _ => None,
+        };
+        match (digits.parse::<u64>().ok(), factor) {
+            (Some(n), Some(f)) if n.checked_mul(f).is_some_and(|b| (min..=max).contains(&b)) => Ok(n * f),
+            (Some(_), Some(_)) => Err(format!("must be from {min} bytes (1KiB) to {max} bytes (1GiB)")),
+            _ => Err("not a size like 8MiB, 512KiB or 65536".into()),
+        }
     }
 }
 
@@ -399,6 +433,28 @@ mod tests {
             panic!("demo")
         };
         assert_eq!((d.sim_listen, d.calls_per_minute), ("127.0.0.1:0".parse().unwrap(), 120.0));
+    }
+
+    #[test]
+    fn outbound_flags_and_byte_sizes() {
+        let a = parse(&[]).unwrap().run;
+        assert_eq!((a.cec_max_body_size, a.cec_max_pages_per_window), (8 << 20, 1000));
+        assert_eq!((a.cec_ca_file, a.cec_insecure_skip_verify), (None, false));
+        let a = parse(&["--cec.max-body-size", "512KiB", "--cec.max-pages-per-window=3", "--cec.insecure-skip-verify"])
+            .unwrap()
+            .run;
+        assert_eq!((a.cec_max_body_size, a.cec_max_pages_per_window, a.cec_insecure_skip_verify), (512 << 10, 3, true));
+        let p = byte_size_in(1 << 10, 1 << 30);
+        assert_eq!((p("1024"), p("2 MiB"), p("1024B"), p("1024MiB")), (Ok(1024), Ok(2 << 20), Ok(1024), Ok(1 << 30)));
+        assert_eq!(p("1023"), Err("must be from 1024 bytes (1KiB) to 1073741824 bytes (1GiB)".into()));
+        assert_eq!(p("2048MiB"), p("1023"));
+        assert_eq!(p("99999999999999999999MiB"), Err("not a size like 8MiB, 512KiB or 65536".into()));
+        assert_eq!(p("8MB"), Err("not a size like 8MiB, 512KiB or 65536".into()));
+        assert_eq!(p("-1"), p("8MB"));
+        assert_eq!(
+            refused(&["--cec.max-pages-per-window", "0"]),
+            "error: invalid value '0' for '--cec.max-pages-per-window <N>': must be a whole number from 1 to 100000"
+        );
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! The validated configuration: the typed flags of [`crate::cli`] checked against each other and turned
 //! into what the client, the poller and the server run with. A single flag's value and range are clap's
 //! job (its value parsers); here live the rules that relate flags, each a [`ConfigError`] naming them.
-//! Building a [`Config`] changes nothing on disk: the one file it reads is the app secret, last, at the
-//! edge; the state directory is created where the store is opened.
+//! Building a [`Config`] changes nothing on disk: the files it reads are the app secret and the
+//! `--cec.ca-file`, last, at the edge; the state directory is created where the store is opened.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cec::client::ClientConfig;
+use crate::cec::client::{ClientConfig, TlsConfig};
 use crate::cec::window::MAX_WINDOW_MS;
 use crate::cli::RunArgs;
 use crate::ingest::ledger::Retention;
@@ -56,6 +56,9 @@ pub enum ConfigError {
     /// Shorter, and a single request that is still within its own timeout would fail every poll.
     #[error("--poll.deadline: must be at least --cec.timeout ({})", humantime::format_duration(*timeout))]
     DeadlineShorterThanTimeout { timeout: Duration },
+    /// The CA file cannot be read or holds no PEM certificate.
+    #[error("--cec.ca-file: {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
 }
 
 impl ConfigError {
@@ -70,6 +73,7 @@ impl ConfigError {
             ConfigError::MaxCatchupTooShort { .. } => "--poll.max-catchup",
             ConfigError::ResetWithoutStatePath => "--state.reset",
             ConfigError::DeadlineShorterThanTimeout { .. } => "--poll.deadline",
+            ConfigError::CaFile { .. } => "--cec.ca-file",
         }
     }
 }
@@ -207,6 +211,10 @@ impl Config {
         }
         // Last, once everything else holds: the edge where a file is read.
         let app_secret = secret.read()?;
+        let extra_roots = match &args.cec_ca_file {
+            Some(path) => ca_certificates(path)?,
+            None => Vec::new(),
+        };
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let page_size = args.cec_page_size;
         Ok(Config {
@@ -219,6 +227,9 @@ impl Config {
                 page_size,
                 timeout: args.cec_timeout,
                 retries: 2,
+                max_body_bytes: args.cec_max_body_size,
+                max_pages_per_window: args.cec_max_pages_per_window,
+                tls: TlsConfig { extra_roots, insecure_skip_verify: args.cec_insecure_skip_verify },
             },
             poller: PollerConfig {
                 interval,
@@ -242,6 +253,19 @@ impl Config {
             log_level: args.log_level.into(),
             log_format: args.log_format,
         })
+    }
+}
+
+/// The certificates of a PEM file; a file without one is refused (it would add no trust, silently).
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let fail = |reason: String| ConfigError::CaFile { path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    // reqwest (rustls-pemfile) skips what is not a certificate block: count what it found.
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(fail("no PEM certificate in it".into())),
+        // reqwest's own message here is only "builder error": say what it means.
+        Err(_) => Err(fail("not a readable PEM certificate bundle".into())),
     }
 }
 
@@ -487,6 +511,24 @@ mod tests {
         for e in errors {
             assert!(e.to_string().starts_with(e.flag()), "{e}");
         }
+    }
+
+    #[test]
+    fn a_ca_file_adds_roots_and_a_bad_one_names_itself() {
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        let c = Config::from_args(&args(&["--cec.ca-file", pem]), Some("s".into())).unwrap();
+        assert_eq!((c.client.tls.extra_roots.len(), c.client.tls.insecure_skip_verify), (1, false));
+        assert_eq!(c.client.max_body_bytes, 8 << 20);
+        assert_eq!(c.client.max_pages_per_window, 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = err(&["--cec.ca-file", junk.to_str().unwrap()]);
+        assert_eq!(e.flag(), "--cec.ca-file");
+        assert_eq!(e.to_string(), format!("--cec.ca-file: {}: no PEM certificate in it", junk.display()));
+        let missing = dir.path().join("missing.pem");
+        let e = err(&["--cec.ca-file", missing.to_str().unwrap()]).to_string();
+        assert!(e.starts_with(&format!("--cec.ca-file: {}: cannot read it: ", missing.display())), "{e}");
     }
 
     #[test]

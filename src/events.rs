@@ -677,6 +677,7 @@ mod tests {
             requests: 2,
             total: Some(4),
             total_unchanged: true,
+            stopped: None,
         };
         let (d, lines) = emit(&WindowFetched { query: TaskQuery::ITA, window: W, read: &read });
         assert_eq!(d, TelemetryData::default());

@@ -42,6 +42,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(ingest::poller::Shared::default());
+    if cfg.client.tls.insecure_skip_verify {
+        tracing::warn!(
+            flag = "--cec.insecure-skip-verify",
+            "TLS CERTIFICATE CHECKS OF THE CEC GATEWAY ARE OFF: anyone on the network path can impersonate it and read the app secret"
+        );
+    }
     // The client reports its exchanges to the telemetry, which turns them into internal events.
     let client = cec::client::CecClient::new(cfg.client.clone(), shared.telemetry.clone())
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;

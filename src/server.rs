@@ -78,7 +78,8 @@ impl Site {
             (0, _) => "no poll finished yet".to_owned(),
             (_, true) => "last poll succeeded".to_owned(),
             (_, false) => {
-                format!("last poll failed: {}", html_escape(t.last_error.as_deref().unwrap_or("unknown error")))
+                let error = bounded(t.last_error.as_deref().unwrap_or("unknown error"), LAST_ERROR_CHARS);
+                format!("last poll failed: {}", html_escape(&error))
             }
         };
         let last = t.last_success_ms.map_or("never".to_owned(), |ms| {
@@ -148,6 +149,19 @@ pub async fn serve(listener: TcpListener, site: Arc<Site>, shutdown: impl Future
     }
 }
 
+/// The most characters of the last error the landing page shows. The error's own text is already
+/// bounded where it is made (the client keeps only a short `retMsg` excerpt); this keeps the page small
+/// whatever a future error carries.
+const LAST_ERROR_CHARS: usize = 300;
+
+/// `s` cut to `max` characters, a cut marked with `…`.
+fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]).into(),
+        None => s.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +215,10 @@ mod tests {
         assert!(html.contains("<a href=\"/metrics\">Metrics</a>"));
         assert!(html.contains("Version: 0.1.0 (revision r1)"));
         assert!(html.contains("last poll failed: query_call_detail_record: HTTP 500 &lt;x&gt;"));
+        s.shared.telemetry.update(|d| d.last_error = Some(format!("retCode 2: {}", "é".repeat(1 << 20))));
+        let html = body(&s.handle(&Method::GET, "/", None));
+        let shown = format!("last poll failed: retCode 2: {}…", "é".repeat(300 - "retCode 2: ".len()));
+        assert!(html.contains(&shown), "{}", html.len());
+        assert!(html.len() < 2_000, "{}", html.len());
     }
 }

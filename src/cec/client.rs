@@ -1,21 +1,27 @@
 //! The HTTP client of the two interfaces: fetches and caches the token, reads a window page by page
 //! until all of `total` is read, and turns every failure into one typed [`ApiError`] that says whether
-//! retrying makes sense. It neither counts nor logs: each exchange, failure and token refresh is told to
+//! retrying makes sense. It trusts nothing the gateway sends: redirects are never followed (they would
+//! carry the credentials elsewhere), every body is capped while it streams in, a read stops as
+//! incomplete when paging brings nothing new or reaches a page limit, and no gateway text but a short
+//! sanitized `retMsg` excerpt reaches an error. It neither counts nor logs: each exchange, failure and token refresh is told to
 //! an [`ApiObserver`], and the entries it had to skip come back in the [`WindowRead`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::auth::Token;
-use super::error::{ApiError, Endpoint};
+use super::error::{excerpt, ApiError, Endpoint, RET_MSG_EXCERPT};
+use super::record::CallId;
 use super::record::TaskQuery;
 use super::window::Window;
-use super::wire::{parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest};
+use super::wire::{
+    json_error, parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest,
+};
 use super::{ApiObserver, Retry};
 use crate::secret::Secret;
 
@@ -36,6 +42,22 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retries of a retryable failure within one read, before the poll gives up.
     pub retries: u32,
+    /// The largest response body read, in bytes (`--cec.max-body-size`).
+    pub max_body_bytes: u64,
+    /// The most pages one window read requests (`--cec.max-pages-per-window`); it bounds the requests
+    /// and the memory of a read to this many pages.
+    pub max_pages_per_window: u32,
+    /// How the gateway's certificate is checked.
+    pub tls: TlsConfig,
+}
+
+/// Certificate checking of the gateway's HTTPS.
+#[derive(Clone, Debug, Default)]
+pub struct TlsConfig {
+    /// Extra roots (`--cec.ca-file`), trusted besides the built-in ones.
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// No certificate checks at all (`--cec.insecure-skip-verify`).
+    pub insecure_skip_verify: bool,
 }
 
 /// The CEC client. Cheap to share; one token for all requests.
@@ -60,6 +82,18 @@ pub struct WindowRead {
     pub rejected: Vec<Skipped>,
     /// Whether every page reported the same `total`.
     pub total_unchanged: bool,
+    /// Why the read stopped before `total` was read, if it did; such a read is never complete.
+    pub stopped: Option<Stop>,
+}
+
+/// Why a read stopped paging while `total` still claimed more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A full page brought no call an earlier page of the read had not already returned: paging on
+    /// would only repeat (a `total` that lies, or offsets the gateway ignores).
+    NoProgress,
+    /// The read reached `--cec.max-pages-per-window`.
+    PageLimit,
 }
 
 /// A `callInfo` entry skipped as malformed, and where it came.
@@ -86,6 +120,9 @@ impl WindowRead {
     /// as it announced. Offset paging over an answer that changed while it was read (records joining,
     /// records moving in CEC's order) can repeat one record and skip another; this tells.
     pub fn complete(&self) -> bool {
+        if self.stopped.is_some() {
+            return false;
+        }
         match self.total {
             Some(total) => self.total_unchanged && self.distinct() >= total,
             None => true,
@@ -95,11 +132,19 @@ impl WindowRead {
 
 impl CecClient {
     /// A client that tells `observer` about every exchange.
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured (reqwest's default).
     pub fn new(cfg: ClientConfig, observer: Arc<dyn ApiObserver>) -> Result<CecClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .user_agent(concat!("cec-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            // A redirect would resend the credentials (the token request's body, `X-APP-Key`) to
+            // wherever the gateway points: a 3xx is an error instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(cfg.tls.insecure_skip_verify);
+        for root in &cfg.tls.extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let http = builder.build()?;
         Ok(CecClient { http, cfg, token: Mutex::new(None), observer })
     }
 
@@ -111,23 +156,40 @@ impl CecClient {
         let limit = self.cfg.page_size;
         let mut offset: u64 = 0;
         let mut first_total: Option<Option<u64>> = None;
+        // Calls this read has returned so far; bounded, as the read is, by the page limit.
+        let mut seen: hashbrown::HashSet<CallId> = hashbrown::HashSet::new();
+        let mut pages: u32 = 0;
         loop {
+            if pages >= self.cfg.max_pages_per_window {
+                out.stopped = Some(Stop::PageLimit);
+                break;
+            }
+            pages += 1;
             let req = QueryRequest { start_ms: window.start_ms, end_ms: window.end_ms, offset, limit, task: query };
             let page = self.query_with_retries(&req, &mut out.requests).await?;
             let page = match page.ret_code {
                 RetCode::Success => page,
                 RetCode::NoData => break,
                 RetCode::Error(code) => {
-                    let e = ApiError::RetCode { query, window, code, message: page.ret_msg };
+                    let e = ApiError::RetCode {
+                        query,
+                        window,
+                        code: excerpt(&code, 20),
+                        message: excerpt(&page.ret_msg, RET_MSG_EXCERPT),
+                    };
                     self.observer.error(&e, None);
                     return Err(e);
                 }
             };
             self.observer.page(query, offset, &page.records);
             let n = page.records.len() as u64;
+            let mut new_calls = 0;
             for r in page.records {
                 match r {
-                    Ok(rec) => out.records.push(rec),
+                    Ok(rec) => {
+                        new_calls += usize::from(seen.insert(rec.id));
+                        out.records.push(rec)
+                    }
                     Err(rejection) => out.rejected.push(Skipped { rejection, page_offset: offset }),
                 }
             }
@@ -144,6 +206,10 @@ impl CecClient {
                 None => n < u64::from(limit),
             };
             if n == 0 || done {
+                break;
+            }
+            if n >= u64::from(limit) && new_calls == 0 {
+                out.stopped = Some(Stop::NoProgress);
                 break;
             }
         }
@@ -189,7 +255,7 @@ impl CecClient {
                 .body(body.clone())
                 .send()
                 .await;
-            let (status, bytes) = self.finish(ep, resp).await?;
+            let (status, bytes) = self.finish(ep, &self.cfg.query_url, resp).await?;
             if status == StatusCode::UNAUTHORIZED && !reauthenticated {
                 // The token was revoked or expired early: one new token, one more try.
                 *self.token.lock().await = None;
@@ -199,7 +265,7 @@ impl CecClient {
             if !status.is_success() {
                 return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
             }
-            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() });
+            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: json_error(&e) });
         }
     }
 
@@ -224,7 +290,7 @@ impl CecClient {
             .body(body)
             .send()
             .await;
-        let (status, bytes) = self.finish(ep, resp).await?;
+        let (status, bytes) = self.finish(ep, &self.cfg.token_url, resp).await?;
         if !status.is_success() {
             return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
         }
@@ -240,10 +306,12 @@ impl CecClient {
         Ok(value)
     }
 
-    /// Reads the answer, telling the observer its status; transport failures become typed errors.
+    /// Reads the answer to a request to `url`, telling the observer its status; transport failures,
+    /// redirects and bodies over the cap become typed errors.
     async fn finish(
         &self,
         ep: Endpoint,
+        url: &reqwest::Url,
         resp: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<(StatusCode, (bytes::Bytes, Option<Duration>)), ApiError> {
         let resp = match resp {
@@ -255,10 +323,31 @@ impl CecClient {
         };
         let status = resp.status();
         self.observer.request(ep, Some(status.as_u16()));
+        if status.is_redirection() {
+            let host = redirect_host(url, resp.headers().get(LOCATION));
+            return Err(ApiError::Redirect { endpoint: ep, status: status.as_u16(), host });
+        }
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
-        match resp.bytes().await {
-            Ok(b) => Ok((status, (b, retry_after))),
-            Err(e) => Err(self.transport(ep, e)),
+        let limit = self.cfg.max_body_bytes;
+        let too_large = ApiError::BodyTooLarge { endpoint: ep, limit };
+        // Refused before a byte of it is read.
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large);
+        }
+        // Streamed, so that an endless or lying body costs at most the cap.
+        let mut resp = resp;
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (body.len() + chunk.len()) as u64 > limit {
+                        return Err(too_large);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok((status, (body.freeze(), retry_after))),
+                Err(e) => return Err(self.transport(ep, e)),
+            }
         }
     }
 
@@ -274,8 +363,22 @@ impl CecClient {
                 message.push_str(&s.to_string());
                 src = s.source();
             }
-            ApiError::Transport { endpoint, message }
+            // Bounded: a chain of sources is not the gateway's to grow.
+            ApiError::Transport { endpoint, message: excerpt(&message, 300) }
         }
+    }
+}
+
+/// The host a redirect points to, for the error: the `Location` resolved against the request's URL,
+/// host only (its path and query may hold anything), sanitized and bounded.
+fn redirect_host(url: &reqwest::Url, location: Option<&HeaderValue>) -> String {
+    let target = location.and_then(|l| l.to_str().ok()).and_then(|l| url.join(l).ok());
+    match target.as_ref().and_then(|t| t.host_str().map(|h| (h, t.port_or_known_default()))) {
+        Some((host, port)) => {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            excerpt(&format!("{host}{port}"), 100)
+        }
+        None => "an unreadable location".to_owned(),
     }
 }
 
@@ -386,7 +489,16 @@ mod tests {
     }
 
     fn client(base: &str, page_size: u32, retries: u32) -> (CecClient, Arc<Recorder>) {
-        let cfg = ClientConfig {
+        client_with(base, page_size, retries, |_| {})
+    }
+
+    fn client_with(
+        base: &str,
+        page_size: u32,
+        retries: u32,
+        tweak: impl FnOnce(&mut ClientConfig),
+    ) -> (CecClient, Arc<Recorder>) {
+        let mut cfg = ClientConfig {
             query_url: format!("{base}/query").parse().unwrap(),
             token_url: format!("{base}/token").parse().unwrap(),
             app_key: "key".into(),
@@ -395,7 +507,11 @@ mod tests {
             page_size,
             timeout: Duration::from_secs(5),
             retries,
+            max_body_bytes: 64 << 10,
+            max_pages_per_window: 50,
+            tls: TlsConfig::default(),
         };
+        tweak(&mut cfg);
         let rec = Arc::new(Recorder::default());
         (CecClient::new(cfg, rec.clone()).unwrap(), rec)
     }
@@ -537,5 +653,215 @@ mod tests {
         assert_eq!(seen[0], "request token_by_ak_sk None");
         assert!(seen[1].starts_with("error token_by_ak_sk: ") && seen[1].ends_with(" retry=None"), "{seen:?}");
         assert!(!seen[1].contains("secret"), "{seen:?}");
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback port that counts the connections made to it (and answers none).
+    async fn witness() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((_stream, _)) = listener.accept().await {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (port, hits)
+    }
+
+    /// A loopback server speaking raw HTTP/1.1: reads each request's head and body, then `answer` writes
+    /// whatever it likes for the request's path (and may keep writing forever).
+    async fn raw_cec<F, Fut>(answer: F) -> String
+    where
+        F: Fn(String, tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    answer(path, stream).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn respond(mut stream: tokio::net::TcpStream, status: &str, headers: &str, body: &[u8]) {
+        let head = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body).await;
+        let _ = stream.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_never_followed_and_names_the_host_only() {
+        let (port, hits) = witness().await;
+        let location = format!("Location: http://127.0.0.1:{port}/steal?app_secret=x\r\n");
+        // 307 from tokenByAkSk: following it would POST the app secret to the witness.
+        let l = location.clone();
+        let base = raw_cec(move |_, stream| {
+            let l = l.clone();
+            async move { respond(stream, "307 Temporary Redirect", &l, b"").await }
+        })
+        .await;
+        let (c, rec) = client(&base, 100, 2);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(e.to_string(), format!("token_by_ak_sk: HTTP 307 redirect to 127.0.0.1:{port} not followed"));
+        assert_eq!((e.kind(), e.retryable()), (super::super::ErrorKind::HttpStatus, false));
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "request token_by_ak_sk Some(307)".to_owned(),
+                format!("error token_by_ak_sk: HTTP 307 redirect to 127.0.0.1:{port} not followed retry=None"),
+            ]
+        );
+        // 308 from queryCallDetailRecord: following it would send X-APP-Key and the token.
+        let base = raw_cec(move |path, stream| {
+            let l = location.clone();
+            async move {
+                if path == "/token" {
+                    respond(stream, "200 OK", "", TOKEN_OK.1.as_bytes()).await
+                } else {
+                    respond(stream, "308 Permanent Redirect", &l, b"").await
+                }
+            }
+        })
+        .await;
+        let (c, _) = client(&base, 100, 2);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("query_call_detail_record: HTTP 308 redirect to 127.0.0.1:{port} not followed")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing may reach the redirect target");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_or_endless_body_stops_at_the_cap() {
+        // A Content-Length over the cap is refused before its body is read (none is ever sent here).
+        let base = raw_cec(|_, mut stream| async move {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let (c, _) = client(&base, 100, 0);
+        let started = std::time::Instant::now();
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds --cec.max-body-size (65536 bytes)");
+        assert_eq!(e.kind(), super::super::ErrorKind::Decode);
+        assert!(started.elapsed() < Duration::from_secs(2), "refused without waiting for the body");
+        // An endless chunked body: read until just past the cap, then dropped.
+        let sent = Arc::new(AtomicUsize::new(0));
+        let s = sent.clone();
+        let base = raw_cec(move |_, mut stream| {
+            let s = s.clone();
+            async move {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+                let chunk = format!("{:x}\r\n{}\r\n", 1024, "x".repeat(1024));
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {
+                    s.fetch_add(1024, Ordering::SeqCst);
+                }
+            }
+        })
+        .await;
+        let (c, _) = client(&base, 100, 0);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds --cec.max-body-size (65536 bytes)");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // What the server managed to write includes socket buffers, but it stopped: the client hung up.
+        let stopped_at = sent.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(sent.load(Ordering::SeqCst), stopped_at, "the endless body is no longer read");
+    }
+
+    #[tokio::test]
+    async fn a_lying_total_with_repeated_pages_ends_the_read_as_incomplete() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let same = [r#"{"callSerialNo":"1","state":3}"#, r#"{"callSerialNo":"2","state":3}"#];
+        script.query.lock().unwrap().extend((0..10).map(|_| page(1_000_000_000_000, &same)));
+        let (c, _) = client(&fake_cec(script.clone()).await, 2, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.records.len(), read.stopped), (2, 4, Some(Stop::NoProgress)));
+        assert!(!read.complete());
+        assert_eq!(script.query.lock().unwrap().len(), 8, "no request after the page that brought nothing new");
+    }
+
+    #[tokio::test]
+    async fn a_lying_total_with_new_calls_stops_at_the_page_limit() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        script.query.lock().unwrap().extend(
+            (0..10).map(|i| page(1_000_000_000_000, &[&format!(r#"{{"callSerialNo":"{}","state":3}}"#, i + 1)])),
+        );
+        let (c, _) = client_with(&fake_cec(script.clone()).await, 1, 0, |cfg| cfg.max_pages_per_window = 4);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.records.len(), read.stopped), (4, 4, Some(Stop::PageLimit)));
+        assert!(!read.complete());
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_is_never_quoted() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back((200, r#""eyJhbGciOiJIUzI1NiJ9.bearer-s3cr3t""#));
+        let (c, rec) = client(&fake_cec(script.clone()).await, 100, 0);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "token_by_ak_sk: answer is not the documented JSON: unexpected value at line 1 column 36"
+        );
+        let seen = rec.0.lock().unwrap().join("\n");
+        assert!(!seen.contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_huge_ret_msg_with_phone_numbers_becomes_a_short_excerpt() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let msg = format!("caller 13800138000\\n{}", "A".repeat(8 << 20));
+        script.query.lock().unwrap().push_back((200, format!(r#"{{"retCode":"12","retMsg":"{msg}"}}"#)));
+        let (c, rec) = client_with(&fake_cec(script.clone()).await, 100, 0, |cfg| cfg.max_body_bytes = 16 << 20);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("queryCallDetailRecord taskType 4 [1000, 2000]: retCode 12: caller … AAA"), "{text}");
+        assert!(text.chars().count() <= 300, "{} chars", text.chars().count());
+        assert!(!text.contains("13800138000") && !text.contains('\n'));
+        assert!(rec.0.lock().unwrap().iter().all(|l| l.len() < 400));
     }
 }

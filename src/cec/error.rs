@@ -2,7 +2,9 @@
 //! `queryCallDetailRecord` becomes one [`ApiError`] variant that carries its context (endpoint, status,
 //! window) and says whether retrying makes sense. [`Endpoint`] and [`ErrorKind`] are the label values the
 //! exporter counts these failures under; they live here because they describe the API, not the metrics.
-//! No variant's message ever contains the app secret or a token.
+//! No variant's message ever contains the app secret or a token, and none grows with what the gateway
+//! sends: the only gateway text kept is a bounded, sanitized excerpt of `retMsg` ([`excerpt`]) and the
+//! host a redirect pointed to.
 
 use std::time::Duration;
 
@@ -93,10 +95,19 @@ pub enum ApiError {
     /// An HTTP status other than success (after the one re-authentication a 401 gets).
     #[error("{endpoint}: HTTP {status}{hint}", endpoint = .endpoint.label(), hint = status_hint(*.status))]
     Status { endpoint: Endpoint, status: u16, retry_after: Option<Duration> },
-    /// The body is not the documented JSON.
+    /// The body is not the documented JSON; `message` gives the parser's error kind and position only,
+    /// never the offending value (it may be a token).
     #[error("{endpoint}: answer is not the documented JSON: {message}", endpoint = .endpoint.label())]
     Decode { endpoint: Endpoint, message: String },
-    /// `queryCallDetailRecord` refused the request (`retCode` other than "0" and "1").
+    /// A 3xx: redirects are never followed (a redirected request would carry the credentials to another
+    /// host). `host` is the target's host only (bounded, sanitized), never its path or query.
+    #[error("{endpoint}: HTTP {status} redirect to {host} not followed", endpoint = .endpoint.label())]
+    Redirect { endpoint: Endpoint, status: u16, host: String },
+    /// The answer was larger than `--cec.max-body-size` (by its `Content-Length`, or while it was read).
+    #[error("{endpoint}: answer exceeds --cec.max-body-size ({limit} bytes)", endpoint = .endpoint.label())]
+    BodyTooLarge { endpoint: Endpoint, limit: u64 },
+    /// `queryCallDetailRecord` refused the request (`retCode` other than "0" and "1"); `code` and
+    /// `message` are [`excerpt`]s of what the gateway sent.
     #[error("queryCallDetailRecord taskType {query} [{start}, {end}]: retCode {code}: {message}", start = .window.start_ms, end = .window.end_ms)]
     RetCode { query: TaskQuery, window: Window, code: String, message: String },
 }
@@ -117,7 +128,7 @@ impl ApiError {
         match self {
             ApiError::Timeout { .. } | ApiError::Transport { .. } | ApiError::Decode { .. } => true,
             ApiError::Status { status, .. } => *status == 429 || *status >= 500,
-            ApiError::RetCode { .. } => false,
+            ApiError::RetCode { .. } | ApiError::Redirect { .. } | ApiError::BodyTooLarge { .. } => false,
         }
     }
 
@@ -129,8 +140,8 @@ impl ApiError {
             ApiError::Status { status: 401 | 403, .. } => ErrorKind::Unauthorized,
             ApiError::Status { status: 429, .. } => ErrorKind::RateLimited,
             ApiError::Status { status, .. } if *status >= 500 => ErrorKind::ServerError,
-            ApiError::Status { .. } => ErrorKind::HttpStatus,
-            ApiError::Decode { .. } => ErrorKind::Decode,
+            ApiError::Status { .. } | ApiError::Redirect { .. } => ErrorKind::HttpStatus,
+            ApiError::Decode { .. } | ApiError::BodyTooLarge { .. } => ErrorKind::Decode,
             ApiError::RetCode { .. } => ErrorKind::RetCode,
         }
     }
@@ -141,7 +152,9 @@ impl ApiError {
             ApiError::Timeout { endpoint, .. }
             | ApiError::Transport { endpoint, .. }
             | ApiError::Status { endpoint, .. }
-            | ApiError::Decode { endpoint, .. } => *endpoint,
+            | ApiError::Decode { endpoint, .. }
+            | ApiError::Redirect { endpoint, .. }
+            | ApiError::BodyTooLarge { endpoint, .. } => *endpoint,
             ApiError::RetCode { .. } => Endpoint::QueryCallDetailRecord,
         }
     }
@@ -153,6 +166,59 @@ impl ApiError {
             _ => None,
         }
     }
+}
+
+/// The longest `retMsg` excerpt an error keeps, in characters.
+pub const RET_MSG_EXCERPT: usize = 200;
+
+/// At most `max` characters of gateway text, safe to log and show: control characters become a space,
+/// every run of 6 or more digits (a phone number, an account) becomes `…`, and a cut is marked with `…`.
+/// Reads no more of `s` than it keeps, so an 8 MB `retMsg` costs no more than a short one.
+pub fn excerpt(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut kept = 0;
+    let mut digits = String::new();
+    // Flushes a digit run: short runs (an error code, a count) stay, long ones are masked.
+    let flush = |digits: &mut String, out: &mut String, kept: &mut usize| {
+        if digits.chars().count() >= 6 {
+            out.push('…');
+            *kept += 1;
+        } else {
+            *kept += digits.len();
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    let mut chars = s.chars();
+    let mut cut = false;
+    for c in chars.by_ref() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            // A run longer than the whole excerpt is masked anyway: stop collecting it.
+            if digits.len() > max {
+                digits.truncate(6);
+            }
+            continue;
+        }
+        if !digits.is_empty() {
+            flush(&mut digits, &mut out, &mut kept);
+        }
+        if kept >= max {
+            cut = true;
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+        kept += 1;
+    }
+    if !digits.is_empty() {
+        flush(&mut digits, &mut out, &mut kept);
+    }
+    if cut || kept > max {
+        let mut trimmed: String = out.chars().take(max).collect();
+        trimmed.push('…');
+        return trimmed;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -224,6 +290,31 @@ mod tests {
             assert_eq!((e.retryable(), e.kind(), e.endpoint()), (retryable, kind, endpoint), "{e}");
             assert_eq!(e.to_string(), message);
         }
+    }
+
+    #[test]
+    fn a_redirect_and_an_oversized_body_are_final_and_say_little() {
+        let q = Endpoint::QueryCallDetailRecord;
+        let r = ApiError::Redirect { endpoint: q, status: 308, host: "evil.example".into() };
+        assert_eq!((r.retryable(), r.kind()), (false, ErrorKind::HttpStatus));
+        assert_eq!(r.to_string(), "query_call_detail_record: HTTP 308 redirect to evil.example not followed");
+        let b = ApiError::BodyTooLarge { endpoint: Endpoint::Token, limit: 1024 };
+        assert_eq!((b.retryable(), b.kind(), b.endpoint()), (false, ErrorKind::Decode, Endpoint::Token));
+        assert_eq!(b.to_string(), "token_by_ak_sk: answer exceeds --cec.max-body-size (1024 bytes)");
+    }
+
+    #[test]
+    fn an_excerpt_is_bounded_and_masks_controls_and_long_digit_runs() {
+        assert_eq!(excerpt("bad time", 200), "bad time");
+        assert_eq!(excerpt("line\nbreak\u{7}", 200), "line break ");
+        assert_eq!(excerpt("call 13800138000 failed, code 12345", 200), "call … failed, code 12345");
+        assert_eq!(excerpt("+8613800138000", 200), "+…");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("ab12", 3), "ab1…");
+        let huge = "x".repeat(8 << 20);
+        assert_eq!(excerpt(&huge, 200).chars().count(), 201);
+        let digits = "1".repeat(8 << 20);
+        assert_eq!(excerpt(&digits, 200), "…");
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub struct TokenResponse {
     pub expires_s: Option<u64>,
 }
 
-/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error.
+/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error; its message never
+/// quotes the body (which may hold the token), only the parser's error kind and position.
 pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
     #[derive(Deserialize)]
     struct Wire<'a> {
@@ -71,7 +72,7 @@ pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
         #[serde(rename = "Expires", borrow, default)]
         expires: Scalar<'a>,
     }
-    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
     let access_token = match w.access_token {
         Some(t) if !t.trim().is_empty() => Secret::new(t.trim()),
         _ => return Err("no AccessToken in the answer".to_owned()),
@@ -270,6 +271,18 @@ pub fn parse_page(bytes: &[u8]) -> Result<Page, serde_json::Error> {
         None => (None, Vec::new()),
     };
     Ok(Page { ret_code, ret_msg: w.ret_msg.map(Cow::into_owned).unwrap_or_default(), total, records })
+}
+
+/// A JSON error as its kind and position, never serde_json's message: that quotes the offending value
+/// ("invalid type: string \"…\""), which may be a token or a phone number.
+pub fn json_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!("{kind} at line {} column {}", e.line(), e.column())
 }
 
 fn ret_code(s: &str) -> RetCode {
@@ -830,5 +843,19 @@ mod tests {
         for json in [r#"{"AccessToken":""}"#, r#"{"Expires":600}"#] {
             assert_eq!(parse_token(json.as_bytes()).unwrap_err(), "no AccessToken in the answer", "{json}");
         }
+    }
+
+    #[test]
+    fn parser_errors_give_kind_and_position_never_the_value() {
+        // A bare JSON string, a token where an object belongs: serde_json's own message quotes it.
+        let e = parse_token(br#""eyJhbGciOiJIUzI1NiJ9.s3cr3t""#).unwrap_err();
+        assert_eq!(e, "unexpected value at line 1 column 29");
+        let e = parse_token(br#"{"AccessToken":["s3cr3t"]}"#).unwrap_err();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert_eq!(parse_token(br#"{"AccessToken":"s3cr3t"#).unwrap_err(), "truncated at line 1 column 22");
+        let e = parse_page(br#"{"retCode":"0","result":{"callInfo":"13800138000"}}"#).unwrap_err();
+        assert_eq!(json_error(&e), "unexpected value at line 1 column 49");
+        let e = parse_page(b"{\n  13800138000").unwrap_err();
+        assert_eq!(json_error(&e), "syntax error at line 2 column 3");
     }
 }

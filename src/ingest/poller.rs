@@ -428,6 +428,7 @@ mod tests {
                 requests: 1,
                 total_unchanged: true,
                 rejected: Vec::new(),
+                stopped: None,
             })
         }
     }
@@ -481,6 +482,7 @@ mod tests {
                 total: Some(2),
                 rejected: vec![Skipped { rejection, page_offset: 0 }],
                 total_unchanged: true,
+                stopped: None,
             })
         }
     }
@@ -515,6 +517,7 @@ mod tests {
                 requests: 1,
                 total_unchanged: true,
                 rejected: Vec::new(),
+                stopped: None,
             })
         }
     }
@@ -596,6 +599,7 @@ mod tests {
                 requests: 1,
                 total: Some(2),
                 rejected: Vec::new(),
+                stopped: None,
                 total_unchanged: true,
             })
         }

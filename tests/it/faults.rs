@@ -206,3 +206,83 @@ async fn a_token_answer_claiming_an_absurd_lifetime_is_not_trusted() {
     assert_eq!(m.value("cec_exporter_poll_failures_total", &[]), 0.0);
     assert_eq!(m.calls_total(), 20);
 }
+
+/// A loopback "proxy" that writes down the first line of every request it gets and answers 502.
+async fn proxy_witness() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::io::BufReader::new(stream);
+                let mut line = String::new();
+                if stream.read_line(&mut line).await.is_ok() {
+                    s.lock().unwrap().push(line.trim_end().to_owned());
+                }
+                let _ = stream.get_mut().write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_proxy_is_honoured_and_no_proxy_bypasses_it() {
+    // HTTPS_PROXY: the gateway is reached through a CONNECT tunnel to the proxy (its name is never
+    // resolved here).
+    let (proxy, seen) = proxy_witness().await;
+    let https_proxy = format!("HTTPS_PROXY={proxy}");
+    let wrap = ["env", "-u", "NO_PROXY", "-u", "no_proxy", "-u", "https_proxy", https_proxy.as_str()];
+    let exp = Exporter::start_wrapped("https://cec.invalid", &[], &wrap);
+    exp.wait_for("a failed poll", Duration::from_secs(10), |m| m.value("cec_exporter_poll_failures_total", &[]) >= 1.0)
+        .await;
+    let lines = seen.lock().unwrap().clone();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l == "CONNECT cec.invalid:443 HTTP/1.1"), "{lines:?}");
+    drop(exp);
+    // NO_PROXY: the simulator on loopback is reached directly, the proxy sees nothing.
+    let sim = Sim::scripted(few_calls()).await;
+    let (proxy, seen) = proxy_witness().await;
+    let http_proxy = format!("HTTP_PROXY={proxy}");
+    let wrap = ["env", "-u", "http_proxy", "-u", "no_proxy", http_proxy.as_str(), "NO_PROXY=127.0.0.1"];
+    let exp = Exporter::start_wrapped(&sim.url, &[], &wrap);
+    let m = exp.wait_for("all calls", Duration::from_secs(10), |m| m.calls_total() == 20).await;
+    assert_matches_truth(&m, &sim.sim.truth());
+    assert_eq!(*seen.lock().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_bad_ca_file_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "-----BEGIN NOTHING-----\n").unwrap();
+    let out = bin()
+        .args(["--cec.url", "https://cec.invalid", "--cec.app-key", "k", "--cec.ca-file", junk.to_str().unwrap()])
+        .env("CEC_APP_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("--cec.ca-file: {}: not a readable PEM certificate bundle", junk.display())),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_certificate_checks_is_warned_about_at_start_up() {
+    let sim = Sim::scripted(few_calls()).await;
+    let exp = Exporter::start(&sim.url, &["--cec.insecure-skip-verify"]);
+    exp.wait_for("all calls", Duration::from_secs(10), |m| m.calls_total() == 20).await;
+    let log = exp.stderr();
+    let warnings: Vec<_> =
+        log.lines().filter(|l| l.contains("TLS CERTIFICATE CHECKS OF THE CEC GATEWAY ARE OFF")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("level=warn") && warnings[0].contains("flag=--cec.insecure-skip-verify"), "{log}");
+    let exp = Exporter::start(&sim.url, &[]);
+    exp.wait_for("a poll", Duration::from_secs(10), |m| m.value("cec_up", &[]) == 1.0).await;
+    assert!(!exp.stderr().contains("CERTIFICATE CHECKS"));
+}
