@@ -109,6 +109,15 @@ pub struct RunArgs {
     #[arg(long = "web.telemetry-path", env = "CEC_WEB_TELEMETRY_PATH", global = true)]
     #[arg(default_value = "/metrics", value_name = "PATH", value_parser = telemetry_path)]
     pub web_telemetry_path: String,
+    /// Web configuration file in the Prometheus exporter-toolkit format: TLS and basic auth (re-read
+    /// every few seconds while running).
+    #[arg(long = "web.config.file", env = "CEC_WEB_CONFIG_FILE", global = true, value_name = "FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// Open connections at most; at the cap, the oldest connection that has not completed a request
+    /// (else the oldest) is closed to admit a new one.
+    #[arg(long = "web.max-connections", env = "CEC_WEB_MAX_CONNECTIONS", global = true)]
+    #[arg(default_value = "64", value_name = "N", value_parser = whole_number_in(1, 10_000))]
+    pub web_max_connections: u32,
     /// Log level.
     #[arg(
         long = "log.level",

@@ -53,6 +53,8 @@ pub enum ConfigError {
     MaxCatchupTooShort { lookback_plus_interval: Duration },
     #[error("--state.reset: needs --state.path: there is no store to reset")]
     ResetWithoutStatePath,
+    #[error("--web.config.file: {0}")]
+    WebConfig(#[from] crate::web_config::WebConfigError),
 }
 
 impl ConfigError {
@@ -66,6 +68,7 @@ impl ConfigError {
             ConfigError::MaxCallDurationTooShort { .. } => "--poll.max-call-duration",
             ConfigError::MaxCatchupTooShort { .. } => "--poll.max-catchup",
             ConfigError::ResetWithoutStatePath => "--state.reset",
+            ConfigError::WebConfig(_) => "--web.config.file",
         }
     }
 }
@@ -80,6 +83,10 @@ pub struct Config {
     pub state_reset: bool,
     pub listen: SocketAddr,
     pub telemetry_path: String,
+    /// The server's limits (`--web.max-connections`).
+    pub limits: crate::server::Limits,
+    /// `--web.config.file` and what it held at start-up.
+    pub web_config: Option<(PathBuf, crate::web_config::WebConfig)>,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
 }
@@ -172,6 +179,10 @@ impl Config {
         }
         // Last, once everything else holds: the edge where a file is read.
         let app_secret = secret.read()?;
+        let web_config = match &args.web_config_file {
+            Some(path) => Some((path.clone(), crate::web_config::WebConfig::load(path)?)),
+            None => None,
+        };
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let page_size = args.cec_page_size;
         Ok(Config {
@@ -202,6 +213,11 @@ impl Config {
             state_reset: args.state_reset,
             listen: args.web_listen_address.unwrap_or(DEFAULT_LISTEN),
             telemetry_path: args.web_telemetry_path.clone(),
+            limits: crate::server::Limits {
+                max_connections: args.web_max_connections as usize,
+                ..crate::server::Limits::default()
+            },
+            web_config,
             log_level: args.log_level.into(),
             log_format: args.log_format,
         })
