@@ -53,8 +53,9 @@ pub enum ConfigError {
     MaxCatchupTooShort { lookback_plus_interval: Duration },
     #[error("--state.reset: needs --state.path: there is no store to reset")]
     ResetWithoutStatePath,
+    /// Not a `source`: its text is already in the message, and `{:#}` would print it twice.
     #[error("--web.config.file: {0}")]
-    WebConfig(#[from] crate::web_config::WebConfigError),
+    WebConfig(crate::web_config::WebConfigError),
 }
 
 impl ConfigError {
@@ -180,7 +181,9 @@ impl Config {
         // Last, once everything else holds: the edge where a file is read.
         let app_secret = secret.read()?;
         let web_config = match &args.web_config_file {
-            Some(path) => Some((path.clone(), crate::web_config::WebConfig::load(path)?)),
+            Some(path) => {
+                Some((path.clone(), crate::web_config::WebConfig::load(path).map_err(ConfigError::WebConfig)?))
+            }
             None => None,
         };
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;

@@ -307,24 +307,25 @@ pub async fn serve(
                 };
                 let (id, served, close) = connections.lock().expect("connections lock").admit(limits.max_connections);
                 let registered = Registered { connections: connections.clone(), id };
-                let web = web.as_ref().map(|w| w.get());
+                let active = web.clone();
                 let site = site.clone();
                 let watcher = graceful.watcher();
                 let header_timeout = limits.header_timeout;
                 tokio::spawn(async move {
                     let _registered = registered;
-                    let auth = web.as_ref().and_then(|w| w.auth.clone());
+                    // TLS is settled per connection (as a handshake is); credentials per request, below.
+                    let tls = active.as_ref().and_then(|w| w.get().tls.clone());
                     let conn = async {
-                        match web.as_ref().and_then(|w| w.tls.clone()) {
+                        match tls {
                             Some(tls) => {
                                 let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                                 match tokio::time::timeout(header_timeout, accept).await {
-                                    Ok(Ok(tls)) => connection(tls, site, auth, served, header_timeout, watcher).await,
+                                    Ok(Ok(tls)) => connection(tls, site, active, served, header_timeout, watcher).await,
                                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                                     Err(_) => tracing::debug!("TLS handshake timed out"),
                                 }
                             }
-                            None => connection(stream, site, auth, served, header_timeout, watcher).await,
+                            None => connection(stream, site, active, served, header_timeout, watcher).await,
                         }
                     };
                     tokio::select! {
@@ -351,7 +352,7 @@ pub async fn serve(
 async fn connection<I>(
     io: I,
     site: Arc<Site>,
-    auth: Option<Arc<BasicAuth>>,
+    web: Option<Arc<ActiveWebConfig>>,
     served: Arc<AtomicBool>,
     header_timeout: Duration,
     watcher: Watcher,
@@ -361,7 +362,8 @@ async fn connection<I>(
     let svc = service_fn(move |req: Request<Incoming>| {
         served.store(true, Ordering::Relaxed);
         let site = site.clone();
-        let auth = auth.clone();
+        // The users in force now: a reload applies to the next request, even on a kept-alive connection.
+        let auth: Option<Arc<BasicAuth>> = web.as_ref().and_then(|w| w.get().auth.clone());
         async move {
             if let Some(auth) = auth {
                 let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());

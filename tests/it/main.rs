@@ -9,3 +9,4 @@ mod faults;
 mod harness;
 mod model;
 mod observability;
+mod web;
