@@ -376,6 +376,7 @@ mod tests {
         assert_eq!((a.poll_max_call_duration, a.poll_max_catchup), (DAY, 30 * DAY));
         assert_eq!(a.web_listen_address, None);
         assert_eq!(a.web_telemetry_path, "/metrics");
+        assert_eq!((a.web_config_file, a.web_max_connections), (None, 64));
         assert_eq!((a.log_level, a.log_format), (LogLevel::Info, LogFormat::Logfmt));
         let Some(Command::Simulate(s)) = Cli::try_parse_from(["cec-exporter", "simulate"]).unwrap().command else {
             panic!("simulate")
@@ -405,6 +406,11 @@ mod tests {
         assert_eq!(
             refused(&["--cec.token-expire", "3601"]),
             "error: invalid value '3601' for '--cec.token-expire <SECONDS>': must be a whole number from 1 to 3600"
+        );
+        assert_eq!(parse(&["--web.max-connections", "10000"]).unwrap().run.web_max_connections, 10_000);
+        assert_eq!(
+            refused(&["--web.max-connections", "0"]),
+            "error: invalid value '0' for '--web.max-connections <N>': must be a whole number from 1 to 10000"
         );
     }
 

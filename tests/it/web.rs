@@ -169,6 +169,15 @@ fn a_bad_web_config_stops_start_up_naming_the_file_and_key() {
             )
         )
     );
+    // From the environment too.
+    let out = bin()
+        .args(["--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k"])
+        .env("CEC_APP_SECRET", "s")
+        .env("CEC_WEB_CONFIG_FILE", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("cec-exporter: --web.config.file: cannot read "));
     std::fs::write(&path, "tls_server_config:\n  cert_file: gone.pem\n  key_file: key.pem\n").unwrap();
     let (code, stderr) = start_error(&path);
     assert_eq!(code, 2);
