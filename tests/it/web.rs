@@ -246,3 +246,36 @@ async fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
     assert_eq!(target["lastError"], "");
     assert!(up.contains("\"__name__\":\"cec_up\""), "a series scraped over TLS with basic auth: {up}");
 }
+
+/// Finding 5: half-sent requests held their connections forever and a scrape timed out behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_answers_while_200_half_sent_requests_are_open_and_those_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = Sim::start(Traffic::None).await;
+    let exp = Exporter::start(&sim.url, &[]);
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", exp.port)).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        stalled.push(s);
+    }
+    let opened = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let r = client.get(exp.url("/metrics")).send().await.expect("a scrape within 1s");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("\ncec_up "));
+    // Every stalled connection is closed: the oldest at once by the cap (64), the rest by the 10s header
+    // timeout.
+    for s in &mut stalled {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await {
+                Err(_) => panic!("a half-sent connection still open after {:?}", opened.elapsed()),
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => {} // hyper may answer 408 first
+            }
+        }
+    }
+    let took = opened.elapsed();
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(13), "{took:?}");
+}
