@@ -134,6 +134,15 @@ pub struct RunArgs {
     #[arg(long = "metrics.max-unknown-reason-codes", env = "CEC_METRICS_MAX_UNKNOWN_REASON_CODES", global = true)]
     #[arg(default_value = "32", value_name = "N", value_parser = whole_number_in(0, 65535))]
     pub metrics_max_unknown_reason_codes: u32,
+    /// Web configuration file in the Prometheus exporter-toolkit format: TLS and basic auth (re-read
+    /// every few seconds while running).
+    #[arg(long = "web.config.file", env = "CEC_WEB_CONFIG_FILE", global = true, value_name = "FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// Open connections at most; at the cap, the oldest connection that has not completed a request
+    /// (else the oldest) is closed to admit a new one.
+    #[arg(long = "web.max-connections", env = "CEC_WEB_MAX_CONNECTIONS", global = true)]
+    #[arg(default_value = "64", value_name = "N", value_parser = whole_number_in(1, 10_000))]
+    pub web_max_connections: u32,
     /// Log level.
     #[arg(
         long = "log.level",
@@ -422,6 +431,7 @@ mod tests {
         assert_eq!((a.poll_max_call_duration, a.poll_max_catchup), (DAY, 30 * DAY));
         assert_eq!(a.web_listen_address, None);
         assert_eq!(a.web_telemetry_path, "/metrics");
+        assert_eq!((a.web_config_file, a.web_max_connections), (None, 64));
         assert_eq!((a.log_level, a.log_format), (LogLevel::Info, LogFormat::Logfmt));
         let Some(Command::Simulate(s)) = Cli::try_parse_from(["cec-exporter", "simulate"]).unwrap().command else {
             panic!("simulate")
@@ -473,6 +483,11 @@ mod tests {
         assert_eq!(
             refused(&["--cec.token-expire", "3601"]),
             "error: invalid value '3601' for '--cec.token-expire <SECONDS>': must be a whole number from 1 to 3600"
+        );
+        assert_eq!(parse(&["--web.max-connections", "10000"]).unwrap().run.web_max_connections, 10_000);
+        assert_eq!(
+            refused(&["--web.max-connections", "0"]),
+            "error: invalid value '0' for '--web.max-connections <N>': must be a whole number from 1 to 10000"
         );
     }
 

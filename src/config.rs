@@ -59,6 +59,9 @@ pub enum ConfigError {
     /// The CA file cannot be read or holds no PEM certificate.
     #[error("--cec.ca-file: {}: {reason}", path.display())]
     CaFile { path: PathBuf, reason: String },
+    /// Not a `source`: its text is already in the message, and `{:#}` would print it twice.
+    #[error("--web.config.file: {0}")]
+    WebConfig(crate::web_config::WebConfigError),
 }
 
 impl ConfigError {
@@ -74,6 +77,7 @@ impl ConfigError {
             ConfigError::ResetWithoutStatePath => "--state.reset",
             ConfigError::DeadlineShorterThanTimeout { .. } => "--poll.deadline",
             ConfigError::CaFile { .. } => "--cec.ca-file",
+            ConfigError::WebConfig(_) => "--web.config.file",
         }
     }
 }
@@ -88,6 +92,10 @@ pub struct Config {
     pub state_reset: bool,
     pub listen: SocketAddr,
     pub telemetry_path: String,
+    /// The server's limits (`--web.max-connections`).
+    pub limits: crate::server::Limits,
+    /// `--web.config.file` and what it held at start-up.
+    pub web_config: Option<(PathBuf, crate::web_config::WebConfig)>,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
 }
@@ -215,6 +223,12 @@ impl Config {
             Some(path) => ca_certificates(path)?,
             None => Vec::new(),
         };
+        let web_config = match &args.web_config_file {
+            Some(path) => {
+                Some((path.clone(), crate::web_config::WebConfig::load(path).map_err(ConfigError::WebConfig)?))
+            }
+            None => None,
+        };
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let page_size = args.cec_page_size;
         Ok(Config {
@@ -250,6 +264,11 @@ impl Config {
             state_reset: args.state_reset,
             listen: args.web_listen_address.unwrap_or(DEFAULT_LISTEN),
             telemetry_path: args.web_telemetry_path.clone(),
+            limits: crate::server::Limits {
+                max_connections: args.web_max_connections as usize,
+                ..crate::server::Limits::default()
+            },
+            web_config,
             log_level: args.log_level.into(),
             log_format: args.log_format,
         })

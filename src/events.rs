@@ -563,6 +563,48 @@ impl InternalEvent for PollerStopped {
     }
 }
 
+/// Accepting a connection failed (typically: out of file descriptors). The server emits it at most once
+/// a second, with how many accepts failed since its last line; a warn line, no counter (a metric family
+/// for it is left for a later change).
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptFailed<'a> {
+    pub error: &'a std::io::Error,
+    /// Failed accepts this line stands for (this one and those not logged since the last line).
+    pub failures: u64,
+}
+
+impl InternalEvent for AcceptFailed<'_> {
+    fn emit(&self, _: &Telemetry) {
+        tracing::warn!(error = %self.error, failures = self.failures, "accepting connections failed");
+    }
+}
+
+/// The `--web.config.file` changed and the new one is in force for new connections. An info line.
+#[derive(Clone, Copy, Debug)]
+pub struct WebConfigReloaded<'a> {
+    pub path: &'a std::path::Path,
+}
+
+impl InternalEvent for WebConfigReloaded<'_> {
+    fn emit(&self, _: &Telemetry) {
+        tracing::info!(path = %self.path.display(), "web configuration reloaded");
+    }
+}
+
+/// The `--web.config.file` changed but cannot be used; the previous configuration stays in force. An
+/// error line (repeated at each re-read until the file is fixed, so it is not missed).
+#[derive(Clone, Copy, Debug)]
+pub struct WebConfigReloadFailed<'a> {
+    /// What is wrong, naming the file and key ([`crate::web_config::WebConfigError`]'s text).
+    pub error: &'a str,
+}
+
+impl InternalEvent for WebConfigReloadFailed<'_> {
+    fn emit(&self, _: &Telemetry) {
+        tracing::error!(error = %self.error, "web configuration not reloaded; keeping the previous one");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -956,5 +998,23 @@ mod tests {
         assert_eq!(d.api_requests, [((Endpoint::Token, 401), 1)].into());
         assert_eq!(d.api_errors, [((Endpoint::Token, ErrorKind::Unauthorized), 1)].into());
         assert_eq!(d.token_refreshes, 1);
+    }
+
+    #[test]
+    fn server_events_log_one_line_and_move_no_counter() {
+        let e = std::io::Error::from_raw_os_error(24);
+        let (d, lines) = emit(&AcceptFailed { error: &e, failures: 7 });
+        assert_eq!(d, TelemetryData::default());
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"accepting connections failed\" error=\"Too many open files (os error 24)\" failures=7"
+        );
+        let (_, lines) = emit(&WebConfigReloaded { path: std::path::Path::new("/etc/web.yml") });
+        assert_eq!(one_line(&lines, "info"), "level=info msg=\"web configuration reloaded\" path=/etc/web.yml");
+        let (_, lines) = emit(&WebConfigReloadFailed { error: "/etc/web.yml: bad" });
+        assert_eq!(
+            one_line(&lines, "error"),
+            "level=error msg=\"web configuration not reloaded; keeping the previous one\" error=\"/etc/web.yml: bad\""
+        );
     }
 }

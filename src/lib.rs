@@ -18,6 +18,7 @@ pub mod secret;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod web_config;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,16 +75,19 @@ pub async fn run(
     let poll_task = tokio::spawn(poller.run(stop_rx));
     let telemetry = shared.telemetry.clone();
     let site = Arc::new(server::Site { shared, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });
+    let web = cfg.web_config.clone().map(|(path, c)| Arc::new(server::ActiveWebConfig::new(path, c)));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tls = web.as_ref().is_some_and(|w| w.get().tls.is_some()),
+        basic_auth = web.as_ref().is_some_and(|w| w.get().auth.is_some()),
         cec_url = %cfg.client.query_url,
         interval = ?cfg.poller.interval,
         "cec-exporter started"
     );
     let mut poll_task = poll_task;
     tokio::select! {
-        _ = server::serve(listener, site, shutdown) => {}
+        _ = server::serve(listener, site, cfg.limits.clone(), web, shutdown) => {}
         // The poller only returns when told to stop: ending on its own means it panicked. Serving
         // frozen numbers would hide that, so the process stops and its supervisor restarts it.
         r = &mut poll_task => {

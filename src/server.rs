@@ -1,19 +1,32 @@
 //! The HTTP server (hyper 1): the telemetry path rendered from memory, a landing page, `/-/healthy` and
 //! `/-/ready`. A scrape never reaches the CEC API: it renders the last published state.
+//!
+//! It also defends itself: a header-read timeout (which hyper 1 only applies with a timer), a cap on
+//! open connections that closes stalled ones first, accept failures logged at most once a second, and
+//! the `--web.config.file` (TLS, basic auth on every endpoint), re-read while running.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, VARY};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, VARY, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::events::{AcceptFailed, InternalEvent, WebConfigReloadFailed, WebConfigReloaded};
+use crate::metrics::telemetry::Telemetry;
+use crate::web_config::{BasicAuth, WebConfig};
 
 use crate::ingest::poller::Shared;
 use crate::metrics::expose::{render, BuildInfo};
@@ -106,9 +119,180 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Serves until `shutdown` resolves, then lets open connections finish.
-pub async fn serve(listener: TcpListener, site: Arc<Site>, shutdown: impl Future<Output = ()>) {
+/// How the server protects itself; see [`serve`].
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections at most (`--web.max-connections`). At the cap a new connection is still
+    /// accepted, and the oldest connection that never completed a request (else the oldest one) is
+    /// closed to make room: half-sent or idle connections cannot lock a scraper out, and the number of
+    /// sockets stays bounded.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, including the TLS handshake; hyper also applies
+    /// it to a keep-alive connection waiting for its next request, so it is the idle timeout too.
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_connections: 64, header_timeout: HEADER_TIMEOUT }
+    }
+}
+
+/// The default [`Limits::header_timeout`]: ample for any scraper, short enough that hundreds of stalled
+/// connections go away quickly.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the web configuration file is re-read.
+pub const WEB_CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// The `--web.config.file` in force: re-read every [`WEB_CONFIG_POLL`], and swapped when its bytes (or
+/// those of a file it names) changed and still make a valid configuration. Each new connection takes
+/// the configuration of the moment, as exporter-toolkit does.
+pub struct ActiveWebConfig {
+    path: PathBuf,
+    current: RwLock<Arc<WebConfig>>,
+}
+
+impl ActiveWebConfig {
+    /// Starts with `config`, read from `path`.
+    pub fn new(path: PathBuf, config: WebConfig) -> ActiveWebConfig {
+        ActiveWebConfig { path, current: RwLock::new(Arc::new(config)) }
+    }
+
+    /// The configuration in force.
+    pub fn get(&self) -> Arc<WebConfig> {
+        self.current.read().expect("web config lock").clone()
+    }
+
+    /// Re-reads the file. A changed, valid file replaces the configuration; a bad one keeps the old one
+    /// and is logged. Turning TLS on or off needs a restart (the listener's scheme is what scrapers
+    /// were configured with), so such a change is refused too. Returns whether the configuration changed.
+    pub fn reload(&self, telemetry: &Telemetry) -> bool {
+        let old = self.get();
+        let new = match WebConfig::load(&self.path) {
+            Ok(new) if new.same_inputs(&old) => return false,
+            Ok(new) if new.tls.is_some() != old.tls.is_some() => Err(format!(
+                "{}: tls_server_config: TLS cannot be turned on or off while running; restart to apply",
+                self.path.display()
+            )),
+            Ok(new) => Ok(new),
+            Err(e) => Err(e.to_string()),
+        };
+        match new {
+            Ok(new) => {
+                *self.current.write().expect("web config lock") = Arc::new(new);
+                WebConfigReloaded { path: &self.path }.emit(telemetry);
+                true
+            }
+            Err(error) => {
+                WebConfigReloadFailed { error: &error }.emit(telemetry);
+                false
+            }
+        }
+    }
+}
+
+/// The open connections, oldest first, so that one can be closed when the cap is reached.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: VecDeque<OpenConnection>,
+}
+
+struct OpenConnection {
+    id: u64,
+    /// Set once a complete request arrived on it.
+    served: Arc<AtomicBool>,
+    close: Arc<Notify>,
+}
+
+impl Connections {
+    /// Registers a new connection, first closing one if `max` are open.
+    fn admit(&mut self, max: usize) -> (u64, Arc<AtomicBool>, Arc<Notify>) {
+        while self.open.len() >= max.max(1) {
+            let victim = self.open.iter().position(|c| !c.served.load(Ordering::Relaxed)).unwrap_or(0);
+            if let Some(c) = self.open.remove(victim) {
+                c.close.notify_one();
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let (served, close) = (Arc::new(AtomicBool::new(false)), Arc::new(Notify::new()));
+        self.open.push_back(OpenConnection { id, served: served.clone(), close: close.clone() });
+        (id, served, close)
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(i) = self.open.iter().position(|c| c.id == id) {
+            self.open.remove(i);
+        }
+    }
+}
+
+/// Removes its connection from [`Connections`] however the connection's task ends.
+struct Registered {
+    connections: Arc<Mutex<Connections>>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.lock().expect("connections lock").remove(self.id);
+    }
+}
+
+/// Logs failed accepts at most once per second, with how many failed since the last line: an accept
+/// failure (typically out of file descriptors) repeats as fast as the loop turns.
+struct AcceptErrors {
+    last_line: Option<Instant>,
+    since: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, error: &std::io::Error, telemetry: &Telemetry) {
+        self.since += 1;
+        if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            AcceptFailed { error, failures: self.since }.emit(telemetry);
+            self.last_line = Some(Instant::now());
+            self.since = 0;
+        }
+    }
+}
+
+fn unauthorized() -> Resp {
+    let mut r = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    r
+}
+
+/// Serves until `shutdown` resolves, then lets open connections finish. `web` is the
+/// `--web.config.file` (TLS and basic auth), re-read while serving.
+pub async fn serve(
+    listener: TcpListener,
+    site: Arc<Site>,
+    limits: Limits,
+    web: Option<Arc<ActiveWebConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let telemetry = site.shared.telemetry.clone();
+    let reloader = web.clone().map(|web| {
+        let telemetry = telemetry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let web = web.clone();
+                let telemetry = telemetry.clone();
+                // Reading files blocks; keep it off the threads that serve.
+                let _ = tokio::task::spawn_blocking(move || web.reload(&telemetry)).await;
+            }
+        })
+    });
+    let mut accept_errors = AcceptErrors { last_line: None, since: 0 };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -116,34 +300,50 @@ pub async fn serve(listener: TcpListener, site: Arc<Site>, shutdown: impl Future
                 let (stream, _) = match conn {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        accept_errors.failed(&e, &telemetry);
+                        // Out of descriptors does not end by retrying at once; give closing ones a moment.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
+                let (id, served, close) = connections.lock().expect("connections lock").admit(limits.max_connections);
+                let registered = Registered { connections: connections.clone(), id };
+                let active = web.clone();
                 let site = site.clone();
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                    let mut resp = site.handle(req.method(), req.uri().path(), accept.as_deref());
-                    if req.method() == Method::HEAD {
-                        *resp.body_mut() = Full::new(Bytes::new());
-                    }
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let header_timeout = limits.header_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let _registered = registered;
+                    // TLS is settled per connection (as a handshake is); credentials per request, below.
+                    let tls = active.as_ref().and_then(|w| w.get().tls.clone());
+                    let conn = async {
+                        match tls {
+                            Some(tls) => {
+                                let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                                match tokio::time::timeout(header_timeout, accept).await {
+                                    Ok(Ok(tls)) => connection(tls, site, active, served, header_timeout, watcher).await,
+                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                                }
+                            }
+                            None => connection(stream, site, active, served, header_timeout, watcher).await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = close.notified() => tracing::debug!("connection closed: --web.max-connections reached"),
                     }
                 });
             }
             _ = &mut shutdown => break,
         }
     }
+    if let Some(r) = reloader {
+        r.abort();
+    }
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {
             tracing::warn!("connections still open after 5s; closing them");
         }
     }
@@ -159,6 +359,50 @@ fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     match s.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &s[..at]).into(),
         None => s.into(),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS).
+async fn connection<I>(
+    io: I,
+    site: Arc<Site>,
+    web: Option<Arc<ActiveWebConfig>>,
+    served: Arc<AtomicBool>,
+    header_timeout: Duration,
+    watcher: Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        served.store(true, Ordering::Relaxed);
+        let site = site.clone();
+        // The users in force now: a reload applies to the next request, even on a kept-alive connection.
+        let auth: Option<Arc<BasicAuth>> = web.as_ref().and_then(|w| w.get().auth.clone());
+        async move {
+            if let Some(auth) = auth {
+                let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+                // A cache miss costs a bcrypt (tens of milliseconds by design): not on the async threads.
+                let ok = tokio::task::spawn_blocking(move || auth.check(header.as_deref())).await.unwrap_or(false);
+                if !ok {
+                    return Ok::<_, Infallible>(unauthorized());
+                }
+            }
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let mut resp = site.handle(req.method(), req.uri().path(), accept);
+            if req.method() == Method::HEAD {
+                *resp.body_mut() = Full::new(Bytes::new());
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        // hyper 1 has no header timeout without a timer: a client sending half a request would hold
+        // its connection forever.
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -220,5 +464,115 @@ mod tests {
         let shown = format!("last poll failed: retCode 2: {}…", "é".repeat(300 - "retCode 2: ".len()));
         assert!(html.contains(&shown), "{}", html.len());
         assert!(html.len() < 2_000, "{}", html.len());
+    }
+
+    /// Sends a whole GET on a new connection and returns the response's status line.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).lines().next().unwrap_or_default().to_owned()
+    }
+
+    /// Whether the server closed `s` (read gives EOF or an error) within `wait`.
+    async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(wait, s.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                // hyper may answer a timed-out request with a 408 before closing.
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scrapes_answer_while_hundreds_of_half_sent_requests_are_open_and_those_time_out() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits { max_connections: 64, header_timeout: Duration::from_millis(1500) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(site()), limits, None, async {
+            let _ = stopped.await;
+        }));
+        let mut stalled = Vec::new();
+        for _ in 0..200 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            stalled.push(s);
+        }
+        let started = Instant::now();
+        let status = tokio::time::timeout(Duration::from_secs(1), get(addr, "/metrics")).await;
+        assert_eq!(status.as_deref(), Ok("HTTP/1.1 200 OK"), "a scrape within 1s");
+        // The cap closed the oldest stalled ones at once: only the last 63 stalled remain, plus the scrape.
+        let mut closed = 0;
+        for s in &mut stalled[..137] {
+            closed += usize::from(closed_within(s, Duration::from_millis(100)).await);
+        }
+        assert_eq!(closed, 137, "connections past --web.max-connections are closed, oldest first");
+        assert!(!closed_within(&mut stalled[199], Duration::from_millis(200)).await, "the newest is still open");
+        // The rest go when the header timeout runs out.
+        for s in &mut stalled[137..] {
+            assert!(closed_within(s, Duration::from_secs(3)).await, "closed by the header timeout");
+        }
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_connection_that_never_completed_a_request_goes_first() {
+        let mut c = Connections::default();
+        let (_, served0, close0) = c.admit(2);
+        let (_, _, close1) = c.admit(2);
+        served0.store(true, Ordering::Relaxed);
+        let (id2, _, _) = c.admit(2);
+        assert_eq!(
+            c.open.iter().map(|o| o.id).collect::<Vec<_>>(),
+            [0, id2],
+            "the idle newer one went, not the scraper"
+        );
+        assert!(tokio::time::timeout(Duration::from_millis(10), close1.notified()).await.is_ok());
+        assert!(tokio::time::timeout(Duration::from_millis(10), close0.notified()).await.is_err());
+        c.remove(0);
+        assert_eq!(c.open.len(), 1);
+    }
+
+    #[test]
+    fn accept_failures_make_at_most_one_line_a_second_with_their_count() {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Capture::default();
+        let sink = out.clone();
+        let subscriber =
+            tracing_subscriber::fmt().event_format(crate::logging::Logfmt).with_writer(move || sink.clone()).finish();
+        let t = Telemetry::default();
+        let e = std::io::Error::from_raw_os_error(24);
+        let mut errors = AcceptErrors { last_line: None, since: 0 };
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..150 {
+                errors.failed(&e, &t);
+            }
+            // A second later, the next failure writes a line counting every one since the first line.
+            errors.last_line = Some(Instant::now() - Duration::from_secs(1));
+            errors.failed(&e, &t);
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let failures: Vec<&str> = text.lines().map(|l| l.rsplit_once(' ').unwrap().1).collect();
+        assert_eq!(failures, ["failures=1", "failures=150"], "{text}");
     }
 }

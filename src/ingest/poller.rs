@@ -134,7 +134,8 @@ impl<S: Source> Poller<S> {
         // A poll is overdue once no success came for an interval plus the deadline: `cec_up` reads 0.
         let overdue_after_ms = (cfg.interval + cfg.deadline).as_millis().min(i64::MAX as u128) as i64;
         shared.telemetry.update(|d| d.overdue_after_ms = Some(overdue_after_ms));
-        let p = Poller { source, cfg, state, shared, density: Vec::new(), store, folding_warned: false, reconcile: false };
+        let p =
+            Poller { source, cfg, state, shared, density: Vec::new(), store, folding_warned: false, reconcile: false };
         p.publish();
         p
     }

@@ -22,7 +22,7 @@ const SURVIVABLE: [ChaosKind; 6] = [
 /// Fault kinds that need the hardened client (no redirects followed, capped bodies, a page limit):
 /// without it an endless body grows the exporter until the request timeout and a redirect is
 /// followed. Turn this on once that client is merged.
-const CHAOS_WITH_HARDENED_CLIENT: bool = false;
+const CHAOS_WITH_HARDENED_CLIENT: bool = true;
 const NEEDS_HARDENED_CLIENT: [ChaosKind; 2] = [ChaosKind::Redirect, ChaosKind::Endless];
 
 /// How long the faults go on (the exporter polls every second).

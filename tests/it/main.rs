@@ -10,3 +10,4 @@ mod faults;
 mod harness;
 mod model;
 mod observability;
+mod web;
