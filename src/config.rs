@@ -410,18 +410,6 @@ mod tests {
     #[test]
     fn a_secret_file_open_to_group_or_others_is_read_with_one_warning() {
         use std::os::unix::fs::PermissionsExt;
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("secret");
         std::fs::write(&f, "s3cret\n").unwrap();
@@ -429,16 +417,8 @@ mod tests {
         for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o602, true), (0o666, true)] {
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
             assert_eq!(loose_mode(&f), warned.then_some(mode), "{mode:o}");
-            let out = Capture::default();
-            let sink = out.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .event_format(crate::logging::Logfmt)
-                .with_writer(move || sink.clone())
-                .finish();
-            let c = tracing::subscriber::with_default(subscriber, || Config::from_args(&a, None)).unwrap();
-            assert_eq!(c.client.app_secret.expose(), "s3cret", "still read");
-            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-            let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+            let (c, lines) = crate::logging::capture(tracing::Level::INFO, || Config::from_args(&a, None));
+            assert_eq!(c.unwrap().client.app_secret.expose(), "s3cret", "still read");
             let want = format!(
                 "level=warn msg=\"--cec.app-secret-file is readable or writable by group or others; make it 0600 (chmod go-rwx)\" path={} mode={mode:04o}",
                 f.display()

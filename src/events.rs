@@ -607,7 +607,6 @@ impl InternalEvent for WebConfigReloadFailed<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::cec::record::{CallId, CallState};
@@ -622,27 +621,7 @@ mod tests {
     }
 
     fn emit_on(t: Telemetry, event: &dyn InternalEvent) -> (TelemetryData, Vec<String>) {
-        #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Capture::default();
-        let sink = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .event_format(crate::logging::Logfmt)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || event.emit(&t));
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let lines = text.lines().map(|l| l.split_once(' ').expect("ts first").1.to_owned()).collect();
+        let ((), lines) = crate::logging::capture(tracing::Level::TRACE, || event.emit(&t));
         (t.snapshot(), lines)
     }
 

@@ -116,6 +116,35 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .to_string()
 }
 
+/// Runs `f` under a subscriber that writes the production logfmt at `max_level` and below into
+/// memory; returns what `f` returned and the lines written, each without its leading timestamp.
+#[cfg(test)]
+pub(crate) fn capture<R>(max_level: tracing::Level, f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Capture::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(max_level)
+        .event_format(Logfmt)
+        .with_writer(move || sink.clone())
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(out.0.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap();
+    let lines = text.lines().map(|l| l.split_once(' ').expect("a timestamp first").1.to_owned()).collect();
+    (r, lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -545,25 +545,10 @@ mod tests {
 
     #[test]
     fn accept_failures_make_at_most_one_line_a_second_with_their_count() {
-        #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Capture::default();
-        let sink = out.clone();
-        let subscriber =
-            tracing_subscriber::fmt().event_format(crate::logging::Logfmt).with_writer(move || sink.clone()).finish();
         let t = Telemetry::default();
         let e = std::io::Error::from_raw_os_error(24);
         let mut errors = AcceptErrors { last_line: None, since: 0 };
-        tracing::subscriber::with_default(subscriber, || {
+        let ((), lines) = crate::logging::capture(tracing::Level::INFO, || {
             for _ in 0..150 {
                 errors.failed(&e, &t);
             }
@@ -571,8 +556,7 @@ mod tests {
             errors.last_line = Some(Instant::now() - Duration::from_secs(1));
             errors.failed(&e, &t);
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let failures: Vec<&str> = text.lines().map(|l| l.rsplit_once(' ').unwrap().1).collect();
-        assert_eq!(failures, ["failures=1", "failures=150"], "{text}");
+        let failures: Vec<&str> = lines.iter().map(|l| l.rsplit_once(' ').unwrap().1).collect();
+        assert_eq!(failures, ["failures=1", "failures=150"], "{lines:?}");
     }
 }
