@@ -439,3 +439,81 @@ async fn verify_client_cert_if_given_admits_no_certificate_but_refuses_a_bad_one
     let refused = scrape_with(&files, &exp, Some(client_identity(&other))).await.unwrap_err();
     assert!(refused.ends_with("received fatal alert: UnknownCA"), "a certificate of another CA: {refused}");
 }
+
+/// A gateway that hands out tokens and refuses every queryCallDetailRecord with `retCode` "2" and
+/// `ret_msg` (markup and a phone number, as a hostile or careless gateway may send).
+async fn refusing_gateway(ret_msg: &'static str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = tokio::io::BufReader::new(stream);
+                let (mut first, mut length) = (String::new(), 0usize);
+                loop {
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if first.is_empty() {
+                        first = line.clone();
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = stream.read_exact(&mut body).await;
+                let answer = if first.contains("tokenByAkSk") {
+                    serde_json::json!({"AccessToken": "t0k3n", "ApplyType": "Bearer", "Expires": "600"})
+                } else {
+                    serde_json::json!({"retCode": "2", "retMsg": ret_msg})
+                };
+                let answer = answer.to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = stream.get_mut().write_all(format!("{head}{answer}").as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Finding 6: the gateway's text reached `/`. The page now names the failure's kind and time only; the
+/// (bounded, sanitized) retMsg excerpt stays in the log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landing_page_shows_a_failed_polls_kind_and_time_never_the_gateways_ret_msg() {
+    const RET_MSG: &str = "<script>steal()</script> caller 13800138000 hung up";
+    let gateway = refusing_gateway(RET_MSG).await;
+    let started = std::time::SystemTime::now();
+    let exp = Exporter::start(&gateway, &[]);
+    let m = exp
+        .wait_for("a failed poll", Duration::from_secs(10), |m| m.value("cec_exporter_poll_failures_total", &[]) >= 1.0)
+        .await;
+    let refused = [("endpoint", "query_call_detail_record"), ("error", "ret_code")];
+    assert!(m.value("cec_exporter_api_errors_total", &refused) >= 1.0, "{}", m.text);
+    assert_eq!(m.value("cec_up", &[]), 0.0);
+    let landing = reqwest::get(exp.url("/")).await.unwrap().text().await.unwrap();
+    let status = landing.lines().find(|l| l.starts_with("<li>Status: ")).unwrap_or_else(|| panic!("{landing}"));
+    let at = status
+        .strip_prefix("<li>Status: last poll failed at ")
+        .and_then(|s| s.strip_suffix(" (query_call_detail_record ret_code)</li>"))
+        .unwrap_or_else(|| panic!("{status}"));
+    let at = humantime::parse_rfc3339(at).unwrap();
+    let now = std::time::SystemTime::now();
+    assert!(at + Duration::from_secs(1) >= started && at <= now, "{at:?} not within the test's run");
+    for text in ["script", "steal", "13800138000", "hung up", "retCode", "retMsg"] {
+        assert!(!landing.contains(text), "{text:?} on the landing page: {landing}");
+    }
+    // The log line keeps what happened: the retCode and the sanitized excerpt (the number blanked).
+    let log = exp.stderr();
+    assert!(log.contains("retCode 2: <script>steal()</script> caller … hung up"), "{log}");
+}
