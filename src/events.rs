@@ -20,7 +20,8 @@ use crate::cec::window::Window;
 use crate::cec::wire::{Field, ParsedRecord, RejectReason, Rejection};
 use crate::cec::{ApiError, ApiObserver, Endpoint, Retry};
 use crate::ingest::ledger::PollSummary;
-use crate::metrics::telemetry::Telemetry;
+use crate::ingest::poller::PollError;
+use crate::metrics::telemetry::{FailureKind, LastFailure, Telemetry};
 
 /// An internal event: one log line and its counters.
 pub trait InternalEvent {
@@ -318,7 +319,7 @@ impl InternalEvent for PollCommitted {
             d.last_poll_seconds = self.elapsed.as_secs_f64();
             d.last_success_ms = Some(self.at_ms);
             d.last_poll_requests = self.requests;
-            d.last_error = None;
+            d.last_failure = None;
             first
         });
         if self.after_failures > 0 {
@@ -476,22 +477,33 @@ impl InternalEvent for StateReloadFailed<'_> {
 }
 
 /// A poll failed and left no trace. Sets `cec_up` to 0, counts `cec_exporter_polls_total` and
-/// `cec_exporter_poll_failures_total`, records the duration and the error for the landing page; one
-/// warning with the error, which names what failed (never a secret).
+/// `cec_exporter_poll_failures_total`, records the duration and, for the landing page, the failure's
+/// kind and time only (never its text, which may quote the gateway); one warning with the error, which
+/// names what failed (never a secret, and bounded where it is made).
 #[derive(Clone, Copy)]
 pub struct PollFailed<'a> {
-    pub error: &'a dyn fmt::Display,
+    pub error: &'a PollError,
     pub retryable: bool,
     pub elapsed: Duration,
     pub consecutive_failures: u32,
     pub retry_in: Duration,
+    /// When it failed, epoch ms.
+    pub at_ms: i64,
+}
+
+/// The fixed-set kind of a poll's failure.
+fn failure_kind(e: &PollError) -> FailureKind {
+    match e {
+        PollError::Api(e) => FailureKind::Api(e.endpoint(), e.kind()),
+        PollError::Store(_) => FailureKind::Store,
+        PollError::Deadline(_) => FailureKind::Deadline,
+    }
 }
 
 impl InternalEvent for PollFailed<'_> {
     fn emit(&self, t: &Telemetry) {
-        let error = self.error.to_string();
         tracing::warn!(
-            error = %error,
+            error = %self.error,
             retryable = self.retryable,
             consecutive_failures = self.consecutive_failures,
             retry_in_ms = ms(self.retry_in),
@@ -502,7 +514,7 @@ impl InternalEvent for PollFailed<'_> {
             d.polls += 1;
             d.poll_failures += 1;
             d.last_poll_seconds = self.elapsed.as_secs_f64();
-            d.last_error = Some(error);
+            d.last_failure = Some(LastFailure { kind: failure_kind(self.error), at_ms: self.at_ms });
         });
     }
 }
@@ -563,36 +575,51 @@ impl InternalEvent for PollerStopped {
     }
 }
 
-/// Accepting a connection failed (typically: out of file descriptors). The server emits it at most once
-/// a second, with how many accepts failed since its last line; a warn line, no counter (a metric family
-/// for it is left for a later change).
+/// Accepting a connection failed (typically: out of file descriptors). Emitted for every failed accept:
+/// counts `cec_exporter_http_accept_errors_total`; the line is a warning at most once a second (the
+/// server decides, [`AcceptFailed::warn_for`]) and debug otherwise, so a failure repeating as fast as
+/// the accept loop turns cannot flood the log while the counter still sees each one.
 #[derive(Clone, Copy, Debug)]
 pub struct AcceptFailed<'a> {
     pub error: &'a std::io::Error,
-    /// Failed accepts this line stands for (this one and those not logged since the last line).
-    pub failures: u64,
+    /// `Some(n)`: this failure writes the warning, standing for `n` failed accepts (this one and those
+    /// only logged at debug since the last warning); `None`: a debug line.
+    pub warn_for: Option<u64>,
 }
 
 impl InternalEvent for AcceptFailed<'_> {
-    fn emit(&self, _: &Telemetry) {
-        tracing::warn!(error = %self.error, failures = self.failures, "accepting connections failed");
+    fn emit(&self, t: &Telemetry) {
+        t.update(|d| d.accept_errors += 1);
+        match self.warn_for {
+            Some(failures) => tracing::warn!(error = %self.error, failures, "accepting connections failed"),
+            None => tracing::debug!(error = %self.error, "accepting a connection failed"),
+        }
     }
 }
 
-/// The `--web.config.file` changed and the new one is in force for new connections. An info line.
+/// The `--web.config.file` was re-read and is in force for new connections and requests: it changed,
+/// or it is usable again after a failed re-read. Counts `cec_exporter_web_config_reloads_total{result="success"}`
+/// and sets `cec_exporter_web_config_last_reload_successful` to 1. An info line.
 #[derive(Clone, Copy, Debug)]
 pub struct WebConfigReloaded<'a> {
     pub path: &'a std::path::Path,
 }
 
 impl InternalEvent for WebConfigReloaded<'_> {
-    fn emit(&self, _: &Telemetry) {
+    fn emit(&self, t: &Telemetry) {
+        t.update(|d| {
+            d.web_config_reloads += 1;
+            d.web_config_last_reload_failed = false;
+        });
         tracing::info!(path = %self.path.display(), "web configuration reloaded");
     }
 }
 
-/// The `--web.config.file` changed but cannot be used; the previous configuration stays in force. An
-/// error line (repeated at each re-read until the file is fixed, so it is not missed).
+/// The `--web.config.file` changed but cannot be used; the previous configuration stays in force.
+/// Counts `cec_exporter_web_config_reloads_total{result="failure"}` and sets
+/// `cec_exporter_web_config_last_reload_successful` to 0 (until a re-read succeeds). An error line.
+/// Emitted once per distinct failure (the server does not repeat it every re-read of the same broken
+/// file): the gauge, not a stream of lines, says it is still broken.
 #[derive(Clone, Copy, Debug)]
 pub struct WebConfigReloadFailed<'a> {
     /// What is wrong, naming the file and key ([`crate::web_config::WebConfigError`]'s text).
@@ -600,7 +627,11 @@ pub struct WebConfigReloadFailed<'a> {
 }
 
 impl InternalEvent for WebConfigReloadFailed<'_> {
-    fn emit(&self, _: &Telemetry) {
+    fn emit(&self, t: &Telemetry) {
+        t.update(|d| {
+            d.web_config_reload_failures += 1;
+            d.web_config_last_reload_failed = true;
+        });
         tracing::error!(error = %self.error, "web configuration not reloaded; keeping the previous one");
     }
 }
@@ -830,7 +861,7 @@ mod tests {
     #[test]
     fn poll_committed_sets_up_ready_and_the_poll_and_says_ready_once() {
         let t = Telemetry::default();
-        t.update(|d| d.last_error = Some("earlier".into()));
+        t.update(|d| d.last_failure = Some(LastFailure { kind: FailureKind::Deadline, at_ms: 1 }));
         let (d, lines) = emit_on(t, &committed(0));
         let want = TelemetryData {
             up: true,
@@ -839,7 +870,7 @@ mod tests {
             last_poll_seconds: 0.25,
             last_success_ms: Some(1_234),
             last_poll_requests: 3,
-            last_error: None,
+            last_failure: None,
             ..Default::default()
         };
         assert_eq!(d, want);
@@ -929,7 +960,11 @@ mod tests {
 
     #[test]
     fn poll_failed_sets_down_counts_the_poll_and_its_failure() {
-        let e = ApiError::Status { endpoint: Endpoint::QueryCallDetailRecord, status: 500, retry_after: None };
+        let e = PollError::Api(ApiError::Status {
+            endpoint: Endpoint::QueryCallDetailRecord,
+            status: 500,
+            retry_after: None,
+        });
         let t = Telemetry::default();
         committed(0).emit(&t);
         let failed = PollFailed {
@@ -938,6 +973,7 @@ mod tests {
             elapsed: Duration::from_millis(500),
             consecutive_failures: 1,
             retry_in: Duration::from_secs(30),
+            at_ms: 5_000,
         };
         let (d, lines) = emit_on(t, &failed);
         let want = TelemetryData {
@@ -948,7 +984,10 @@ mod tests {
             last_poll_seconds: 0.5,
             last_success_ms: Some(1_234),
             last_poll_requests: 3,
-            last_error: Some("query_call_detail_record: HTTP 500".into()),
+            last_failure: Some(LastFailure {
+                kind: FailureKind::Api(Endpoint::QueryCallDetailRecord, ErrorKind::ServerError),
+                at_ms: 5_000,
+            }),
             ..Default::default()
         };
         assert_eq!(d, want);
@@ -980,20 +1019,86 @@ mod tests {
     }
 
     #[test]
-    fn server_events_log_one_line_and_move_no_counter() {
+    fn poll_failed_records_the_kind_of_each_failure_never_its_text() {
+        let api = PollError::Api(ApiError::RetCode {
+            query: TaskQuery::ALL_BUT_ITA,
+            window: W,
+            code: "2".into(),
+            message: "secret-ish gateway text".into(),
+        });
+        let store = PollError::Store(crate::store::StoreError::Commit { path: "/s".into(), detail: "full".into() });
+        let deadline = PollError::Deadline(Duration::from_secs(1));
+        let kinds: Vec<(Option<LastFailure>, String)> = [&api, &store, &deadline]
+            .into_iter()
+            .map(|error| {
+                let failed = PollFailed {
+                    error,
+                    retryable: false,
+                    elapsed: Duration::ZERO,
+                    consecutive_failures: 1,
+                    retry_in: Duration::ZERO,
+                    at_ms: 42,
+                };
+                let d = emit(&failed).0;
+                (d.last_failure, d.last_failure.map(|f| f.kind.to_string()).unwrap_or_default())
+            })
+            .collect();
+        let failure = |kind| Some(LastFailure { kind, at_ms: 42 });
+        assert_eq!(
+            kinds,
+            [
+                (
+                    failure(FailureKind::Api(Endpoint::QueryCallDetailRecord, ErrorKind::RetCode)),
+                    "query_call_detail_record ret_code".to_owned()
+                ),
+                (failure(FailureKind::Store), "state_store".to_owned()),
+                (failure(FailureKind::Deadline), "deadline".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn accept_failures_count_each_one_and_warn_only_when_told() {
         let e = std::io::Error::from_raw_os_error(24);
-        let (d, lines) = emit(&AcceptFailed { error: &e, failures: 7 });
-        assert_eq!(d, TelemetryData::default());
+        let t = Telemetry::default();
+        let (d, lines) = emit_on(t, &AcceptFailed { error: &e, warn_for: Some(7) });
+        assert_eq!(d, TelemetryData { accept_errors: 1, ..Default::default() });
         assert_eq!(
             one_line(&lines, "warn"),
             "level=warn msg=\"accepting connections failed\" error=\"Too many open files (os error 24)\" failures=7"
         );
-        let (_, lines) = emit(&WebConfigReloaded { path: std::path::Path::new("/etc/web.yml") });
-        assert_eq!(one_line(&lines, "info"), "level=info msg=\"web configuration reloaded\" path=/etc/web.yml");
-        let (_, lines) = emit(&WebConfigReloadFailed { error: "/etc/web.yml: bad" });
+        let t = Telemetry::default();
+        t.update(|d| d.accept_errors = 7);
+        let (d, lines) = emit_on(t, &AcceptFailed { error: &e, warn_for: None });
+        assert_eq!(d, TelemetryData { accept_errors: 8, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "debug"),
+            "level=debug msg=\"accepting a connection failed\" error=\"Too many open files (os error 24)\""
+        );
+    }
+
+    #[test]
+    fn web_config_reloads_count_by_result_and_set_the_last_reload_gauge() {
+        let (d, lines) = emit(&WebConfigReloadFailed { error: "/etc/web.yml: bad" });
+        let failed =
+            TelemetryData { web_config_reload_failures: 1, web_config_last_reload_failed: true, ..Default::default() };
+        assert_eq!(d, failed);
         assert_eq!(
             one_line(&lines, "error"),
             "level=error msg=\"web configuration not reloaded; keeping the previous one\" error=\"/etc/web.yml: bad\""
         );
+        let t = Telemetry::default();
+        t.update(|d| *d = failed.clone());
+        let (d, lines) = emit_on(t, &WebConfigReloaded { path: std::path::Path::new("/etc/web.yml") });
+        assert_eq!(
+            d,
+            TelemetryData {
+                web_config_reloads: 1,
+                web_config_reload_failures: 1,
+                web_config_last_reload_failed: false,
+                ..Default::default()
+            }
+        );
+        assert_eq!(one_line(&lines, "info"), "level=info msg=\"web configuration reloaded\" path=/etc/web.yml");
     }
 }

@@ -90,15 +90,14 @@ impl Site {
         let status = match (t.polls, t.up) {
             (0, _) => "no poll finished yet".to_owned(),
             (_, true) => "last poll succeeded".to_owned(),
-            (_, false) => {
-                let error = bounded(t.last_error.as_deref().unwrap_or("unknown error"), LAST_ERROR_CHARS);
-                format!("last poll failed: {}", html_escape(&error))
-            }
+            // The kind and time only: the error's text may quote the gateway (a retMsg excerpt, a
+            // parser position), and this page is for anyone who can reach the port. The log has the text.
+            (_, false) => match t.last_failure {
+                Some(f) => format!("last poll failed at {} ({})", rfc3339(f.at_ms), f.kind),
+                None => "last poll failed".to_owned(),
+            },
         };
-        let last = t.last_success_ms.map_or("never".to_owned(), |ms| {
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64))
-                .to_string()
-        });
+        let last = t.last_success_ms.map_or("never".to_owned(), rfc3339);
         let path = html_escape(&self.telemetry_path);
         format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>CEC Exporter</title></head><body>\n\
@@ -113,6 +112,12 @@ impl Site {
             failures = t.poll_failures,
         )
     }
+}
+
+/// Epoch ms as RFC 3339 UTC, whole seconds (a time before 1970 shows as the epoch).
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn html_escape(s: &str) -> String {
@@ -151,12 +156,15 @@ pub const WEB_CONFIG_POLL: Duration = Duration::from_secs(2);
 pub struct ActiveWebConfig {
     path: PathBuf,
     current: RwLock<Arc<WebConfig>>,
+    /// The last failed re-read: the file's bytes then and the error. The same failure again is not
+    /// reported again (a broken file would otherwise add a line and a failure every 2 s).
+    failed: Mutex<Option<(Vec<u8>, String)>>,
 }
 
 impl ActiveWebConfig {
     /// Starts with `config`, read from `path`.
     pub fn new(path: PathBuf, config: WebConfig) -> ActiveWebConfig {
-        ActiveWebConfig { path, current: RwLock::new(Arc::new(config)) }
+        ActiveWebConfig { path, current: RwLock::new(Arc::new(config)), failed: Mutex::new(None) }
     }
 
     /// The configuration in force.
@@ -165,12 +173,20 @@ impl ActiveWebConfig {
     }
 
     /// Re-reads the file. A changed, valid file replaces the configuration; a bad one keeps the old one
-    /// and is logged. Turning TLS on or off needs a restart (the listener's scheme is what scrapers
-    /// were configured with), so such a change is refused too. Returns whether the configuration changed.
+    /// and is reported once (a [`WebConfigReloadFailed`]) until the file or the error changes. Turning
+    /// TLS on or off needs a restart (the listener's scheme is what scrapers were configured with), so
+    /// such a change is refused too. A file restored to the configuration in force after a failure is a
+    /// successful reload. Returns whether the configuration changed.
     pub fn reload(&self, telemetry: &Telemetry) -> bool {
         let old = self.get();
+        let mut failed = self.failed.lock().expect("web config failure lock");
         let new = match WebConfig::load(&self.path) {
-            Ok(new) if new.same_inputs(&old) => return false,
+            Ok(new) if new.same_inputs(&old) => {
+                if failed.take().is_some() {
+                    WebConfigReloaded { path: &self.path }.emit(telemetry);
+                }
+                return false;
+            }
             Ok(new) if new.tls.is_some() != old.tls.is_some() => Err(format!(
                 "{}: tls_server_config: TLS cannot be turned on or off while running; restart to apply",
                 self.path.display()
@@ -181,11 +197,17 @@ impl ActiveWebConfig {
         match new {
             Ok(new) => {
                 *self.current.write().expect("web config lock") = Arc::new(new);
+                *failed = None;
                 WebConfigReloaded { path: &self.path }.emit(telemetry);
                 true
             }
             Err(error) => {
-                WebConfigReloadFailed { error: &error }.emit(telemetry);
+                // The bytes as well as the error: an edit that is still broken is a new attempt.
+                let attempt = (std::fs::read(&self.path).unwrap_or_default(), error);
+                if failed.as_ref() != Some(&attempt) {
+                    WebConfigReloadFailed { error: &attempt.1 }.emit(telemetry);
+                    *failed = Some(attempt);
+                }
                 false
             }
         }
@@ -251,11 +273,14 @@ struct AcceptErrors {
 impl AcceptErrors {
     fn failed(&mut self, error: &std::io::Error, telemetry: &Telemetry) {
         self.since += 1;
-        if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            AcceptFailed { error, failures: self.since }.emit(telemetry);
+        let warn_for = if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             self.last_line = Some(Instant::now());
-            self.since = 0;
-        }
+            Some(std::mem::take(&mut self.since))
+        } else {
+            None
+        };
+        // Every failure is counted; only the warning is rate-limited.
+        AcceptFailed { error, warn_for }.emit(telemetry);
     }
 }
 
@@ -349,19 +374,6 @@ pub async fn serve(
     }
 }
 
-/// The most characters of the last error the landing page shows. The error's own text is already
-/// bounded where it is made (the client keeps only a short `retMsg` excerpt); this keeps the page small
-/// whatever a future error carries.
-const LAST_ERROR_CHARS: usize = 300;
-
-/// `s` cut to `max` characters, a cut marked with `…`.
-fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &s[..at]).into(),
-        None => s.into(),
-    }
-}
-
 /// Serves HTTP/1.1 on one connection (plain or TLS).
 async fn connection<I>(
     io: I,
@@ -450,20 +462,95 @@ mod tests {
     #[test]
     fn landing_page_links_metrics_and_shows_status() {
         let s = site();
-        s.shared.telemetry.update(|d| {
-            d.polls = 2;
-            d.up = false;
-            d.last_error = Some("query_call_detail_record: HTTP 500 <x>".into());
-        });
         let html = body(&s.handle(&Method::GET, "/", None));
         assert!(html.contains("<a href=\"/metrics\">Metrics</a>"));
         assert!(html.contains("Version: 0.1.0 (revision r1)"));
-        assert!(html.contains("last poll failed: query_call_detail_record: HTTP 500 &lt;x&gt;"));
-        s.shared.telemetry.update(|d| d.last_error = Some(format!("retCode 2: {}", "é".repeat(1 << 20))));
+        assert!(html.contains("<li>Status: no poll finished yet</li>"), "{html}");
+        assert!(html.contains("<li>Last successful poll: never</li>"), "{html}");
+    }
+
+    /// Finding 6: a gateway's retMsg reached `/`. The page shows the failure's kind and time only.
+    #[test]
+    fn landing_page_shows_a_failures_kind_and_time_never_the_gateways_text() {
+        use crate::cec::record::TaskQuery;
+        use crate::cec::window::Window;
+        use crate::events::PollFailed;
+        use crate::ingest::poller::PollError;
+        let s = site();
+        let retmsg = "<b>call 13800138000</b> failed";
+        let error = PollError::Api(crate::cec::ApiError::RetCode {
+            query: TaskQuery::ALL_BUT_ITA,
+            window: Window { start_ms: 0, end_ms: 1_000 },
+            code: "-9\u{1}2".into(),
+            message: retmsg.into(),
+        });
+        assert!(error.to_string().contains(retmsg), "the log line keeps the text: {error}");
+        PollFailed {
+            error: &error,
+            retryable: false,
+            elapsed: Duration::from_millis(10),
+            consecutive_failures: 1,
+            retry_in: Duration::from_secs(30),
+            at_ms: 1_764_406_800_000,
+        }
+        .emit(&s.shared.telemetry);
         let html = body(&s.handle(&Method::GET, "/", None));
-        let shown = format!("last poll failed: retCode 2: {}…", "é".repeat(300 - "retCode 2: ".len()));
-        assert!(html.contains(&shown), "{}", html.len());
-        assert!(html.len() < 2_000, "{}", html.len());
+        assert!(
+            html.contains(
+                "<li>Status: last poll failed at 2025-11-29T09:00:00Z (query_call_detail_record ret_code)</li>"
+            ),
+            "{html}"
+        );
+        for gateway_text in ["13800138000", "failed</", "retCode", "-9", "&lt;b&gt;", "<b>"] {
+            assert!(!html.contains(gateway_text), "{gateway_text:?} on the page: {html}");
+        }
+        // Recovered: the failure is gone from the page.
+        s.shared.telemetry.update(|d| {
+            d.up = true;
+            d.last_success_ms = Some(1_764_406_860_000);
+        });
+        let html = body(&s.handle(&Method::GET, "/", None));
+        assert!(html.contains("<li>Status: last poll succeeded</li>"), "{html}");
+        assert!(html.contains("<li>Last successful poll: 2025-11-29T09:01:00Z</li>"), "{html}");
+    }
+
+    fn web_yml(dir: &std::path::Path, text: &str) {
+        let tmp = dir.join("web.yml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, dir.join("web.yml")).unwrap();
+    }
+
+    #[test]
+    fn web_config_reloads_count_once_per_failure_and_a_fixed_file_counts_as_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = format!("basic_auth_users:\n  u: '{}'\n", bcrypt::hash("p", 4).unwrap());
+        web_yml(dir.path(), &good);
+        let path = dir.path().join("web.yml");
+        let active = ActiveWebConfig::new(path.clone(), WebConfig::load(&path).unwrap());
+        let t = Telemetry::default();
+        let counts = |t: &Telemetry| {
+            let d = t.snapshot();
+            (d.web_config_reloads, d.web_config_reload_failures, d.web_config_last_reload_failed)
+        };
+        assert!(!active.reload(&t), "unchanged");
+        assert_eq!(counts(&t), (0, 0, false));
+        web_yml(dir.path(), "basic_auth_users:\n  u: not-a-hash\n");
+        assert!(!active.reload(&t));
+        assert!(!active.reload(&t), "the same broken file, re-read");
+        assert_eq!(counts(&t), (0, 1, true), "one failure per broken file, not one per re-read");
+        assert!(active.get().auth.as_ref().unwrap().check(Some(b"Basic dTpw")), "u:p still in force");
+        web_yml(dir.path(), "basic_auth_users:\n  u: still-not-a-hash\n");
+        assert!(!active.reload(&t));
+        assert_eq!(counts(&t), (0, 2, true), "another broken edit is another failure");
+        web_yml(dir.path(), &good);
+        assert!(!active.reload(&t), "back to the configuration in force: nothing to swap");
+        assert_eq!(counts(&t), (1, 2, false), "but the file is usable again");
+        assert!(!active.reload(&t));
+        assert_eq!(counts(&t), (1, 2, false));
+        web_yml(dir.path(), "");
+        assert!(active.reload(&t), "an empty file: no users");
+        assert_eq!(counts(&t), (2, 2, false));
+        assert!(active.get().auth.is_none());
     }
 
     /// Sends a whole GET on a new connection and returns the response's status line.
@@ -558,5 +645,6 @@ mod tests {
         });
         let failures: Vec<&str> = lines.iter().map(|l| l.rsplit_once(' ').unwrap().1).collect();
         assert_eq!(failures, ["failures=1", "failures=150"], "{lines:?}");
+        assert_eq!(t.snapshot().accept_errors, 151, "every failed accept is counted");
     }
 }

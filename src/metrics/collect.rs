@@ -160,6 +160,15 @@ impl Collector for SelfTelemetry {
         (&f::LATE_RECORDS, |c, s| s.sample(&[], Value::U(c.telemetry.late_records))),
         (&f::MAX_RECORD_LATENESS, |c, s| s.sample(&[], Value::F(c.telemetry.max_lateness_seconds))),
         (&f::REMEMBERED_CALLS, |c, s| s.sample(&[], Value::U(c.remembered_calls))),
+        (&f::HTTP_ACCEPT_ERRORS, |c, s| s.sample(&[], Value::U(c.telemetry.accept_errors))),
+        (&f::WEB_CONFIG_RELOADS, |c, s| {
+            // Both results from zero, so the first failure is an increase Prometheus can see.
+            s.sample(&["success"], Value::U(c.telemetry.web_config_reloads));
+            s.sample(&["failure"], Value::U(c.telemetry.web_config_reload_failures));
+        }),
+        (&f::WEB_CONFIG_LAST_RELOAD_SUCCESSFUL, |c, s| {
+            s.sample(&[], Value::U(u64::from(!c.telemetry.web_config_last_reload_failed)))
+        }),
     ];
 }
 

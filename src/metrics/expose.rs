@@ -422,6 +422,7 @@ mod tests {
             "code" => value == "none" || (decimal(value, 599) && value.len() == 3),
             "error" => ErrorKind::ALL.iter().any(|k| k.label() == value),
             "field" => Field::ALL.iter().any(|f| f.name() == value),
+            "result" => value == "success" || value == "failure",
             _ => false,
         }
     }

@@ -282,8 +282,30 @@ pub static REMEMBERED_CALLS: Family = family(
     &[],
 );
 
+pub static HTTP_ACCEPT_ERRORS: Family = family(
+    "cec_exporter_http_accept_errors_total",
+    Kind::Counter,
+    "Connections the exporter's web server failed to accept (typically: out of file descriptors).",
+    None,
+    &[],
+);
+pub static WEB_CONFIG_RELOADS: Family = family(
+    "cec_exporter_web_config_reloads_total",
+    Kind::Counter,
+    "Re-reads of a changed --web.config.file, by result: success (in force) or failure (the previous configuration stays).",
+    None,
+    &["result"],
+);
+pub static WEB_CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
+    "cec_exporter_web_config_last_reload_successful",
+    Kind::Gauge,
+    "Whether the last re-read of --web.config.file succeeded (1 without a file or before any change).",
+    None,
+    &[],
+);
+
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 30] = [
+pub static ALL: [&Family; 33] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -314,6 +336,9 @@ pub static ALL: [&Family; 30] = [
     &LATE_RECORDS,
     &MAX_RECORD_LATENESS,
     &REMEMBERED_CALLS,
+    &HTTP_ACCEPT_ERRORS,
+    &WEB_CONFIG_RELOADS,
+    &WEB_CONFIG_LAST_RELOAD_SUCCESSFUL,
 ];
 
 #[cfg(test)]

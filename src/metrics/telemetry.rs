@@ -49,8 +49,48 @@ pub struct TelemetryData {
     pub incomplete_reads: u64,
     /// API requests the last successful poll made.
     pub last_poll_requests: u64,
-    /// One line about the last failure, for the landing page (never contains a secret).
-    pub last_error: Option<String>,
+    /// What kind of failure the last poll was and when, for the landing page: typed, so no text the
+    /// gateway sent can reach the page (the full message is in the failure's log line).
+    pub last_failure: Option<LastFailure>,
+    /// Failed accepts of the web server (`cec_exporter_http_accept_errors_total`).
+    pub accept_errors: u64,
+    /// Re-reads of `--web.config.file` that put a changed file in force, and those that found a changed
+    /// file unusable (`cec_exporter_web_config_reloads_total{result}`).
+    pub web_config_reloads: u64,
+    pub web_config_reload_failures: u64,
+    /// The last re-read of `--web.config.file` found it unusable (the gauge reads 0 while this holds).
+    /// Stored inverted so that the default, with no file or no failure, is "successful".
+    pub web_config_last_reload_failed: bool,
+}
+
+/// The last failed poll, as the landing page shows it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LastFailure {
+    pub kind: FailureKind,
+    /// When the poll failed, epoch ms.
+    pub at_ms: i64,
+}
+
+/// What made a poll fail, from a fixed set: never carries text from the gateway or a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An exchange with the CEC API failed.
+    Api(Endpoint, ErrorKind),
+    /// The state store refused the commit.
+    Store,
+    /// The reads took longer than `--poll.deadline`.
+    Deadline,
+}
+
+impl std::fmt::Display for FailureKind {
+    /// Label values only: `query_call_detail_record ret_code`, `state_store`, `deadline`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureKind::Api(endpoint, kind) => write!(f, "{} {}", endpoint.label(), kind.label()),
+            FailureKind::Store => f.write_str("state_store"),
+            FailureKind::Deadline => f.write_str("deadline"),
+        }
+    }
 }
 
 /// Shared, lock-protected telemetry. Critical sections are a few increments.

@@ -279,3 +279,241 @@ async fn a_scrape_answers_while_200_half_sent_requests_are_open_and_those_are_cl
     let took = opened.elapsed();
     assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(13), "{took:?}");
 }
+
+/// A scrape with basic auth over plain HTTP, parsed (empty unless 200).
+async fn scrape_plain(exp: &Exporter, password: &str) -> (u16, Metrics) {
+    let r = reqwest::Client::new().get(exp.url("/metrics")).basic_auth(USER, Some(password)).send().await.unwrap();
+    let code = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    (code, Metrics::parse(if code == 200 { &body } else { "" }))
+}
+
+fn write_users(path: &Path, password: &str) {
+    let hash = bcrypt::hash(password, 4).unwrap();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("basic_auth_users:\n  {USER}: '{hash}'\n")).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+/// A failed re-read of the web config is one error line and one increase of
+/// `cec_exporter_web_config_reloads_total{result="failure"}` (not one per re-read), the last-reload gauge
+/// reads 0 while the previous configuration stays in force; fixing the file counts a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_web_config_counts_one_failed_reload_and_sets_the_gauge_to_0_until_it_is_fixed() {
+    let sim = Sim::start(Traffic::None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("web.yml");
+    write_users(&config, PASSWORD);
+    let exp = Exporter::start(&sim.url, &["--web.config.file", config.to_str().unwrap()]);
+    let reloads = |m: &Metrics, result: &str| m.get("cec_exporter_web_config_reloads_total", &[("result", result)]);
+    let last_ok = |m: &Metrics| m.get("cec_exporter_web_config_last_reload_successful", &[]);
+    let (code, m) = scrape_plain(&exp, PASSWORD).await;
+    assert_eq!(code, 200);
+    assert_eq!((reloads(&m, "success"), reloads(&m, "failure"), last_ok(&m)), (Some(0.0), Some(0.0), Some(1.0)));
+    assert_eq!(m.get("cec_exporter_http_accept_errors_total", &[]), Some(0.0));
+
+    std::fs::write(&config, "basic_auth_users:\n  prometheus: not-a-hash\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let (code, m) = scrape_plain(&exp, PASSWORD).await;
+        assert_eq!(code, 200, "the previous configuration stays in force: {}", exp.stderr());
+        if reloads(&m, "failure") == Some(1.0) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no failed reload counted: {}", exp.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((reloads(&m, "success"), last_ok(&m)), (Some(0.0), Some(0.0)));
+    // Re-read every 2 s: the same broken file is not counted or logged again.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let (code, m) = scrape_plain(&exp, PASSWORD).await;
+    assert_eq!(code, 200);
+    assert_eq!((reloads(&m, "success"), reloads(&m, "failure"), last_ok(&m)), (Some(0.0), Some(1.0), Some(0.0)));
+    assert_eq!(exp.stderr().matches("web configuration not reloaded").count(), 1, "{}", exp.stderr());
+    assert_eq!(scrape_plain(&exp, "wrong").await.0, 401, "users still required");
+
+    const NEW: &str = "fixed-pw-3Zt";
+    write_users(&config, NEW);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let (code, m) = scrape_plain(&exp, NEW).await;
+        if code == 200 {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the fixed file never applied: {}", exp.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((reloads(&m, "success"), reloads(&m, "failure"), last_ok(&m)), (Some(1.0), Some(1.0), Some(1.0)));
+    assert_eq!(scrape_plain(&exp, PASSWORD).await.0, 401);
+}
+
+/// A certificate authority made by rcgen.
+fn ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A client certificate and key signed by `issuer`, as reqwest presents it.
+fn client_identity(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> reqwest::Identity {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "scraper");
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = p.signed_by(&key, issuer).unwrap();
+    reqwest::Identity::from_pem(format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes()).unwrap()
+}
+
+/// The exporter over TLS with `client_auth_type` and a `client_ca_file` holding `clients`' certificate;
+/// no basic auth, so only the handshake decides.
+fn start_with_client_auth(
+    sim: &Sim,
+    client_auth_type: &str,
+    clients: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) -> (WebFiles, Exporter) {
+    let files = WebFiles::new();
+    std::fs::write(files.dir.path().join("clients-ca.pem"), clients.pem()).unwrap();
+    std::fs::write(
+        files.config(),
+        format!(
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  \
+             client_auth_type: {client_auth_type}\n  client_ca_file: clients-ca.pem\n"
+        ),
+    )
+    .unwrap();
+    let exp = Exporter::start(&sim.url, &["--web.config.file", files.config().to_str().unwrap()]);
+    (files, exp)
+}
+
+/// Scrapes `/metrics` presenting `identity` (or none): the status, or the error chain when the
+/// request got no HTTP answer (the TLS handshake was refused).
+async fn scrape_with(files: &WebFiles, exp: &Exporter, identity: Option<reqwest::Identity>) -> Result<u16, String> {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(files.cert_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(5));
+    if let Some(id) = identity {
+        b = b.identity(id);
+    }
+    let client = b.build().unwrap();
+    match client.get(format!("https://localhost:{}/metrics", exp.port)).send().await {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert!(code != 200 || body.contains("\ncec_up "), "{body}");
+            Ok(code)
+        }
+        Err(e) => {
+            let mut chain = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                chain.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            Err(chain)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_and_verify_client_cert_admits_only_certificates_of_the_client_ca() {
+    let sim = Sim::start(Traffic::None).await;
+    let (clients, other) = (ca("scrapers CA"), ca("another CA"));
+    let (files, exp) = start_with_client_auth(&sim, "RequireAndVerifyClientCert", &clients);
+    let refused = scrape_with(&files, &exp, None).await.unwrap_err();
+    assert!(refused.ends_with("received fatal alert: CertificateRequired"), "no client certificate: {refused}");
+    assert_eq!(scrape_with(&files, &exp, Some(client_identity(&clients))).await, Ok(200));
+    let refused = scrape_with(&files, &exp, Some(client_identity(&other))).await.unwrap_err();
+    assert!(refused.ends_with("received fatal alert: UnknownCA"), "a certificate of another CA: {refused}");
+    assert!(exp.stderr().contains("TLS handshake failed"), "{}", exp.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_client_cert_if_given_admits_no_certificate_but_refuses_a_bad_one() {
+    let sim = Sim::start(Traffic::None).await;
+    let (clients, other) = (ca("scrapers CA"), ca("another CA"));
+    let (files, exp) = start_with_client_auth(&sim, "VerifyClientCertIfGiven", &clients);
+    assert_eq!(scrape_with(&files, &exp, None).await, Ok(200), "no certificate is fine");
+    assert_eq!(scrape_with(&files, &exp, Some(client_identity(&clients))).await, Ok(200));
+    let refused = scrape_with(&files, &exp, Some(client_identity(&other))).await.unwrap_err();
+    assert!(refused.ends_with("received fatal alert: UnknownCA"), "a certificate of another CA: {refused}");
+}
+
+/// A gateway that hands out tokens and refuses every queryCallDetailRecord with `retCode` "2" and
+/// `ret_msg` (markup and a phone number, as a hostile or careless gateway may send).
+async fn refusing_gateway(ret_msg: &'static str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = tokio::io::BufReader::new(stream);
+                let (mut first, mut length) = (String::new(), 0usize);
+                loop {
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if first.is_empty() {
+                        first = line.clone();
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = stream.read_exact(&mut body).await;
+                let answer = if first.contains("tokenByAkSk") {
+                    serde_json::json!({"AccessToken": "t0k3n", "ApplyType": "Bearer", "Expires": "600"})
+                } else {
+                    serde_json::json!({"retCode": "2", "retMsg": ret_msg})
+                };
+                let answer = answer.to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = stream.get_mut().write_all(format!("{head}{answer}").as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Finding 6: the gateway's text reached `/`. The page now names the failure's kind and time only; the
+/// (bounded, sanitized) retMsg excerpt stays in the log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landing_page_shows_a_failed_polls_kind_and_time_never_the_gateways_ret_msg() {
+    const RET_MSG: &str = "<script>steal()</script> caller 13800138000 hung up";
+    let gateway = refusing_gateway(RET_MSG).await;
+    let started = std::time::SystemTime::now();
+    let exp = Exporter::start(&gateway, &[]);
+    let m = exp
+        .wait_for("a failed poll", Duration::from_secs(10), |m| m.value("cec_exporter_poll_failures_total", &[]) >= 1.0)
+        .await;
+    let refused = [("endpoint", "query_call_detail_record"), ("error", "ret_code")];
+    assert!(m.value("cec_exporter_api_errors_total", &refused) >= 1.0, "{}", m.text);
+    assert_eq!(m.value("cec_up", &[]), 0.0);
+    let landing = reqwest::get(exp.url("/")).await.unwrap().text().await.unwrap();
+    let status = landing.lines().find(|l| l.starts_with("<li>Status: ")).unwrap_or_else(|| panic!("{landing}"));
+    let at = status
+        .strip_prefix("<li>Status: last poll failed at ")
+        .and_then(|s| s.strip_suffix(" (query_call_detail_record ret_code)</li>"))
+        .unwrap_or_else(|| panic!("{status}"));
+    let at = humantime::parse_rfc3339(at).unwrap();
+    let now = std::time::SystemTime::now();
+    assert!(at + Duration::from_secs(1) >= started && at <= now, "{at:?} not within the test's run");
+    for text in ["script", "steal", "13800138000", "hung up", "retCode", "retMsg"] {
+        assert!(!landing.contains(text), "{text:?} on the landing page: {landing}");
+    }
+    // The log line keeps what happened: the retCode and the sanitized excerpt (the number blanked).
+    let log = exp.stderr();
+    assert!(log.contains("retCode 2: <script>steal()</script> caller … hung up"), "{log}");
+}
