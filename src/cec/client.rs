@@ -376,7 +376,9 @@ fn redirect_host(url: &reqwest::Url, location: Option<&HeaderValue>) -> String {
     match target.as_ref().and_then(|t| t.host_str().map(|h| (h, t.port_or_known_default()))) {
         Some((host, port)) => {
             let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-            excerpt(&format!("{host}{port}"), 100)
+            // A parsed host is a DNS name (punycode) or an IP address: nothing to blank or mask, and
+            // an IP address must stay readable. Only its length is the gateway's to choose.
+            format!("{}{port}", host.chars().take(100).collect::<String>())
         }
         None => "an unreadable location".to_owned(),
     }

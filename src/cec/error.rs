@@ -171,54 +171,100 @@ impl ApiError {
 /// The longest `retMsg` excerpt an error keeps, in characters.
 pub const RET_MSG_EXCERPT: usize = 200;
 
-/// At most `max` characters of gateway text, safe to log and show: control characters become a space,
-/// every run of 6 or more digits (a phone number, an account) becomes `…`, and a cut is marked with `…`.
+/// At most `max` characters of gateway text, safe to log and show: control and invisible formatting
+/// characters (bidirectional overrides, zero-width characters, line separators) become a space, every
+/// number of 6 or more digits (a phone number, an account), also when written with spaces, dashes, dots
+/// or brackets between its digits or in other scripts' digits, becomes `…`, and a cut is marked with `…`.
 /// Reads no more of `s` than it keeps, so an 8 MB `retMsg` costs no more than a short one.
 pub fn excerpt(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut kept = 0;
-    let mut digits = String::new();
-    // Flushes a digit run: short runs (an error code, a count) stay, long ones are masked.
-    let flush = |digits: &mut String, out: &mut String, kept: &mut usize| {
-        if digits.chars().count() >= 6 {
-            out.push('…');
-            *kept += 1;
-        } else {
-            *kept += digits.len();
-            out.push_str(digits);
+    let mut out = Excerpt { out: String::new(), kept: 0, max };
+    // The number being read: its text so far (digits and the separators between them) and its digits.
+    let mut number = String::new();
+    let mut digits = 0usize;
+    // Separators read after the number's last digit: part of the number if another digit follows.
+    let mut trailing = String::new();
+    for c in s.chars() {
+        if out.full() {
+            break;
         }
-        digits.clear();
-    };
-    let mut chars = s.chars();
-    let mut cut = false;
-    for c in chars.by_ref() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            // A run longer than the whole excerpt is masked anyway: stop collecting it.
-            if digits.len() > max {
-                digits.truncate(6);
+        if c.is_numeric() {
+            number.push_str(&trailing);
+            trailing.clear();
+            number.push(c);
+            digits += 1;
+            // A number longer than the whole excerpt is masked anyway: stop keeping its text.
+            if number.len() > 4 * max + 8 {
+                number.truncate(0);
+                digits = digits.max(6);
             }
             continue;
         }
-        if !digits.is_empty() {
-            flush(&mut digits, &mut out, &mut kept);
+        if digits > 0 && matches!(c, ' ' | '-' | '.' | '(' | ')' | '/') && trailing.chars().count() < 2 {
+            trailing.push(c);
+            continue;
         }
-        if kept >= max {
-            cut = true;
-            break;
+        out.number(&mut number, &mut digits);
+        out.push_str(&std::mem::take(&mut trailing));
+        out.push(if invisible(c) { ' ' } else { c });
+    }
+    out.number(&mut number, &mut digits);
+    out.push_str(&trailing);
+    out.finish()
+}
+
+/// An excerpt being built: stops keeping text at `max` characters and remembers it was cut.
+struct Excerpt {
+    out: String,
+    kept: usize,
+    max: usize,
+}
+
+impl Excerpt {
+    /// More than `max` characters were offered: whatever follows is cut.
+    fn full(&self) -> bool {
+        self.kept > self.max
+    }
+
+    fn push(&mut self, c: char) {
+        if self.kept < self.max {
+            self.out.push(c);
         }
-        out.push(if c.is_control() { ' ' } else { c });
-        kept += 1;
+        self.kept += 1;
     }
-    if !digits.is_empty() {
-        flush(&mut digits, &mut out, &mut kept);
+
+    fn push_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.push(c));
     }
-    if cut || kept > max {
-        let mut trimmed: String = out.chars().take(max).collect();
-        trimmed.push('…');
-        return trimmed;
+
+    /// Writes the number read so far: short ones (an error code, a count) as they are, long ones as `…`.
+    fn number(&mut self, number: &mut String, digits: &mut usize) {
+        if *digits >= 6 {
+            self.push('…');
+        } else {
+            let n = std::mem::take(number);
+            self.push_str(&n);
+        }
+        number.clear();
+        *digits = 0;
     }
-    out
+
+    fn finish(mut self) -> String {
+        if self.kept > self.max {
+            self.out.push('…');
+        }
+        self.out
+    }
+}
+
+/// A character that would be invisible or move text around when shown: controls, Unicode's format
+/// characters (bidirectional overrides, zero-width joiners and spaces, the BOM, tags), line and paragraph
+/// separators, variation selectors and the invisible fillers.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+            | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+            | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }
 
 #[cfg(test)]
@@ -315,6 +361,26 @@ mod tests {
         assert_eq!(excerpt(&huge, 200).chars().count(), 201);
         let digits = "1".repeat(8 << 20);
         assert_eq!(excerpt(&digits, 200), "…");
+    }
+
+    /// A hostile gateway's retMsg spoofed the log and the page with invisible characters, and a phone
+    /// number written with separators or full-width digits went through unmasked.
+    #[test]
+    fn an_excerpt_blanks_invisible_characters_and_masks_numbers_however_written() {
+        assert_eq!(excerpt("a\u{202E}b\u{200B}c\u{2028}d\u{FEFF}e\u{E0041}", 200), "a b c d e ");
+        assert_eq!(excerpt("\u{1B}[31mred", 200), " [31mred");
+        assert_eq!(excerpt("call 138-0013-8000 failed", 200), "call … failed");
+        assert_eq!(excerpt("call (138) 0013 8000.", 200), "call (….");
+        assert_eq!(excerpt("call 138 0013 8000 now", 200), "call … now");
+        assert_eq!(excerpt("call １３８００１３８０００", 200), "call …");
+        assert_eq!(excerpt("number ١٣٨٠٠١٣٨٠٠٠!", 200), "number …!");
+        // Short numbers keep their separators; text around them is untouched, Chinese included.
+        assert_eq!(excerpt("error 12-34 at 10.5 s", 200), "error 12-34 at 10.5 s");
+        assert_eq!(excerpt("呼叫失败，错误码 1001。", 200), "呼叫失败，错误码 1001。");
+        assert_eq!(excerpt("2026-11-29 10:00", 200), "…:00");
+        // A cut inside a short number still marks the cut.
+        assert_eq!(excerpt("abc 12", 5), "abc 1…");
+        assert_eq!(excerpt("abc 12", 6), "abc 12");
     }
 
     #[test]
