@@ -75,9 +75,26 @@ impl InternalEvent for ApiRequest {
     fn emit(&self, t: &Telemetry) {
         let status = self.status.unwrap_or(0);
         tracing::trace!(endpoint = self.endpoint.label(), status, "API request");
-        t.update(|d| *d.api_requests.entry((self.endpoint, status)).or_default() += 1);
+        let code = code_of(self.status);
+        t.update(|d| *d.api_requests.entry((self.endpoint, code)).or_default() += 1);
     }
 }
+
+/// What `cec_exporter_api_requests_total{code}` counts a status under: [`CODE_NONE`] without an answer,
+/// the status itself when it is a registered HTTP status, else [`CODE_OTHER`]. The gateway picks the
+/// status, and 900 made-up ones would be 900 series.
+pub fn code_of(status: Option<u16>) -> u16 {
+    match status {
+        None => CODE_NONE,
+        Some(s) if reqwest::StatusCode::from_u16(s).is_ok_and(|c| c.canonical_reason().is_some()) => s,
+        Some(_) => CODE_OTHER,
+    }
+}
+
+/// The `code` of a request that got no HTTP answer (`code="none"`).
+pub const CODE_NONE: u16 = 0;
+/// The `code` of an unregistered HTTP status (`code="other"`).
+pub const CODE_OTHER: u16 = 1;
 
 /// An API exchange failed. Counts `cec_exporter_api_errors_total{endpoint, error}`. A failure the
 /// client retries is logged at info ("retrying request"); one that ends the read only at debug, because
@@ -719,6 +736,19 @@ mod tests {
         };
         invalid.iter().for_each(|&f| r.invalid.insert(f));
         r
+    }
+
+    /// A gateway answering made-up statuses (223, 295, 999) made a series of each.
+    #[test]
+    fn api_requests_count_unregistered_statuses_as_other() {
+        let t = Telemetry::default();
+        let q = Endpoint::QueryCallDetailRecord;
+        for status in [Some(200), Some(999), Some(223), Some(429), None, Some(295), Some(599)] {
+            ApiRequest { endpoint: q, status }.emit(&t);
+        }
+        let want = [((q, CODE_NONE), 1), ((q, CODE_OTHER), 4), ((q, 200), 1), ((q, 429), 1)];
+        assert_eq!(t.snapshot().api_requests, want.into());
+        assert_eq!((code_of(Some(511)), code_of(Some(418)), code_of(Some(103))), (511, 418, 103));
     }
 
     #[test]

@@ -122,7 +122,11 @@ impl Collector for SelfTelemetry {
         (&f::API_REQUESTS, |c, s| {
             let mut status_buf = itoa::Buffer::new();
             for (&(ep, status), &n) in &c.telemetry.api_requests {
-                let code = if status == 0 { "none" } else { status_buf.format(status) };
+                let code = match status {
+                    crate::events::CODE_NONE => "none",
+                    crate::events::CODE_OTHER => "other",
+                    _ => status_buf.format(status),
+                };
                 s.sample(&[ep.label(), code], Value::U(n));
             }
         }),

@@ -209,6 +209,7 @@ mod tests {
             TelemetryData { up: true, polls: 3, last_success_ms: Some(1_700_000_100_000), ..Default::default() };
         t.api_requests.insert((Endpoint::QueryCallDetailRecord, 200), 6);
         t.api_requests.insert((Endpoint::Token, 0), 1);
+        t.api_requests.insert((Endpoint::QueryCallDetailRecord, crate::events::CODE_OTHER), 2);
         t.api_errors.insert((Endpoint::Token, ErrorKind::Transport), 1);
         (p, t)
     }
