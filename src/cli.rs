@@ -43,10 +43,10 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Base URL of the CEC API gateway; the documented paths are appended (plain http:// works).
-    #[arg(long = "cec.url", env = "CEC_URL", global = true, value_name = "URL", value_parser = http_url)]
+    #[arg(long = "cec.url", env = "CEC_URL", global = true, value_name = "URL", value_parser = HttpUrlParser)]
     pub cec_url: Option<reqwest::Url>,
     /// URL of tokenByAkSk: a base URL (the documented path is appended) or the full URL. Default: from --cec.url.
-    #[arg(long = "cec.token-url", env = "CEC_TOKEN_URL", global = true, value_name = "URL", value_parser = http_url)]
+    #[arg(long = "cec.token-url", env = "CEC_TOKEN_URL", global = true, value_name = "URL", value_parser = HttpUrlParser)]
     pub cec_token_url: Option<reqwest::Url>,
     /// App key (X-APP-Key), issued by the tenant's operations admin.
     #[arg(long = "cec.app-key", env = "CEC_APP_KEY", global = true, value_name = "KEY")]
@@ -258,6 +258,32 @@ pub fn byte_size_in(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> 
             (Some(_), Some(_)) => Err(format!("must be from {min} bytes (1KiB) to {max} bytes (1GiB)")),
             _ => Err("not a size like 8MiB, 512KiB or 65536".into()),
         }
+    }
+}
+
+/// [`http_url`] for clap, whose refusal never repeats the value: clap's own message quotes it, and a
+/// URL may carry a password (`https://user:pw@host`) or a signed query string.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpUrlParser;
+
+impl clap::builder::TypedValueParser for HttpUrlParser {
+    type Value = reqwest::Url;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<reqwest::Url, clap::Error> {
+        let parsed = value.to_str().ok_or_else(|| "not UTF-8".to_owned()).and_then(http_url);
+        parsed.map_err(|why| {
+            let flag = arg.map_or_else(|| "URL".to_owned(), ToString::to_string);
+            let msg = format!(
+                "invalid value for '{flag}': {why} (the value is not repeated: it may hold a secret)\n\n\
+                 For more information, try '--help'.\n"
+            );
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, msg).with_cmd(cmd)
+        })
     }
 }
 

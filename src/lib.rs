@@ -81,7 +81,7 @@ pub async fn run(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         tls = web.as_ref().is_some_and(|w| w.get().tls.is_some()),
         basic_auth = web.as_ref().is_some_and(|w| w.get().auth.is_some()),
-        cec_url = %cfg.client.query_url,
+        cec_url = %without_query(&cfg.client.query_url),
         interval = ?cfg.poller.interval,
         "cec-exporter started"
     );
@@ -102,4 +102,27 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = poll_task.await;
     Ok(())
+}
+
+/// `url` without its query and fragment, for the log: a gateway's URL may carry a signed query.
+fn without_query(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let had = url.query().is_some() || url.fragment().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    if had {
+        format!("{url}?…")
+    } else {
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod url_log_tests {
+    #[test]
+    fn a_logged_url_drops_its_query() {
+        let u = |s: &str| super::without_query(&s.parse().unwrap());
+        assert_eq!(u("https://gw.example:8443/a/b?sig=s3cr3t#x"), "https://gw.example:8443/a/b?…");
+        assert_eq!(u("http://127.0.0.1:9/q"), "http://127.0.0.1:9/q");
+    }
 }

@@ -22,6 +22,14 @@ fn clap_refused(value: &str, flag: &str, why: &str) -> String {
     format!("error: invalid value '{value}' for '{flag}': {why}\n\nFor more information, try '--help'.\n")
 }
 
+/// The message for a refused URL, which names the flag and never the value.
+fn url_refused(flag: &str, why: &str) -> String {
+    format!(
+        "error: invalid value for '{flag}': {why} (the value is not repeated: it may hold a secret)\n\n\
+         For more information, try '--help'.\n"
+    )
+}
+
 #[test]
 fn a_bad_flag_value_is_refused_by_clap_naming_the_flag() {
     let base = ["--cec.url", "http://127.0.0.1:9", "--cec.app-key", "k"];
@@ -50,7 +58,15 @@ fn a_bad_flag_value_is_refused_by_clap_naming_the_flag() {
                 "0 already includes task types 1-3; list either 0 or some of 1, 2, 3",
             ),
         ),
-        (&["--cec.url", "ftp://x"], clap_refused("ftp://x", "--cec.url <URL>", "not an http:// or https:// URL")),
+        (&["--cec.url", "ftp://x"], url_refused("--cec.url <URL>", "not an http:// or https:// URL")),
+        // The password must not be echoed (clap's own message quotes a refused value).
+        (
+            &["--cec.token-url", "https://user:top-secret-value@gw.example"],
+            url_refused(
+                "--cec.token-url <URL>",
+                "credentials do not belong in the URL; use --cec.app-key and the secret file",
+            ),
+        ),
         (
             &["--web.listen-address", "nowhere"],
             clap_refused("nowhere", "--web.listen-address <ADDRESS>", "not an address like :10049 or 127.0.0.1:10049"),
