@@ -297,6 +297,10 @@ pub struct BasicAuth {
     /// (SHA-256 of the user name, user name, hash).
     users: Vec<([u8; 32], String, String)>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Held for every bcrypt: one verification at a time, so a flood of wrong passwords (each a
+    /// deliberately slow bcrypt) burns at most one core, and a scraper whose credentials are cached
+    /// never waits for it.
+    bcrypt_gate: Mutex<()>,
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -311,7 +315,7 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>) -> BasicAuth {
         let users = users.into_iter().map(|(u, h)| (sha256(&[u.as_bytes()]), u, h)).collect();
-        BasicAuth { users, verified: Mutex::new(HashSet::new()) }
+        BasicAuth { users, verified: Mutex::new(HashSet::new()), bcrypt_gate: Mutex::new(()) }
     }
 
     /// Whether `authorization` (an `Authorization` header value) carries a valid user and password.
@@ -343,7 +347,10 @@ impl BasicAuth {
             return true;
         }
         // An unknown user still costs one bcrypt (against another user's hash), as a known one does.
-        let ok = bcrypt::verify(password, hash).unwrap_or(false) && found.is_some();
+        let ok = {
+            let _one_at_a_time = self.bcrypt_gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            bcrypt::verify(password, hash).unwrap_or(false) && found.is_some()
+        };
         if ok {
             let mut cache = self.verified.lock().expect("auth cache lock");
             if cache.len() >= CACHE_CAP {
@@ -503,5 +510,30 @@ mod tests {
         // A password with a colon: only the first one separates the user.
         let auth = BasicAuth::new(BTreeMap::from([("u".to_owned(), bcrypt::hash("a:b", 4).unwrap())]));
         assert!(auth.check(Some(&basic("u", "a:b"))));
+    }
+
+    /// Sixty connections sending wrong passwords saturated both cores and made a cached scrape wait.
+    /// bcrypts run one at a time; cached credentials pass without waiting for them.
+    #[test]
+    fn bcrypts_run_one_at_a_time_and_cached_credentials_do_not_wait() {
+        let h = bcrypt::hash("s3cret", 4).unwrap();
+        let auth = Arc::new(BasicAuth::new(BTreeMap::from([("alice".to_owned(), h)])));
+        assert!(auth.check(Some(&basic("alice", "s3cret"))));
+        // A bcrypt in progress (the gate held): a wrong password waits for it…
+        let gate = auth.bcrypt_gate.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = {
+            let auth = auth.clone();
+            std::thread::spawn(move || tx.send(auth.check(Some(&basic("alice", "wrong")))).unwrap())
+        };
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_millis(300)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        // …while the cached scraper passes at once.
+        assert!(auth.check(Some(&basic("alice", "s3cret"))));
+        drop(gate);
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(false));
+        waiting.join().unwrap();
     }
 }
