@@ -19,9 +19,7 @@ use super::error::{excerpt, ApiError, Endpoint, RET_MSG_EXCERPT};
 use super::record::CallId;
 use super::record::TaskQuery;
 use super::window::Window;
-use super::wire::{
-    json_error, parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest,
-};
+use super::wire::{parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest};
 use super::{ApiObserver, Retry};
 use crate::secret::Secret;
 
@@ -265,7 +263,7 @@ impl CecClient {
             if !status.is_success() {
                 return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
             }
-            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: json_error(&e) });
+            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() });
         }
     }
 
@@ -294,7 +292,7 @@ impl CecClient {
         if !status.is_success() {
             return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
         }
-        let t = parse_token(&bytes.0).map_err(|message| ApiError::Decode { endpoint: ep, message })?;
+        let t = parse_token(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() })?;
         // Never trust a lifetime longer than the one asked for: a gateway's odd `Expires` must not keep
         // a dead token in use (or overflow the clock).
         let asked = u64::from(self.cfg.token_lifetime_s);
