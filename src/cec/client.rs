@@ -179,6 +179,11 @@ impl CecClient {
                     return Err(e);
                 }
             };
+            let mut page = page;
+            // A page holds at most what was asked for: a gateway answering more entries (an 8 MiB body
+            // can hold ~280 000 tiny ones) would otherwise make one read hold `max_pages_per_window`
+            // times that. The rest are the next page's (offset paging), so nothing is skipped.
+            page.records.truncate(limit as usize);
             self.observer.page(query, offset, &page.records);
             let n = page.records.len() as u64;
             let mut new_calls = 0;
@@ -832,6 +837,22 @@ mod tests {
         let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
         assert_eq!((read.requests, read.records.len(), read.stopped), (4, 4, Some(Stop::PageLimit)));
         assert!(!read.complete());
+    }
+
+    #[tokio::test]
+    async fn a_page_with_more_entries_than_asked_for_keeps_the_page_size_and_reads_on_from_there() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let calls: Vec<String> = (1..=5).map(|i| format!(r#"{{"callSerialNo":"{i}","state":3}}"#)).collect();
+        let all: Vec<&str> = calls.iter().map(String::as_str).collect();
+        // A gateway that ignores `limit`: every answer holds everything from the offset on.
+        script.query.lock().unwrap().extend([page(5, &all), page(5, &all[2..]), page(5, &all[4..])]);
+        let (c, _) = client(&fake_cec(script.clone()).await, 2, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        let offsets: Vec<_> = script.bodies.lock().unwrap().iter().map(|b| b["offset"].clone()).collect();
+        assert_eq!(offsets, ["0", "2", "4"]);
+        assert_eq!(read.records.iter().map(|r| r.id.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "each call once");
+        assert_eq!((read.requests, read.complete()), (3, true));
     }
 
     #[tokio::test]
