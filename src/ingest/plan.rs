@@ -9,8 +9,8 @@
 //!   window*: a few seconds around its start, merged with its neighbours, so one long call costs one
 //!   small request per poll instead of re-reading every record since it started.
 //!
-//! A poll past `--poll.deadline` fails whole, and a catch-up window too big to read within it would fail
-//! the same way forever. [`WindowBudget`] shrinks the main window after such a failure and grows it back
+//! A poll past `--poll.deadline` (or past the records one poll may hold) fails whole, and a catch-up
+//! window too big to read within it would fail the same way forever. [`WindowBudget`] shrinks the main window after such a failure and grows it back
 //! after polls that finished well inside the deadline. It only decides where a main window *ends*: the
 //! next one still starts a lookback before the last committed end, so no span is skipped, and the
 //! ledger's floor keeps re-read calls from being counted twice.
@@ -144,10 +144,11 @@ impl WindowBudget {
         cfg.lookback_ms.saturating_add(MIN_ADVANCE_MS)
     }
 
-    /// A poll reading the main window `main` ran past the deadline: the next main window is at most half
+    /// A poll reading the main window `main` ran past the deadline (or held more records than a poll
+    /// may, `ingest::poller::MAX_RECORDS_PER_POLL`): the next main window is at most half
     /// as long (never below [`WindowBudget::floor_ms`]). Halving the window that failed, not the previous
     /// limit, makes the first shrink of a seven-day catch-up count.
-    pub fn deadline_exceeded(&mut self, cfg: &PlanConfig, main: Window) {
+    pub fn overran(&mut self, cfg: &PlanConfig, main: Window) {
         let len = main.end_ms.saturating_sub(main.start_ms);
         let limit = (len / 2).max(Self::floor_ms(cfg));
         self.limit_ms = (limit < cfg.max_window_ms).then_some(limit);
@@ -331,7 +332,7 @@ mod tests {
         let cursor = NOW - 10 * DAY;
         let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
         assert_eq!(p.main.end_ms - p.main.start_ms, MAX_WINDOW_MS);
-        b.deadline_exceeded(&cfg, p.main);
+        b.overran(&cfg, p.main);
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 2));
         let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
         assert_eq!(p.main, Window { start_ms: cursor - 120_000, end_ms: cursor - 120_000 + MAX_WINDOW_MS / 2 });
@@ -340,7 +341,7 @@ mod tests {
         let mut lens = Vec::new();
         for _ in 0..16 {
             let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
-            b.deadline_exceeded(&cfg, p.main);
+            b.overran(&cfg, p.main);
             lens.push(b.limit_ms().unwrap());
         }
         assert_eq!(&lens[..3], [MAX_WINDOW_MS / 4, MAX_WINDOW_MS / 8, MAX_WINDOW_MS / 16]);
@@ -356,7 +357,7 @@ mod tests {
         let cfg = cfg();
         let mut b = WindowBudget::default();
         let p = plan(&b.apply(&cfg), NOW, Some(NOW - 30_000), &Q, [], |_| None);
-        b.deadline_exceeded(&cfg, p.main);
+        b.overran(&cfg, p.main);
         assert_eq!(b.limit_ms(), Some(180_000));
         assert_eq!(plan(&b.apply(&cfg), NOW, Some(NOW - 30_000), &Q, [], |_| None).main, p.main);
     }
@@ -369,7 +370,7 @@ mod tests {
         let mut b = WindowBudget::default();
         b.succeeded(&cfg, Duration::ZERO, deadline);
         assert_eq!(b, WindowBudget::default(), "no limit, nothing to grow");
-        b.deadline_exceeded(&cfg, Window { start_ms: 0, end_ms: MAX_WINDOW_MS / 4 });
+        b.overran(&cfg, Window { start_ms: 0, end_ms: MAX_WINDOW_MS / 4 });
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8));
         b.succeeded(&cfg, Duration::from_secs(151), deadline);
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8), "over half the deadline: kept");
@@ -381,7 +382,7 @@ mod tests {
         assert_eq!(b.limit_ms(), None, "back to the configured limit");
         // A configured limit below the floor is never exceeded.
         let tiny = PlanConfig { max_window_ms: 100_000, ..cfg };
-        b.deadline_exceeded(&tiny, Window { start_ms: 0, end_ms: 100_000 });
+        b.overran(&tiny, Window { start_ms: 0, end_ms: 100_000 });
         assert_eq!((b.limit_ms(), b.apply(&tiny).max_window_ms), (None, 100_000));
     }
 
@@ -401,7 +402,7 @@ mod tests {
             assert_eq!(p.main.start_ms, cursor - 120_000, "poll {polls}");
             assert!(p.main.end_ms > cursor, "poll {polls} advances");
             if fail.next().unwrap() && p.behind {
-                b.deadline_exceeded(&cfg, p.main);
+                b.overran(&cfg, p.main);
                 continue;
             }
             b.succeeded(&cfg, Duration::ZERO, Duration::from_secs(1));

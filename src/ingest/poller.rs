@@ -48,6 +48,13 @@ pub struct PollerConfig {
     pub max_unknown_reason_codes: usize,
 }
 
+/// The most call records one poll holds before it commits (about 46 MB at 184 bytes a record). One
+/// read holds at most `--cec.max-pages-per-window` × `--cec.page-size` (100 000 by default), and a poll
+/// may make many reads (two task-type queries, up to three re-reads of a settled part each, targeted
+/// reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
+/// window ([`WindowBudget`]), so memory stays bounded and the counts exact.
+pub const MAX_RECORDS_PER_POLL: usize = 250_000;
+
 /// Why a poll failed; either way it left no trace and is retried later.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
@@ -58,6 +65,9 @@ pub enum PollError {
     /// The reads did not finish within `--poll.deadline` (CEC stalled, or kept serving pages).
     #[error("poll deadline exceeded: the reads took longer than --poll.deadline ({})", humantime::format_duration(*.0))]
     Deadline(Duration),
+    /// The reads returned more records than one poll holds ([`MAX_RECORDS_PER_POLL`]).
+    #[error("poll read more than {0} records before committing; the next poll reads a shorter window")]
+    TooManyRecords(usize),
 }
 
 impl PollError {
@@ -65,7 +75,7 @@ impl PollError {
         match self {
             PollError::Api(e) => e.retryable(),
             PollError::Store(e) => e.retryable(),
-            PollError::Deadline(_) => true,
+            PollError::Deadline(_) | PollError::TooManyRecords(_) => true,
         }
     }
 }
@@ -119,6 +129,8 @@ pub struct Poller<S: Source = CecClient> {
     budget: WindowBudget,
     /// The main window the current (or last) poll set out to read, for the budget when it times out.
     attempted: Option<Window>,
+    /// [`MAX_RECORDS_PER_POLL`]; lower in tests.
+    max_records: usize,
 }
 
 /// A committed poll.
@@ -149,6 +161,7 @@ impl<S: Source> Poller<S> {
             reconcile: false,
             budget: WindowBudget::default(),
             attempted: None,
+            max_records: MAX_RECORDS_PER_POLL,
         };
         p.publish();
         p
@@ -185,14 +198,19 @@ impl<S: Source> Poller<S> {
         let deadline = self.cfg.deadline;
         let started = Instant::now();
         self.attempted = None;
-        let (plan, fetched, requests) = match tokio::time::timeout(deadline, self.fetch(now, cursor)).await {
-            Ok(fetched) => fetched?,
-            Err(_) => {
+        let fetched = match tokio::time::timeout(deadline, self.fetch(now, cursor)).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err(PollError::Deadline(deadline)),
+        };
+        let (plan, fetched, requests) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e @ (PollError::Deadline(_) | PollError::TooManyRecords(_))) => {
                 if let Some(main) = self.attempted {
-                    self.budget.deadline_exceeded(&self.cfg.plan, main);
+                    self.budget.overran(&self.cfg.plan, main);
                 }
-                return Err(PollError::Deadline(deadline));
+                return Err(e);
             }
+            Err(e) => return Err(e),
         };
         let fetch_took = started.elapsed();
         let folded_before: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum();
@@ -271,6 +289,7 @@ impl<S: Source> Poller<S> {
                 None => self.density.push((read.query, d)),
             }
             fetched.push((*read, r.records));
+            self.check_held(&fetched)?;
             if let (false, Some(settled)) = (complete, plan.settled) {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
             }
@@ -280,8 +299,19 @@ impl<S: Source> Poller<S> {
             let r = self.read(read.query, read.window).await?;
             requests += r.requests;
             fetched.push((*read, r.records));
+            self.check_held(&fetched)?;
         }
         Ok((plan, fetched, requests))
+    }
+
+    /// Fails the poll once its reads hold more than `max_records` records: checked after each read, so
+    /// a poll holds at most that plus one read's worth.
+    fn check_held(&self, fetched: &[(Read, Vec<ParsedRecord>)]) -> Result<(), PollError> {
+        let held: usize = fetched.iter().map(|(_, r)| r.len()).sum();
+        if held > self.max_records {
+            return Err(PollError::TooManyRecords(self.max_records));
+        }
+        Ok(())
     }
 
     /// After a failed commit, makes memory hold exactly what the store holds before anything else
@@ -342,6 +372,7 @@ impl<S: Source> Poller<S> {
             seen.extend(r.records.iter().map(|rec| rec.id));
             let covered = r.total.is_none_or(|t| (seen.len() + r.rejected.len()) as u64 >= t);
             fetched.push((read, r.records));
+            self.check_held(fetched)?;
             if covered {
                 return Ok(());
             }
@@ -794,6 +825,35 @@ mod tests {
         // Every call of the two days exactly once: one every ten minutes, both ends included.
         assert_eq!(p.state().aggregates.total_calls(), 2 * 144 + 1);
         assert_eq!(shared.telemetry.snapshot().poll_failures, 0, "poll_at alone emits nothing");
+    }
+
+    #[tokio::test]
+    async fn a_poll_holding_too_many_records_fails_and_the_next_reads_a_shorter_window_exactly() {
+        // 100 records held at most: a day of calls (144) is too many, half a day (72) fits.
+        let day = 86_400_000;
+        let cfg = PollerConfig { max_catchup_ms: 3 * day, ..ita_config() };
+        let source = Slow { from: T0 - day, to: T0 };
+        let mut p = Poller::new(source, cfg, State::default(), Arc::new(Shared::default()), None);
+        p.max_records = 100;
+        p.poll_at(T0 - day).await.unwrap();
+        let err = p.poll_at(T0).await.unwrap_err();
+        assert!(matches!(err, PollError::TooManyRecords(100)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "poll read more than 100 records before committing; the next poll reads a shorter window"
+        );
+        assert!(err.retryable());
+        assert_eq!(p.state().aggregates.total_calls(), 1, "nothing admitted");
+        let mut windows = Vec::new();
+        loop {
+            let report = p.poll_at(T0).await.unwrap();
+            windows.push((report.plan.main.end_ms - report.plan.main.start_ms) / 60_000);
+            if !report.plan.behind {
+                break;
+            }
+        }
+        assert_eq!(windows, [721, 723], "half of the day (plus lookback) that failed, then the rest");
+        assert_eq!(p.state().aggregates.total_calls(), 144 + 1, "every call of the day once");
     }
 
     #[tokio::test]
