@@ -19,7 +19,9 @@ use super::error::{excerpt, ApiError, Endpoint, RET_MSG_EXCERPT};
 use super::record::CallId;
 use super::record::TaskQuery;
 use super::window::Window;
-use super::wire::{parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest};
+use super::wire::{
+    parse_page_at_most, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest,
+};
 use super::{ApiObserver, Retry};
 use crate::secret::Secret;
 
@@ -179,11 +181,6 @@ impl CecClient {
                     return Err(e);
                 }
             };
-            let mut page = page;
-            // A page holds at most what was asked for: a gateway answering more entries (an 8 MiB body
-            // can hold ~280 000 tiny ones) would otherwise make one read hold `max_pages_per_window`
-            // times that. The rest are the next page's (offset paging), so nothing is skipped.
-            page.records.truncate(limit as usize);
             self.observer.page(query, offset, &page.records);
             let n = page.records.len() as u64;
             let mut new_calls = 0;
@@ -268,7 +265,11 @@ impl CecClient {
             if !status.is_success() {
                 return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
             }
-            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() });
+            // At most a page size of entries is kept: a gateway answering more (an 8 MiB body can hold
+            // ~290 000 tiny ones) would otherwise make one read hold `max_pages_per_window` times that. The
+            // rest are the next offset's, so nothing is skipped.
+            return parse_page_at_most(&bytes.0, req.limit as usize)
+                .map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() });
         }
     }
 

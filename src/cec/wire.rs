@@ -243,6 +243,33 @@ pub struct Rejection {
 /// Parses one response page. Fails only when the body is not the documented JSON shape at all
 /// (truncated, not JSON, `callInfo` not an array); a bad record is a [`Rejection`] in `records`.
 pub fn parse_page(bytes: &[u8]) -> Result<Page, WireError> {
+    parse_page_at_most(bytes, usize::MAX)
+}
+
+thread_local! {
+    /// How many `callInfo` entries the page being parsed on this thread keeps: set by
+    /// [`parse_page_at_most`] for the duration of one synchronous `serde_json` call, read by
+    /// `Records`. (A seed through the derived page structs would need them all written by hand.)
+    static MAX_ENTRIES: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Like [`parse_page`], keeping at most `max_entries` entries of `callInfo` (the page size asked
+/// for): the rest are skipped as they are read, never held, so a gateway answering more than asked
+/// (an 8 MiB body holds some 290 000 tiny records, 53 MB parsed) costs no more memory than a full
+/// page. The entries beyond are the next offset's; a client that advances by what it kept skips none.
+pub fn parse_page_at_most(bytes: &[u8], max_entries: usize) -> Result<Page, WireError> {
+    /// Puts the previous limit back however the parse ends.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MAX_ENTRIES.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(MAX_ENTRIES.with(|m| m.replace(max_entries)));
+    parse_page_unbounded(bytes)
+}
+
+fn parse_page_unbounded(bytes: &[u8]) -> Result<Page, WireError> {
     #[derive(Deserialize)]
     struct Wire<'a> {
         #[serde(rename = "retCode", borrow, default)]
@@ -503,10 +530,16 @@ impl<'de> Deserialize<'de> for Records {
                 Ok(Records(Vec::new()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-                while let Some(r) = seq.next_element_seed(RecordSeed)? {
-                    out.push(r);
+                let max = MAX_ENTRIES.with(std::cell::Cell::get);
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024).min(max));
+                while out.len() < max {
+                    match seq.next_element_seed(RecordSeed)? {
+                        Some(r) => out.push(r),
+                        None => return Ok(Records(out)),
+                    }
                 }
+                // Past the limit: read (the JSON must still be well-formed), keep nothing.
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Records(out))
             }
         }
@@ -920,5 +953,22 @@ mod tests {
         assert_eq!((e, e.to_string()), (json(Syntax, 2, 3), "syntax error at line 2 column 3".to_owned()));
         let e = parse_page(b"").unwrap_err();
         assert_eq!(e, json(Eof, 1, 0));
+    }
+
+    #[test]
+    fn at_most_the_page_size_of_entries_is_kept_and_the_rest_still_read() {
+        let entries: Vec<String> = (1..=5).map(|i| format!(r#"{{"callSerialNo":"{i}","state":3}}"#)).collect();
+        let body = format!(r#"{{"retCode":"0","result":{{"total":5,"callInfo":[{}]}}}}"#, entries.join(","));
+        let page = parse_page_at_most(body.as_bytes(), 2).unwrap();
+        let ids: Vec<u64> = page.records.iter().map(|r| r.as_ref().unwrap().id.0).collect();
+        assert_eq!((ids, page.total), (vec![1, 2], Some(5)));
+        assert_eq!(parse_page(body.as_bytes()).unwrap().records.len(), 5, "the limit was put back");
+        // The skipped part must still be JSON.
+        let broken = body.replace(r#""5","state":3}"#, r#""5","state":3"#);
+        assert_eq!(
+            parse_page_at_most(broken.as_bytes(), 2).unwrap_err().to_string(),
+            "syntax error at line 1 column 201"
+        );
+        assert_eq!(parse_page(b"{}").unwrap().records.len(), 0);
     }
 }
