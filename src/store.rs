@@ -117,6 +117,49 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Makes an existing `path` private again when group or others have any access to it (a directory or
+/// file left by an older version, or made by hand): chmod to `private` (0700 or 0600) with one warning
+/// naming the path and the old mode. A chmod that fails is a warning too, never fatal: the exporter
+/// runs as before, and the operator is told.
+#[cfg(unix)]
+fn tighten(path: &Path, private: u32, what: &'static str) {
+    tighten_with(path, private, what, |p, m| std::fs::set_permissions(p, m))
+}
+
+/// [`tighten`] with the chmod passed in, so a test can make it fail (this process may be root).
+#[cfg(unix)]
+fn tighten_with(
+    path: &Path,
+    private: u32,
+    what: &'static str,
+    chmod: impl FnOnce(&Path, std::fs::Permissions) -> std::io::Result<()>,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let old = meta.permissions().mode() & 0o7777;
+    if old & 0o077 == 0 {
+        return;
+    }
+    let (old_mode, new_mode) = (format!("{old:04o}"), format!("{private:04o}"));
+    match chmod(path, std::fs::Permissions::from_mode(private)) {
+        Ok(()) => tracing::warn!(
+            path = %path.display(),
+            old_mode,
+            new_mode,
+            "the state {what} was open to group or others; made it private"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            old_mode,
+            error = %e,
+            "the state {what} is open to group or others and could not be made private; chmod {new_mode} it"
+        ),
+    }
+}
+
+#[cfg(not(unix))]
+fn tighten(_: &Path, _: u32, _: &'static str) {}
+
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     create_private_file(path)
         .map_err(|e| StoreError::Io { path: path.to_owned(), detail: format!("cannot create the file: {e}") })?;
@@ -134,7 +177,7 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, creating `dir` when missing (mode 0700, the file 0600 on
-    /// Unix), and restores the state it holds (`None` for a new store), after checking every value in
+    /// Unix; an existing directory or file open to group or others is made so, with a warning), and restores the state it holds (`None` for a new store), after checking every value in
     /// it ([`StoreError::Corrupt`] naming the file and the value otherwise). With `reset`, an existing
     /// file is first moved aside to `FILE.reset-<unix seconds>`.
     pub fn open(dir: &Path, reset: bool) -> Result<(Store, Option<State>), StoreError> {
@@ -143,6 +186,7 @@ impl Store {
             path: dir.to_owned(),
             detail: format!("cannot create the --state.path directory: {e}"),
         })?;
+        tighten(dir, 0o700, "directory");
         let path = dir.join(FILE);
         if reset && path.exists() {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -151,6 +195,7 @@ impl Store {
                 .map_err(|e| StoreError::Io { path: path.clone(), detail: format!("cannot move it aside: {e}") })?;
             tracing::warn!(moved_to = %aside.display(), "--state.reset: moved the state store aside; starting afresh");
         }
+        tighten(&path, 0o600, "file");
         let db = open_db(&path)?;
         let (state, format) = match load(&db, &path)? {
             Some((state, format)) => (Some(state), format),
@@ -685,6 +730,62 @@ mod tests {
         assert_eq!(mode(&dir.path().join("a")), 0o700);
         assert_eq!(mode(&nested), 0o700);
         assert_eq!(mode(&nested.join(FILE)), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_loose_directory_and_store_are_made_private_with_one_warning_each() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        drop(Store::open(&state, false).unwrap());
+        let file = state.join(FILE);
+        let chmod = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        // As an older version left them.
+        chmod(&state, 0o755);
+        chmod(&file, 0o644);
+        let (opened, lines) = crate::logging::capture(tracing::Level::DEBUG, || Store::open(&state, false));
+        opened.unwrap();
+        assert_eq!((mode(&state), mode(&file)), (0o700, 0o600));
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "level=warn msg=\"the state directory was open to group or others; made it private\" path={} old_mode=0755 new_mode=0700",
+                    state.display()
+                ),
+                format!(
+                    "level=warn msg=\"the state file was open to group or others; made it private\" path={} old_mode=0644 new_mode=0600",
+                    file.display()
+                ),
+            ]
+        );
+        // Private already (or tighter than asked): left alone, nothing said.
+        chmod(&file, 0o400);
+        let (opened, lines) = crate::logging::capture(tracing::Level::DEBUG, || Store::open(&state, false));
+        drop(opened);
+        assert_eq!((mode(&state), mode(&file), lines.len()), (0o700, 0o400, 0), "{lines:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_chmod_that_fails_is_a_warning_not_an_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("loose");
+        std::fs::write(&file, b"").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let refuse = |_: &Path, _| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let ((), lines) = crate::logging::capture(tracing::Level::DEBUG, || tighten_with(&file, 0o600, "file", refuse));
+        assert_eq!(
+            lines,
+            [format!(
+                "level=warn msg=\"the state file is open to group or others and could not be made private; chmod 0600 it\" path={} old_mode=0664 error=\"permission denied\"",
+                file.display()
+            )]
+        );
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o664);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     match parse_token(data) {
-        Err(e) => common::assert_no_echo(data, &e),
+        Err(e) => common::assert_no_echo(data, &e.to_string()),
         Ok(t) => {
             let token = t.access_token.expose();
             assert!(!token.is_empty(), "an empty token was accepted");

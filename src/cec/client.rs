@@ -20,7 +20,7 @@ use super::record::CallId;
 use super::record::TaskQuery;
 use super::window::Window;
 use super::wire::{
-    json_error, parse_page, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest,
+    parse_page_at_most, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest,
 };
 use super::{ApiObserver, Retry};
 use crate::secret::Secret;
@@ -265,7 +265,11 @@ impl CecClient {
             if !status.is_success() {
                 return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
             }
-            return parse_page(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: json_error(&e) });
+            // At most a page size of entries is kept: a gateway answering more (an 8 MiB body can hold
+            // ~290 000 tiny ones) would otherwise make one read hold `max_pages_per_window` times that. The
+            // rest are the next offset's, so nothing is skipped.
+            return parse_page_at_most(&bytes.0, req.limit as usize)
+                .map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() });
         }
     }
 
@@ -294,7 +298,7 @@ impl CecClient {
         if !status.is_success() {
             return Err(ApiError::Status { endpoint: ep, status: status.as_u16(), retry_after: bytes.1 });
         }
-        let t = parse_token(&bytes.0).map_err(|message| ApiError::Decode { endpoint: ep, message })?;
+        let t = parse_token(&bytes.0).map_err(|e| ApiError::Decode { endpoint: ep, message: e.to_string() })?;
         // Never trust a lifetime longer than the one asked for: a gateway's odd `Expires` must not keep
         // a dead token in use (or overflow the clock).
         let asked = u64::from(self.cfg.token_lifetime_s);
@@ -836,6 +840,22 @@ mod tests {
         let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
         assert_eq!((read.requests, read.records.len(), read.stopped), (4, 4, Some(Stop::PageLimit)));
         assert!(!read.complete());
+    }
+
+    #[tokio::test]
+    async fn a_page_with_more_entries_than_asked_for_keeps_the_page_size_and_reads_on_from_there() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let calls: Vec<String> = (1..=5).map(|i| format!(r#"{{"callSerialNo":"{i}","state":3}}"#)).collect();
+        let all: Vec<&str> = calls.iter().map(String::as_str).collect();
+        // A gateway that ignores `limit`: every answer holds everything from the offset on.
+        script.query.lock().unwrap().extend([page(5, &all), page(5, &all[2..]), page(5, &all[4..])]);
+        let (c, _) = client(&fake_cec(script.clone()).await, 2, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        let offsets: Vec<_> = script.bodies.lock().unwrap().iter().map(|b| b["offset"].clone()).collect();
+        assert_eq!(offsets, ["0", "2", "4"]);
+        assert_eq!(read.records.iter().map(|r| r.id.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "each call once");
+        assert_eq!((read.requests, read.complete()), (3, true));
     }
 
     #[tokio::test]

@@ -62,9 +62,9 @@ pub struct TokenResponse {
     pub expires_s: Option<u64>,
 }
 
-/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error; its message never
-/// quotes the body (which may hold the token), only the parser's error kind and position.
-pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
+/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error; the error never
+/// carries the body (which may hold the token), only the parser's error kind and position.
+pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, WireError> {
     #[derive(Deserialize)]
     struct Wire<'a> {
         #[serde(rename = "AccessToken", borrow, default)]
@@ -72,10 +72,10 @@ pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, String> {
         #[serde(rename = "Expires", borrow, default)]
         expires: Scalar<'a>,
     }
-    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| WireError::from(&e))?;
     let access_token = match w.access_token {
         Some(t) if !t.trim().is_empty() => Secret::new(t.trim()),
-        _ => return Err("no AccessToken in the answer".to_owned()),
+        _ => return Err(WireError::NoAccessToken),
     };
     Ok(TokenResponse { access_token, expires_s: w.expires.as_u64().ok().flatten() })
 }
@@ -242,7 +242,34 @@ pub struct Rejection {
 
 /// Parses one response page. Fails only when the body is not the documented JSON shape at all
 /// (truncated, not JSON, `callInfo` not an array); a bad record is a [`Rejection`] in `records`.
-pub fn parse_page(bytes: &[u8]) -> Result<Page, serde_json::Error> {
+pub fn parse_page(bytes: &[u8]) -> Result<Page, WireError> {
+    parse_page_at_most(bytes, usize::MAX)
+}
+
+thread_local! {
+    /// How many `callInfo` entries the page being parsed on this thread keeps: set by
+    /// [`parse_page_at_most`] for the duration of one synchronous `serde_json` call, read by
+    /// `Records`. (A seed through the derived page structs would need them all written by hand.)
+    static MAX_ENTRIES: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Like [`parse_page`], keeping at most `max_entries` entries of `callInfo` (the page size asked
+/// for): the rest are skipped as they are read, never held, so a gateway answering more than asked
+/// (an 8 MiB body holds some 290 000 tiny records, 53 MB parsed) costs no more memory than a full
+/// page. The entries beyond are the next offset's; a client that advances by what it kept skips none.
+pub fn parse_page_at_most(bytes: &[u8], max_entries: usize) -> Result<Page, WireError> {
+    /// Puts the previous limit back however the parse ends.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MAX_ENTRIES.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(MAX_ENTRIES.with(|m| m.replace(max_entries)));
+    parse_page_unbounded(bytes)
+}
+
+fn parse_page_unbounded(bytes: &[u8]) -> Result<Page, WireError> {
     #[derive(Deserialize)]
     struct Wire<'a> {
         #[serde(rename = "retCode", borrow, default)]
@@ -259,7 +286,7 @@ pub fn parse_page(bytes: &[u8]) -> Result<Page, serde_json::Error> {
         #[serde(rename = "callInfo", default)]
         call_info: Option<Records>,
     }
-    let w: Wire<'_> = serde_json::from_slice(bytes)?;
+    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| WireError::from(&e))?;
     let ret_code = match &w.ret_code {
         Scalar::Str(s) => ret_code(s.trim()),
         Scalar::U(n) => ret_code(&n.to_string()),
@@ -273,16 +300,67 @@ pub fn parse_page(bytes: &[u8]) -> Result<Page, serde_json::Error> {
     Ok(Page { ret_code, ret_msg: w.ret_msg.map(Cow::into_owned).unwrap_or_default(), total, records })
 }
 
-/// A JSON error as its kind and position, never serde_json's message: that quotes the offending value
-/// ("invalid type: string \"…\""), which may be a token or a phone number.
+/// What kind of JSON failure a [`WireError::Json`] is: serde_json's category, nothing of its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonErrorKind {
+    /// Not JSON at this position.
+    Syntax,
+    /// Well-formed JSON, but a value of the wrong type or shape for the field.
+    Data,
+    /// The body ended early.
+    Eof,
+    /// Reading the bytes failed.
+    Io,
+}
+
+impl JsonErrorKind {
+    /// The words the error's text uses for this kind.
+    pub fn describe(self) -> &'static str {
+        match self {
+            JsonErrorKind::Syntax => "syntax error",
+            JsonErrorKind::Data => "unexpected value",
+            JsonErrorKind::Eof => "truncated",
+            JsonErrorKind::Io => "read error",
+        }
+    }
+}
+
+impl fmt::Display for JsonErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Why a page or token answer could not be read. It carries only the error's kind and position:
+/// never serde_json's message, which quotes the offending value (`invalid type: string "…"`), and that
+/// value may be a token or a phone number. No field path either: serde_json cannot give one without
+/// keeping the value around.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The body is not the documented JSON shape.
+    #[error("{kind} at line {line} column {column}")]
+    Json { kind: JsonErrorKind, line: usize, column: usize },
+    /// A token answer without a usable `AccessToken`.
+    #[error("no AccessToken in the answer")]
+    NoAccessToken,
+}
+
+impl From<&serde_json::Error> for WireError {
+    fn from(e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let kind = match e.classify() {
+            Category::Io => JsonErrorKind::Io,
+            Category::Syntax => JsonErrorKind::Syntax,
+            Category::Data => JsonErrorKind::Data,
+            Category::Eof => JsonErrorKind::Eof,
+        };
+        WireError::Json { kind, line: e.line(), column: e.column() }
+    }
+}
+
+/// A JSON error as its kind and position (the text of [`WireError::Json`]), never serde_json's message.
 pub fn json_error(e: &serde_json::Error) -> String {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "read error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected value",
-        serde_json::error::Category::Eof => "truncated",
-    };
-    format!("{kind} at line {} column {}", e.line(), e.column())
+    WireError::from(e).to_string()
 }
 
 fn ret_code(s: &str) -> RetCode {
@@ -452,10 +530,16 @@ impl<'de> Deserialize<'de> for Records {
                 Ok(Records(Vec::new()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-                while let Some(r) = seq.next_element_seed(RecordSeed)? {
-                    out.push(r);
+                let max = MAX_ENTRIES.with(std::cell::Cell::get);
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024).min(max));
+                while out.len() < max {
+                    match seq.next_element_seed(RecordSeed)? {
+                        Some(r) => out.push(r),
+                        None => return Ok(Records(out)),
+                    }
                 }
+                // Past the limit: read (the JSON must still be well-formed), keep nothing.
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Records(out))
             }
         }
@@ -841,21 +925,50 @@ mod tests {
             assert_eq!((t.access_token.expose(), t.expires_s), (token, expires), "{json}");
         }
         for json in [r#"{"AccessToken":""}"#, r#"{"Expires":600}"#] {
-            assert_eq!(parse_token(json.as_bytes()).unwrap_err(), "no AccessToken in the answer", "{json}");
+            assert_eq!(parse_token(json.as_bytes()).unwrap_err(), WireError::NoAccessToken, "{json}");
+            assert_eq!(parse_token(json.as_bytes()).unwrap_err().to_string(), "no AccessToken in the answer");
         }
     }
 
     #[test]
     fn parser_errors_give_kind_and_position_never_the_value() {
+        use JsonErrorKind::*;
+        let json = |kind, line, column| WireError::Json { kind, line, column };
         // A bare JSON string, a token where an object belongs: serde_json's own message quotes it.
-        let e = parse_token(br#""eyJhbGciOiJIUzI1NiJ9.s3cr3t""#).unwrap_err();
-        assert_eq!(e, "unexpected value at line 1 column 29");
+        let e = parse_token(br#""SECRET-TOKEN-123""#).unwrap_err();
+        assert_eq!(e, json(Data, 1, 18));
+        assert_eq!(e.to_string(), "unexpected value at line 1 column 18");
         let e = parse_token(br#"{"AccessToken":["s3cr3t"]}"#).unwrap_err();
-        assert!(!e.contains("s3cr3t"), "{e}");
-        assert_eq!(parse_token(br#"{"AccessToken":"s3cr3t"#).unwrap_err(), "truncated at line 1 column 22");
+        assert_eq!(e, json(Data, 1, 15));
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let e = parse_token(br#"{"AccessToken":"s3cr3t"#).unwrap_err();
+        assert_eq!((e, e.to_string()), (json(Eof, 1, 22), "truncated at line 1 column 22".to_owned()));
+        // A phone number where the records belong, and one in a wrong-typed `result`.
         let e = parse_page(br#"{"retCode":"0","result":{"callInfo":"13800138000"}}"#).unwrap_err();
-        assert_eq!(json_error(&e), "unexpected value at line 1 column 49");
+        assert_eq!((e, e.to_string()), (json(Data, 1, 49), "unexpected value at line 1 column 49".to_owned()));
+        let e = parse_page(br#"{"retCode":"0","result":"+8613800138000"}"#).unwrap_err();
+        assert_eq!(e, json(Data, 1, 40));
+        assert!(!e.to_string().contains("13800138000"), "{e}");
         let e = parse_page(b"{\n  13800138000").unwrap_err();
-        assert_eq!(json_error(&e), "syntax error at line 2 column 3");
+        assert_eq!((e, e.to_string()), (json(Syntax, 2, 3), "syntax error at line 2 column 3".to_owned()));
+        let e = parse_page(b"").unwrap_err();
+        assert_eq!(e, json(Eof, 1, 0));
+    }
+
+    #[test]
+    fn at_most_the_page_size_of_entries_is_kept_and_the_rest_still_read() {
+        let entries: Vec<String> = (1..=5).map(|i| format!(r#"{{"callSerialNo":"{i}","state":3}}"#)).collect();
+        let body = format!(r#"{{"retCode":"0","result":{{"total":5,"callInfo":[{}]}}}}"#, entries.join(","));
+        let page = parse_page_at_most(body.as_bytes(), 2).unwrap();
+        let ids: Vec<u64> = page.records.iter().map(|r| r.as_ref().unwrap().id.0).collect();
+        assert_eq!((ids, page.total), (vec![1, 2], Some(5)));
+        assert_eq!(parse_page(body.as_bytes()).unwrap().records.len(), 5, "the limit was put back");
+        // The skipped part must still be JSON.
+        let broken = body.replace(r#""5","state":3}"#, r#""5","state":3"#);
+        assert_eq!(
+            parse_page_at_most(broken.as_bytes(), 2).unwrap_err().to_string(),
+            "syntax error at line 1 column 201"
+        );
+        assert_eq!(parse_page(b"{}").unwrap().records.len(), 0);
     }
 }

@@ -8,6 +8,12 @@
 //! - a call still open when its start has fallen out of the main window is re-read with a *targeted
 //!   window*: a few seconds around its start, merged with its neighbours, so one long call costs one
 //!   small request per poll instead of re-reading every record since it started.
+//!
+//! A poll past `--poll.deadline` (or past the records one poll may hold) fails whole, and a catch-up
+//! window too big to read within it would fail the same way forever. [`WindowBudget`] shrinks the main window after such a failure and grows it back
+//! after polls that finished well inside the deadline. It only decides where a main window *ends*: the
+//! next one still starts a lookback before the last committed end, so no span is skipped, and the
+//! ledger's floor keeps re-read calls from being counted twice.
 
 use crate::cec::record::TaskQuery;
 
@@ -107,6 +113,59 @@ pub fn plan(
     let settled_end = end.saturating_sub(cfg.lookback_ms) - 1;
     let settled = (settled_end >= start).then_some(Window { start_ms: start, end_ms: settled_end });
     PollPlan { main, reads, behind: end < now_ms, settled }
+}
+
+/// The least a main window may be shrunk to beyond the lookback: each poll still advances the cursor
+/// by at least one minute of calls.
+pub const MIN_ADVANCE_MS: i64 = 60_000;
+
+/// How long the next poll's main window may be, after polls that ran past `--poll.deadline`. Starts
+/// (and ends up again) at no limit beyond [`PlanConfig::max_window_ms`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowBudget {
+    /// The shrunk limit, ms; `None` is the configured one.
+    limit_ms: Option<i64>,
+}
+
+impl WindowBudget {
+    /// The configuration to plan the next poll with: `cfg` with its longest window shrunk to the budget.
+    pub fn apply(&self, cfg: &PlanConfig) -> PlanConfig {
+        let max_window_ms = self.limit_ms.map_or(cfg.max_window_ms, |l| l.min(cfg.max_window_ms));
+        PlanConfig { max_window_ms, ..*cfg }
+    }
+
+    /// The shrunk limit, ms, if any.
+    pub fn limit_ms(&self) -> Option<i64> {
+        self.limit_ms
+    }
+
+    /// The smallest limit: the lookback (which every window re-reads) plus [`MIN_ADVANCE_MS`].
+    pub fn floor_ms(cfg: &PlanConfig) -> i64 {
+        cfg.lookback_ms.saturating_add(MIN_ADVANCE_MS)
+    }
+
+    /// A poll reading the main window `main` ran past the deadline (or held more records than a poll
+    /// may, `ingest::poller::MAX_RECORDS_PER_POLL`): the next main window is at most half
+    /// as long (never below [`WindowBudget::floor_ms`]). Halving the window that failed, not the previous
+    /// limit, makes the first shrink of a seven-day catch-up count.
+    pub fn overran(&mut self, cfg: &PlanConfig, main: Window) {
+        let len = main.end_ms.saturating_sub(main.start_ms);
+        let limit = (len / 2).max(Self::floor_ms(cfg));
+        self.limit_ms = (limit < cfg.max_window_ms).then_some(limit);
+    }
+
+    /// A poll committed after its reads took `elapsed` of `deadline`. When they took at most half of
+    /// it, a window twice as long would likely still fit: the limit doubles, and goes once it reaches
+    /// the configured one. A slower success keeps the limit, so a gateway that can serve only so much
+    /// per deadline is not pushed into failing every other poll.
+    pub fn succeeded(&mut self, cfg: &PlanConfig, elapsed: std::time::Duration, deadline: std::time::Duration) {
+        let Some(limit) = self.limit_ms else { return };
+        if elapsed.saturating_mul(2) > deadline {
+            return;
+        }
+        let grown = limit.saturating_mul(2);
+        self.limit_ms = (grown < cfg.max_window_ms).then_some(grown);
+    }
 }
 
 #[cfg(test)]
@@ -262,5 +321,97 @@ mod tests {
                 Window { start_ms: NOW - 741_000, end_ms: NOW - 739_000 },
             ]
         );
+    }
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn a_deadline_failure_halves_the_next_main_window_down_to_the_floor() {
+        let cfg = cfg();
+        let mut b = WindowBudget::default();
+        let cursor = NOW - 10 * DAY;
+        let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
+        assert_eq!(p.main.end_ms - p.main.start_ms, MAX_WINDOW_MS);
+        b.overran(&cfg, p.main);
+        assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 2));
+        let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
+        assert_eq!(p.main, Window { start_ms: cursor - 120_000, end_ms: cursor - 120_000 + MAX_WINDOW_MS / 2 });
+        assert!(p.behind);
+        // Failing again and again: halves each time, then stays at lookback + one minute.
+        let mut lens = Vec::new();
+        for _ in 0..16 {
+            let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
+            b.overran(&cfg, p.main);
+            lens.push(b.limit_ms().unwrap());
+        }
+        assert_eq!(&lens[..3], [MAX_WINDOW_MS / 4, MAX_WINDOW_MS / 8, MAX_WINDOW_MS / 16]);
+        assert_eq!(*lens.last().unwrap(), 180_000, "lookback (2 min) plus one minute");
+        assert_eq!(lens.iter().filter(|&&l| l == 180_000).count(), 6, "{lens:?}");
+        let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
+        assert_eq!(p.main, Window { start_ms: cursor - 120_000, end_ms: cursor + 60_000 }, "still advances 1 min");
+    }
+
+    #[test]
+    fn a_short_window_that_fails_the_deadline_is_not_shrunk_below_the_floor() {
+        // A steady-state window (lookback + 30 s) is already under the floor: nothing to shrink.
+        let cfg = cfg();
+        let mut b = WindowBudget::default();
+        let p = plan(&b.apply(&cfg), NOW, Some(NOW - 30_000), &Q, [], |_| None);
+        b.overran(&cfg, p.main);
+        assert_eq!(b.limit_ms(), Some(180_000));
+        assert_eq!(plan(&b.apply(&cfg), NOW, Some(NOW - 30_000), &Q, [], |_| None).main, p.main);
+    }
+
+    #[test]
+    fn the_budget_grows_back_only_after_polls_well_inside_the_deadline() {
+        use std::time::Duration;
+        let cfg = cfg();
+        let deadline = Duration::from_secs(300);
+        let mut b = WindowBudget::default();
+        b.succeeded(&cfg, Duration::ZERO, deadline);
+        assert_eq!(b, WindowBudget::default(), "no limit, nothing to grow");
+        b.overran(&cfg, Window { start_ms: 0, end_ms: MAX_WINDOW_MS / 4 });
+        assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8));
+        b.succeeded(&cfg, Duration::from_secs(151), deadline);
+        assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8), "over half the deadline: kept");
+        b.succeeded(&cfg, Duration::from_secs(150), deadline);
+        assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 4));
+        b.succeeded(&cfg, Duration::from_secs(1), deadline);
+        assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 2));
+        b.succeeded(&cfg, Duration::from_secs(1), deadline);
+        assert_eq!(b.limit_ms(), None, "back to the configured limit");
+        // A configured limit below the floor is never exceeded.
+        let tiny = PlanConfig { max_window_ms: 100_000, ..cfg };
+        b.overran(&tiny, Window { start_ms: 0, end_ms: 100_000 });
+        assert_eq!((b.limit_ms(), b.apply(&tiny).max_window_ms), (None, 100_000));
+    }
+
+    #[test]
+    fn shrunk_windows_tile_the_catch_up_without_a_gap() {
+        // Whatever the budget does between polls, each main window starts a lookback before the end of
+        // the last committed one: the union of the windows is every millisecond from the cursor to now.
+        use std::time::Duration;
+        let cfg = cfg();
+        let mut b = WindowBudget::default();
+        let mut cursor = NOW - 3 * DAY;
+        let mut fail = [true, true, false, true, false, false, false, false].into_iter().cycle();
+        let mut polls = 0;
+        loop {
+            polls += 1;
+            let p = plan(&b.apply(&cfg), NOW, Some(cursor), &Q, [], |_| None);
+            assert_eq!(p.main.start_ms, cursor - 120_000, "poll {polls}");
+            assert!(p.main.end_ms > cursor, "poll {polls} advances");
+            if fail.next().unwrap() && p.behind {
+                b.overran(&cfg, p.main);
+                continue;
+            }
+            b.succeeded(&cfg, Duration::ZERO, Duration::from_secs(1));
+            cursor = p.main.end_ms;
+            if !p.behind {
+                break;
+            }
+        }
+        assert_eq!(cursor, NOW);
+        assert!(polls < 40, "{polls} polls");
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{PollSummary, Retention, State};
-use super::plan::{plan, PlanConfig, PollPlan, Read};
+use super::plan::{plan, PlanConfig, PollPlan, Read, WindowBudget};
 use crate::cec::client::{CecClient, WindowRead};
 use crate::cec::record::{TaskQuery, TaskType};
 use crate::cec::window::Window;
@@ -48,6 +48,13 @@ pub struct PollerConfig {
     pub max_unknown_reason_codes: usize,
 }
 
+/// The most call records one poll holds before it commits (about 46 MB at 184 bytes a record). One
+/// read holds at most `--cec.max-pages-per-window` × `--cec.page-size` (100 000 by default), and a poll
+/// may make many reads (two task-type queries, up to three re-reads of a settled part each, targeted
+/// reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
+/// window ([`WindowBudget`]), so memory stays bounded and the counts exact.
+pub const MAX_RECORDS_PER_POLL: usize = 250_000;
+
 /// Why a poll failed; either way it left no trace and is retried later.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
@@ -58,6 +65,9 @@ pub enum PollError {
     /// The reads did not finish within `--poll.deadline` (CEC stalled, or kept serving pages).
     #[error("poll deadline exceeded: the reads took longer than --poll.deadline ({})", humantime::format_duration(*.0))]
     Deadline(Duration),
+    /// The reads returned more records than one poll holds ([`MAX_RECORDS_PER_POLL`]).
+    #[error("poll read more than {0} records before committing; the next poll reads a shorter window")]
+    TooManyRecords(usize),
 }
 
 impl PollError {
@@ -65,7 +75,7 @@ impl PollError {
         match self {
             PollError::Api(e) => e.retryable(),
             PollError::Store(e) => e.retryable(),
-            PollError::Deadline(_) => true,
+            PollError::Deadline(_) | PollError::TooManyRecords(_) => true,
         }
     }
 }
@@ -115,6 +125,12 @@ pub struct Poller<S: Source = CecClient> {
     reconcile: bool,
     /// Whether folding of reason codes was already logged at warn since start (later polls log at info).
     folding_warned: bool,
+    /// How long the next main window may be after polls that ran past the deadline.
+    budget: WindowBudget,
+    /// The main window the current (or last) poll set out to read, for the budget when it times out.
+    attempted: Option<Window>,
+    /// [`MAX_RECORDS_PER_POLL`]; lower in tests.
+    max_records: usize,
 }
 
 /// A committed poll.
@@ -134,8 +150,19 @@ impl<S: Source> Poller<S> {
         // A poll is overdue once no success came for an interval plus the deadline: `cec_up` reads 0.
         let overdue_after_ms = (cfg.interval + cfg.deadline).as_millis().min(i64::MAX as u128) as i64;
         shared.telemetry.update(|d| d.overdue_after_ms = Some(overdue_after_ms));
-        let p =
-            Poller { source, cfg, state, shared, density: Vec::new(), store, folding_warned: false, reconcile: false };
+        let p = Poller {
+            source,
+            cfg,
+            state,
+            shared,
+            density: Vec::new(),
+            store,
+            folding_warned: false,
+            reconcile: false,
+            budget: WindowBudget::default(),
+            attempted: None,
+            max_records: MAX_RECORDS_PER_POLL,
+        };
         p.publish();
         p
     }
@@ -148,6 +175,11 @@ impl<S: Source> Poller<S> {
         &self.source
     }
 
+    /// How long the next main window may be (shrunk after polls past `--poll.deadline`).
+    pub fn budget(&self) -> WindowBudget {
+        self.budget
+    }
+
     /// One poll at the wall clock's time.
     pub async fn poll_once(&mut self) -> Result<PollReport, PollError> {
         self.poll_at(now_ms()).await
@@ -155,7 +187,8 @@ impl<S: Source> Poller<S> {
 
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed. The reads run under `--poll.deadline`: a CEC that stalls or pages without end fails the
-    /// poll there, before anything was admitted.
+    /// poll there, before anything was admitted, and the next poll's main window is halved
+    /// ([`WindowBudget`]) so a catch-up too big for the deadline still makes progress.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
         self.reconcile();
         // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
@@ -163,9 +196,23 @@ impl<S: Source> Poller<S> {
         let limit = now.saturating_sub(self.cfg.max_catchup_ms);
         let cursor = self.state.ledger.cursor_ms().map(|c| c.max(limit));
         let deadline = self.cfg.deadline;
-        let (plan, fetched, requests) = tokio::time::timeout(deadline, self.fetch(now, cursor))
-            .await
-            .map_err(|_| PollError::Deadline(deadline))??;
+        let started = Instant::now();
+        self.attempted = None;
+        let fetched = match tokio::time::timeout(deadline, self.fetch(now, cursor)).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err(PollError::Deadline(deadline)),
+        };
+        let (plan, fetched, requests) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e @ (PollError::Deadline(_) | PollError::TooManyRecords(_))) => {
+                if let Some(main) = self.attempted {
+                    self.budget.overran(&self.cfg.plan, main);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let fetch_took = started.elapsed();
         let folded_before: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum();
         let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
         let skipped = self.state.ledger.skip_to(limit);
@@ -195,6 +242,7 @@ impl<S: Source> Poller<S> {
             }
         }
         self.state.committed();
+        self.budget.succeeded(&self.cfg.plan, fetch_took, deadline);
         let telemetry = &self.shared.telemetry;
         if let Some((from_ms, to_ms)) = skipped {
             CatchupSkipped { from_ms, to_ms }.emit(telemetry);
@@ -230,6 +278,7 @@ impl<S: Source> Poller<S> {
         // Main windows first; the targeted reads are planned after them, with the record density the
         // main windows just showed (so even the first poll after a restart merges them well).
         let mut plan = self.plan(now, cursor);
+        self.attempted = Some(plan.main);
         for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
             let r = self.read(read.query, read.window).await?;
             requests += r.requests;
@@ -240,6 +289,7 @@ impl<S: Source> Poller<S> {
                 None => self.density.push((read.query, d)),
             }
             fetched.push((*read, r.records));
+            self.check_held(&fetched)?;
             if let (false, Some(settled)) = (complete, plan.settled) {
                 self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
             }
@@ -249,8 +299,19 @@ impl<S: Source> Poller<S> {
             let r = self.read(read.query, read.window).await?;
             requests += r.requests;
             fetched.push((*read, r.records));
+            self.check_held(&fetched)?;
         }
         Ok((plan, fetched, requests))
+    }
+
+    /// Fails the poll once its reads hold more than `max_records` records: checked after each read, so
+    /// a poll holds at most that plus one read's worth.
+    fn check_held(&self, fetched: &[(Read, Vec<ParsedRecord>)]) -> Result<(), PollError> {
+        let held: usize = fetched.iter().map(|(_, r)| r.len()).sum();
+        if held > self.max_records {
+            return Err(PollError::TooManyRecords(self.max_records));
+        }
+        Ok(())
     }
 
     /// After a failed commit, makes memory hold exactly what the store holds before anything else
@@ -284,9 +345,10 @@ impl<S: Source> Poller<S> {
         Ok(r)
     }
 
-    /// The plan of a poll at `now` from `cursor`, the ledger's open calls and the densities known so far.
+    /// The plan of a poll at `now` from `cursor`, the ledger's open calls and the densities known so far,
+    /// its main window no longer than the budget allows.
     fn plan(&self, now: i64, cursor: Option<i64>) -> PollPlan {
-        plan(&self.cfg.plan, now, cursor, &self.cfg.queries, self.state.ledger.open_spans(), |q| {
+        plan(&self.budget.apply(&self.cfg.plan), now, cursor, &self.cfg.queries, self.state.ledger.open_spans(), |q| {
             self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d)
         })
     }
@@ -310,6 +372,7 @@ impl<S: Source> Poller<S> {
             seen.extend(r.records.iter().map(|rec| rec.id));
             let covered = r.total.is_none_or(|t| (seen.len() + r.rejected.len()) as u64 >= t);
             fetched.push((read, r.records));
+            self.check_held(fetched)?;
             if covered {
                 return Ok(());
             }
@@ -695,6 +758,121 @@ mod tests {
         let d = shared.telemetry.snapshot();
         assert_eq!((d.polls, d.poll_failures, d.up), (1, 1, false), "one failure, then the 1 s backoff");
         assert_eq!(d.last_failure.map(|f| f.kind), Some(crate::metrics::telemetry::FailureKind::Deadline));
+    }
+
+    /// A CEC holding one ended ITA call every ten minutes of `[from, to]`, whose reads take 5 ms per
+    /// hour of window: a gateway that serves only so much within a deadline.
+    struct Slow {
+        from: i64,
+        to: i64,
+    }
+
+    const TEN_MIN: i64 = 600_000;
+
+    impl Source for Slow {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let hours = (w.end_ms - w.start_ms) as u64 / 3_600_000;
+            tokio::time::sleep(Duration::from_millis(5 * hours)).await;
+            let first = (w.start_ms.max(self.from) - self.from + TEN_MIN - 1) / TEN_MIN;
+            let records: Vec<_> = (first..)
+                .map(|i| self.from + i * TEN_MIN)
+                .take_while(|&t| t <= w.end_ms.min(self.to))
+                .map(|t| rec(t as u64, CallState::Ended, t))
+                .collect();
+            Ok(WindowRead {
+                total: Some(records.len() as u64),
+                records,
+                requests: 1,
+                total_unchanged: true,
+                rejected: Vec::new(),
+                stopped: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_too_big_for_the_deadline_shrinks_its_window_until_it_completes_exactly() {
+        // Two days to catch up; a 48 h window takes 240 ms against a 100 ms deadline, so the same
+        // window retried would fail forever. Windows up to 20 h fit.
+        let day = 86_400_000;
+        let cfg = PollerConfig { deadline: Duration::from_millis(100), max_catchup_ms: 3 * day, ..ita_config() };
+        let shared = Arc::new(Shared::default());
+        let source = Slow { from: T0 - 2 * day, to: T0 };
+        let mut p = Poller::new(source, cfg, State::default(), shared.clone(), None);
+        // A first poll two days ago (its one-hour backfill holds one call), then the outage.
+        p.poll_at(T0 - 2 * day).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 1);
+        let mut outcomes = Vec::new();
+        for _ in 0..20 {
+            match p.poll_at(T0).await {
+                Ok(report) => {
+                    outcomes.push(format!("ok {}h", (report.plan.main.end_ms - report.plan.main.start_ms) / 3_600_000));
+                    if !report.plan.behind {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    assert!(matches!(e, PollError::Deadline(_)), "{e}");
+                    outcomes.push("deadline".to_owned());
+                }
+            }
+        }
+        // 48 h fails, 24 h fails, 12 h fits (in over half the deadline: not grown), and so on to now.
+        assert_eq!(outcomes, ["deadline", "deadline", "ok 12h", "ok 12h", "ok 12h", "ok 12h", "ok 0h"]);
+        assert_eq!(p.state().ledger.cursor_ms(), Some(T0));
+        // Every call of the two days exactly once: one every ten minutes, both ends included.
+        assert_eq!(p.state().aggregates.total_calls(), 2 * 144 + 1);
+        assert_eq!(shared.telemetry.snapshot().poll_failures, 0, "poll_at alone emits nothing");
+    }
+
+    #[tokio::test]
+    async fn a_poll_holding_too_many_records_fails_and_the_next_reads_a_shorter_window_exactly() {
+        // 100 records held at most: a day of calls (144) is too many, half a day (72) fits.
+        let day = 86_400_000;
+        let cfg = PollerConfig { max_catchup_ms: 3 * day, ..ita_config() };
+        let source = Slow { from: T0 - day, to: T0 };
+        let mut p = Poller::new(source, cfg, State::default(), Arc::new(Shared::default()), None);
+        p.max_records = 100;
+        p.poll_at(T0 - day).await.unwrap();
+        let err = p.poll_at(T0).await.unwrap_err();
+        assert!(matches!(err, PollError::TooManyRecords(100)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "poll read more than 100 records before committing; the next poll reads a shorter window"
+        );
+        assert!(err.retryable());
+        assert_eq!(p.state().aggregates.total_calls(), 1, "nothing admitted");
+        let mut windows = Vec::new();
+        loop {
+            let report = p.poll_at(T0).await.unwrap();
+            windows.push((report.plan.main.end_ms - report.plan.main.start_ms) / 60_000);
+            if !report.plan.behind {
+                break;
+            }
+        }
+        assert_eq!(windows, [721, 723], "half of the day (plus lookback) that failed, then the rest");
+        assert_eq!(p.state().aggregates.total_calls(), 144 + 1, "every call of the day once");
+    }
+
+    #[tokio::test]
+    async fn the_window_grows_back_after_fast_polls() {
+        let day = 86_400_000;
+        let cfg = PollerConfig { deadline: Duration::from_millis(100), max_catchup_ms: 3 * day, ..ita_config() };
+        let source = Slow { from: T0 - 2 * day, to: T0 };
+        let mut p = Poller::new(source, cfg, State::default(), Arc::new(Shared::default()), None);
+        p.poll_at(T0 - 2 * day).await.unwrap();
+        assert!(p.poll_at(T0).await.is_err());
+        let half = (2 * day + RET.lookback_ms) / 2;
+        assert_eq!(p.budget().limit_ms(), Some(half), "half of the 48 h (plus lookback) window that failed");
+        // Quiet polls of a few minutes each (the outage is forgotten: the clock is where the cursor is)
+        // finish well inside the deadline: the limit doubles back.
+        let cursor = p.state().ledger.cursor_ms().unwrap();
+        p.poll_at(cursor + 60_000).await.unwrap();
+        assert_eq!(p.budget().limit_ms(), Some(2 * half));
+        p.poll_at(cursor + 120_000).await.unwrap();
+        assert_eq!(p.budget().limit_ms(), Some(4 * half));
+        p.poll_at(cursor + 180_000).await.unwrap();
+        assert_eq!(p.budget().limit_ms(), None, "8 days is past the 7-day limit: no shrink left");
     }
 
     #[test]

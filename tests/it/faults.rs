@@ -288,3 +288,41 @@ async fn skipping_certificate_checks_is_warned_about_at_start_up() {
     exp.wait_for("a poll", Duration::from_secs(10), |m| m.value("cec_up", &[]) == 1.0).await;
     assert!(!exp.stderr().contains("CERTIFICATE CHECKS"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_too_big_for_the_poll_deadline_shrinks_its_window_and_completes_exactly() {
+    // 120 calls over the last two hours, two per page, 100 ms per answer: the two-hour backfill takes
+    // about 60 requests (6 s), three times --poll.deadline. Retrying that same window would fail forever;
+    // halving it after each deadline failure gets to windows that fit, and the counts equal the truth.
+    let t0 = now();
+    let mut rng = Rng::new(11);
+    let calls: Vec<CallSpec> =
+        (0..120).map(|i| random_call(&mut rng, SERIAL0 + i, t0 - 7_140_000 + i as i64 * 59_000)).collect();
+    let sim = Sim::scripted(calls).await;
+    sim.faults(Faults { delay_ms: 100, ..Faults::default() });
+    let exp = Exporter::start(
+        &sim.url,
+        &[
+            "--poll.backfill",
+            "2h",
+            "--poll.lookback",
+            "1s",
+            "--cec.page-size",
+            "2",
+            "--cec.timeout",
+            "1s",
+            "--poll.deadline",
+            "2s",
+        ],
+    );
+    let m = exp
+        .wait_for("the catch-up to complete", Duration::from_secs(90), |m| {
+            m.value("cec_up", &[]) == 1.0 && m.calls_total() == 120
+        })
+        .await;
+    assert_matches_truth(&m, &sim.sim.truth());
+    let failures = m.value("cec_exporter_poll_failures_total", &[]);
+    assert!((1.0..=3.0).contains(&failures), "{failures} deadline failures before the window fit");
+    let log = exp.stderr();
+    assert!(log.contains("poll deadline exceeded: the reads took longer than --poll.deadline (2s)"), "{log}");
+}
