@@ -551,7 +551,8 @@ mod tests {
         );
         assert_eq!(
             refused(&["--cec.token-url", "ftp://x"]),
-            "error: invalid value 'ftp://x' for '--cec.token-url <URL>': not an http:// or https:// URL"
+            "error: invalid value for '--cec.token-url <URL>': not an http:// or https:// URL \
+             (the value is not repeated: it may hold a secret)"
         );
     }
 
