@@ -160,6 +160,12 @@ impl Collector for SelfTelemetry {
         (&f::LATE_RECORDS, |c, s| s.sample(&[], Value::U(c.telemetry.late_records))),
         (&f::MAX_RECORD_LATENESS, |c, s| s.sample(&[], Value::F(c.telemetry.max_lateness_seconds))),
         (&f::REMEMBERED_CALLS, |c, s| s.sample(&[], Value::U(c.remembered_calls))),
+        // Set once by the poller from its configuration; alerts compare record lateness with it.
+        (&f::LOOKBACK, |c, s| {
+            if let Some(secs) = c.telemetry.lookback_seconds {
+                s.sample(&[], Value::F(secs));
+            }
+        }),
     ];
 }
 

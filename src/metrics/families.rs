@@ -282,8 +282,16 @@ pub static REMEMBERED_CALLS: Family = family(
     &[],
 );
 
+pub static LOOKBACK: Family = family(
+    "cec_exporter_lookback_seconds",
+    Kind::Gauge,
+    "The --poll.lookback each background poll re-reads before the previous poll's window end: a record later than this is not counted.",
+    SECONDS,
+    &[],
+);
+
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 30] = [
+pub static ALL: [&Family; 31] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -314,6 +322,7 @@ pub static ALL: [&Family; 30] = [
     &LATE_RECORDS,
     &MAX_RECORD_LATENESS,
     &REMEMBERED_CALLS,
+    &LOOKBACK,
 ];
 
 #[cfg(test)]
