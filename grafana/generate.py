@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Builds grafana/dashboards/*.json with the Grafana Foundation SDK (grafana-foundation-sdk on PyPI).
+"""Builds the monitoring of cec-exporter from monitoring/config.yml, like a monitoring mixin.
 
-Edit the panels here, run `python3 grafana/generate.py`, commit both this file and the JSON.
-`python3 grafana/generate.py --check` writes nothing and exits 1, with a diff, when the committed JSON
+Writes grafana/dashboards/*.json (with the Grafana Foundation SDK, grafana-foundation-sdk on PyPI), the
+data source provisioning grafana/provisioning/datasources/prometheus.yml, and the Prometheus rules
+prometheus/rules/cec-exporter.rules.yml (text assembled by monitoring/rules.py). Edit the configuration,
+the panels here or the rules there, run `python3 grafana/generate.py`, commit everything together.
+`python3 grafana/generate.py --check` writes nothing and exits 1, with a diff, when a committed file
 is not what this script generates; the test suite runs it (tests/it/observability.rs), and also
-checks every query of the JSON against the exporter and a real Prometheus.
+checks every query of the dashboards and rules against the exporter and a real Prometheus.
+`--config FILE --out DIR` builds a deployment's own files from its own configuration.
 
 The SDK build is pinned in grafana/requirements.txt: another build may write other JSON, so the script
 refuses to run with any other (`python3 -m pip install -r grafana/requirements.txt`).
@@ -22,8 +26,14 @@ import json
 import os
 import sys
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "dashboards")
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "monitoring"))
+import rules as rules_mod  # noqa: E402  monitoring/rules.py
+
+DEFAULT_CONFIG = os.path.join(ROOT, "monitoring", "config.yml")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 SDK = "grafana-foundation-sdk"
 INSTALL_HINT = "python3 -m pip install -r grafana/requirements.txt"
@@ -58,6 +68,11 @@ def parse_args():
                       help="write nothing; exit 1 with a diff when the committed JSON differs from the generated")
     mode.add_argument("--sdk-installed", action="store_true",
                       help="exit 0 when the pinned SDK build is installed, 1 (saying why) otherwise")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="the monitoring configuration (default: monitoring/config.yml, the shipped defaults)")
+    p.add_argument("--out", default=ROOT,
+                   help="directory the files are written to (or checked in), by their repository paths "
+                        "(default: the repository)")
     return p.parse_args()
 
 
@@ -71,6 +86,12 @@ if __name__ == "__main__":
     if PROBLEM:
         print(f"grafana/generate.py: {PROBLEM}", file=sys.stderr)
         sys.exit(2)
+    CONFIG_PATH = ARGS.config
+else:
+    CONFIG_PATH = DEFAULT_CONFIG
+
+with open(CONFIG_PATH) as _f:
+    CFG = rules_mod.Config(yaml.safe_load(_f))
 
 # Imported after the version check, so a missing or other SDK gives the hint above, not a traceback.
 from grafana_foundation_sdk.builders import bargauge  # noqa: E402
@@ -90,10 +111,12 @@ from grafana_foundation_sdk.models import prometheus as pm  # noqa: E402
 # Every panel and query reads the data source the `datasource` variable selects.
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
-# Selector fragments.
-RAW = 'job=~"$job", instance=~"$instance"'
-RAW_TT = 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
-RR_TT = 'job=~"$job", task_type=~"$task_type"'
+# Selector fragments: the configured selector, then the dashboard's variables. Recorded series carry
+# the instance like raw ones (the rules never sum instances away), so every query honours $instance.
+_SEL = CFG.selector + ", " if CFG.selector else ""
+RAW = _SEL + 'job=~"$job", instance=~"$instance"'
+RAW_TT = _SEL + 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
+RR_TT = 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
 
 OUTCOME_COLORS = {
     "answered": "green",
@@ -304,17 +327,17 @@ def query_variable(name, label, q, include_all, multi, refresh):
 
 
 def job_variable():
-    return query_variable("job", "Job", "label_values(cec_up, job)", False, False,
+    return query_variable("job", "Job", f"label_values({CFG.sel('cec_up')}, job)", False, False,
                           dm.VariableRefresh.ON_DASHBOARD_LOAD)
 
 
 def instance_variable():
-    return query_variable("instance", "Instance", 'label_values(cec_up{job=~"$job"}, instance)', True, True,
+    return query_variable("instance", "Instance", f'label_values(cec_up{{{_SEL}job=~"$job"}}, instance)', True, True,
                           dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
 
 def task_type_variable():
-    return query_variable("task_type", "Task type", 'label_values(cec_calls_total{job=~"$job"}, task_type)',
+    return query_variable("task_type", "Task type", f'label_values(cec_calls_total{{{_SEL}job=~"$job"}}, task_type)',
                           True, True, dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
 
@@ -819,19 +842,67 @@ def render(d):
     return json.dumps(d, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def datasource_provisioning():
+    """The data source: timeInterval is the exporter's scrape interval, so $__rate_interval spans four
+    scrapes; the exemplar link turns a call_serial_no into a link to the call."""
+    link = CFG.exemplar_link
+    return f"""# Grafana datasource provisioning for the cec-exporter dashboards.
+# GENERATED by `python3 grafana/generate.py` from monitoring/config.yml (scrape_interval, exemplar_link).
+# Mount grafana/provisioning at /etc/grafana/provisioning (see grafana/README.md).
+# Change `url` to where your Prometheus answers, as seen from the Grafana server.
+apiVersion: 1
+
+datasources:
+  - name: Prometheus
+    type: prometheus
+    uid: prometheus
+    access: proxy
+    url: http://localhost:9090
+    isDefault: true
+    editable: true
+    jsonData:
+      httpMethod: POST
+      # Prometheus' scrape interval for the exporter ({CFG.scrape_interval}, as in prometheus/prometheus.yml):
+      # the dashboards' rate windows, Grafana's $__rate_interval, are at least 4 times it.
+      timeInterval: {CFG.scrape_interval}
+      # Exemplars (the exporter's call_serial_no on cec_call_end_reasons_total and every histogram
+      # bucket) link to the call; Prometheus keeps them with --enable-feature=exemplar-storage.
+      exemplarTraceIdDestinations:
+        - name: call_serial_no
+          urlDisplayLabel: {json.dumps(link["name"])}
+          url: {json.dumps(link["url"])}
+"""
+
+
+def check_prometheus_yml():
+    """prometheus/prometheus.yml is an example, not generated: it must agree with the configuration."""
+    path = os.path.join(ROOT, "prometheus", "prometheus.yml")
+    with open(path) as f:
+        y = yaml.safe_load(f)
+    problems = []
+    if y["global"]["evaluation_interval"] != CFG.evaluation_interval:
+        problems.append(f"evaluation_interval {y['global']['evaluation_interval']} != {CFG.evaluation_interval}")
+    for job in y["scrape_configs"]:
+        if job.get("scrape_interval") != CFG.scrape_interval:
+            problems.append(f"job {job['job_name']}: scrape_interval {job.get('scrape_interval')} != {CFG.scrape_interval}")
+    return [f"prometheus/prometheus.yml disagrees with {CONFIG_PATH}: {p}" for p in problems]
+
+
 def generated():
-    """{file name: JSON text} of every dashboard."""
+    """{repository path: text} of every generated file."""
     return {
-        "cec-calls.json": render(calls_dashboard()),
-        "cec-exporter-health.json": render(health_dashboard()),
+        "grafana/dashboards/cec-calls.json": render(calls_dashboard()),
+        "grafana/dashboards/cec-exporter-health.json": render(health_dashboard()),
+        "grafana/provisioning/datasources/prometheus.yml": datasource_provisioning(),
+        "prometheus/rules/cec-exporter.rules.yml": rules_mod.rules_file(CFG),
     }
 
 
-def check(files):
-    """Exit status 1, with a short unified diff per stale file, when the committed JSON differs."""
+def check(files, out):
+    """Exit status 1, with a short unified diff per stale file, when a committed file differs."""
     stale = 0
     for name, text in files.items():
-        path = os.path.join(OUT, name)
+        path = os.path.join(out, name)
         try:
             with open(path) as f:
                 committed = f.read()
@@ -841,33 +912,41 @@ def check(files):
             continue
         stale += 1
         diff = list(difflib.unified_diff(committed.splitlines(keepends=True), text.splitlines(keepends=True),
-                                         f"committed grafana/dashboards/{name}",
-                                         f"generated grafana/dashboards/{name}", n=2))
+                                         f"committed {name}", f"generated {name}", n=2))
         shown = diff[:60]
         sys.stdout.writelines(shown)
         if len(diff) > len(shown):
             print(f"... {len(diff) - len(shown)} more diff lines")
-    for name in sorted(set(os.listdir(OUT) if os.path.isdir(OUT) else []) - set(files)):
-        if name.endswith(".json"):
+    dash_dir = os.path.join(out, "grafana", "dashboards")
+    for name in sorted(set(os.listdir(dash_dir) if os.path.isdir(dash_dir) else [])):
+        if name.endswith(".json") and f"grafana/dashboards/{name}" not in files:
             stale += 1
             print(f"grafana/dashboards/{name} is not generated: add it to grafana/generate.py or remove it")
+    mismatch = check_prometheus_yml() if out == ROOT else []
+    for m in mismatch:
+        print(m)
     if stale:
-        print(f"{stale} dashboard file(s) differ from what grafana/generate.py generates: "
+        print(f"{stale} file(s) differ from what grafana/generate.py generates: "
               "run `python3 grafana/generate.py` and commit the result.")
+    if stale or mismatch:
         return 1
-    print(f"grafana/dashboards: {len(files)} files are what grafana/generate.py generates")
+    print(f"{len(files)} files are what grafana/generate.py generates from monitoring/config.yml")
     return 0
 
 
 def main():
     files = generated()
     if ARGS.check:
-        return check(files)
-    os.makedirs(OUT, exist_ok=True)
+        return check(files, ARGS.out)
     for name, text in files.items():
-        with open(os.path.join(OUT, name), "w") as f:
+        path = os.path.join(ARGS.out, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
             f.write(text)
-        print("wrote grafana/dashboards/" + name)
+        print("wrote " + name)
+    for m in check_prometheus_yml() if ARGS.out == ROOT else []:
+        print(m, file=sys.stderr)
+        return 1
     return 0
 
 
