@@ -262,7 +262,7 @@ def row(id_, title):
 
 # The SDK lays panels out left to right, wrapping at 24 columns, each row below the tallest panel of
 # the previous one: `layout` is a list of (row, [(panel, width, height), ...]).
-def dashboard(uid, title, desc, variables, layout, time_from):
+def dashboard(uid, title, desc, variables, layout, time_from, annotation_queries=()):
     d = (
         db.Dashboard(title)
         .uid(uid)
@@ -290,6 +290,7 @@ def dashboard(uid, title, desc, variables, layout, time_from):
             .url("")
         )
         .variables(variables)
+        .annotations(list(annotation_queries))
     )
     for r, panels in layout:
         d = d.with_row(r)
@@ -340,6 +341,61 @@ def task_type_variable():
     return query_variable("task_type", "Task type", f'label_values(cec_calls_total{{{_SEL}job=~"$job"}}, task_type)',
                           True, True, dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
+
+
+OBJ = float(CFG.answer["objective"])
+_PAGE = next(b for b in CFG.answer["burn_rates"] if b["severity"] == "page")
+ANSWER_OBJECTIVE = OBJ
+ANSWER_PAGE_BELOW = round(1 - _PAGE["factor"] * (1 - OBJ), 6)
+ANSWER_PAGE_WINDOWS = f"{_PAGE['long']} and {_PAGE['short']} windows"
+
+
+def ratio_panel(id_, title, desc, outcome, baseline, threshold=None, steps=None):
+    """outcome's share of the calls per instance and task type over $__rate_interval, with the recorded
+    baseline (dashed) and threshold (dotted) of the alert rules, or fixed threshold lines (steps)."""
+    calls = f"cec_calls_total{{{RAW_TT}}}"
+    part = f'cec_calls_total{{{RAW_TT}, outcome="{outcome}"}}'
+    targets = [
+        query(f"sum by (instance, task_type) (rate({part}[$__rate_interval]))\n"
+              f"  / (sum by (instance, task_type) (rate({calls}[$__rate_interval])) > 0)",
+              legend="{{instance}} {{task_type}}", ref="A"),
+        query(f"{baseline}{{{RR_TT}}}", legend="usual {{instance}} {{task_type}}", ref="B"),
+    ]
+    if threshold:
+        targets.append(query(f"{threshold}{{{RR_TT}}}", legend="alert above {{instance}} {{task_type}}", ref="C"))
+    p = timeseries_panel(id_, title, desc, targets, "percentunit", min_=0, max_=1)
+    p = p.override_by_query("B", [
+        dm.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
+        dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0)])
+    if threshold:
+        p = p.override_by_query("C", [
+            dm.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [0, 10], "fill": "dot"}),
+            dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            dm.DynamicConfigValue(id_val="color", value={"fixedColor": "red", "mode": "fixed"})])
+    if steps:
+        p = p.thresholds(thresholds(*steps)).thresholds_style(
+            cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE))
+    return p
+
+
+def annotations(rule_selector):
+    """Firing CEC alerts and exporter restarts (a reset of its per-process poll counter), as markers."""
+    return [
+        db.AnnotationQuery()
+        .name("CEC alerts")
+        .datasource(DS)
+        .enable(True)
+        .hide(False)
+        .icon_color("red")
+        .expr(f'ALERTS{{alertname=~"CEC.*", alertstate="firing", {rule_selector}}}'),
+        db.AnnotationQuery()
+        .name("Exporter restarts")
+        .datasource(DS)
+        .enable(True)
+        .hide(False)
+        .icon_color("blue")
+        .expr(f"resets(cec_exporter_polls_total{{{RAW}}}[$__rate_interval]) > 0"),
+    ]
 
 # --------------------------------------------------------------------------------------------
 # CEC call traffic
@@ -409,23 +465,27 @@ def calls_dashboard():
                    legend="{{task_type}} {{outcome}}")],
             "cps", stack=True, min_=0), 12, 9),
         (by_outcome, 12, 9),
-        # Ratios from the recording rules.
-        (timeseries_panel(
+        # Ratios computed over $__rate_interval per instance and task type (never summed across
+        # instances), overlaid with the alert rules' recorded baseline and threshold.
+        (ratio_panel(
             8, "Answer ratio by task type",
-            "Answered calls / all calls, per task type, over 5 minutes: the recording rule "
-            "job_task_type:cec_calls_answered:ratio_rate5m. Recording rules aggregate away the instance "
-            "label, so the Instance selection does not apply here. No line while a task type had no calls "
-            "in the last 5 minutes (0/0).",
-            [query(f"job_task_type:cec_calls_answered:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
-            "percentunit", min_=0, max_=1), 12, 8),
-        (timeseries_panel(
+            "Answered calls / all calls per instance and task type over $__rate_interval (solid), the usual "
+            "answered share (dashed: instance_task_type:cec_calls_answered:ratio_baseline, yesterday's day) "
+            f"and, as lines, the objective ({ANSWER_OBJECTIVE:.0%}) and the share under which "
+            f"CECAnswerRatioBurnRate pages ({ANSWER_PAGE_BELOW:.0%}, over its {ANSWER_PAGE_WINDOWS}). No line "
+            "while a task type had no calls in the window (0/0).",
+            "answered", "instance_task_type:cec_calls_answered:ratio_baseline",
+            steps=((None, "red"), (ANSWER_PAGE_BELOW, "orange"), (ANSWER_OBJECTIVE, "green"))), 12, 8),
+        (ratio_panel(
             9, "Failure ratio by task type",
-            "Calls with outcome failed / all calls, per task type, over 5 minutes: the recording rule "
-            "job_task_type:cec_calls_failed:ratio_rate5m (busy, rejected, no answer and cancelled are "
-            "separate outcomes). Recording rules aggregate away the instance label, so the Instance "
-            "selection does not apply here.",
-            [query(f"job_task_type:cec_calls_failed:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
-            "percentunit", min_=0, max_=1), 12, 8),
+            "Calls with outcome failed / all calls per instance and task type over $__rate_interval (solid; busy, "
+            "rejected, no answer and cancelled are outcomes of their own), the usual failed share (dashed: "
+            "instance_task_type:cec_calls_failed:ratio_baseline, yesterday's day) and the share above which "
+            "CECCallFailureRatioSpike fires (dotted: instance_task_type:cec_calls_failed:ratio_threshold, "
+            f"over {CFG.failure['window']} with at least {CFG.failure['min_calls']} calls and "
+            f"{CFG.failure['min_failed']} failed).",
+            "failed", "instance_task_type:cec_calls_failed:ratio_baseline",
+            threshold="instance_task_type:cec_calls_failed:ratio_threshold"), 12, 8),
         (table_panel(
             15, "Calls in the selected range by task type and outcome",
             "Calls counted in the dashboard's time range, one row per task type and one column "
@@ -441,16 +501,52 @@ def calls_dashboard():
             decimals=0, footer=True).sort_by([]), 24, 8),
     ]
 
+    rw = CFG.reasons["window"]
+    share = f"instance_task_type_reason:cec_call_end_reasons:ratio{rw}{{{RR_TT}}}"
+    usual = f"instance_task_type_reason:cec_call_end_reasons:ratio_baseline{{{RR_TT}}}"
+    count = f"instance_task_type_reason:cec_call_end_reasons:increase{rw}{{{RR_TT}}}"
     end_reasons = [
         (timeseries_panel(
-            10, "Top end reasons over time",
-            "The 10 most frequent call end reasons at each point in time, per task type "
-            "(topk over rate(cec_call_end_reasons_total[$__rate_interval])). reason_code is CEC's reasonCode: "
-            "page codes 0-6 for task types 1-3, Q.850 causes for ITA; none when a record has no reasonCode. "
-            "Exemplars on this counter carry the call_serial_no of a recent call.",
-            [query(f"topk(10, sum by (task_type, reason_code, reason) (rate({reasons}[$__rate_interval])))",
-                   legend="{{task_type}} {{reason}} ({{reason_code}})")],
+            10, "End reasons per second",
+            "Ended calls per second by instance, task type and end reason "
+            "(rate(cec_call_end_reasons_total[$__rate_interval])), every reason (no per-point top 10). "
+            "reason_code is CEC's reasonCode: page codes 0-6 for task types 1-3, Q.850 causes for ITA; none "
+            "when a record has no reasonCode. The dots are exemplars: each carries the call_serial_no of a "
+            "recent call with that reason; click one to look the call up in CEC (the data source's "
+            "call_serial_no link).",
+            [query(f"sum by (instance, task_type, reason_code, reason) (rate({reasons}[$__rate_interval]))",
+                   legend="{{instance}} {{task_type}} {{reason}} ({{reason_code}})", exemplar=True)],
             "cps", min_=0), 12, 9),
+        (timeseries_panel(
+            20, "End reason share against its usual share",
+            f"Each reason's share of its task type's calls over {rw} divided by its usual share (yesterday's "
+            "day): 1 is usual. Normal clearing and hang-ups stay near 1 however the volume swings; "
+            f"CECCallEndReasonSpike opens a ticket at {CFG.reasons['relative_rise']}x (the line) with at least "
+            f"{CFG.reasons['min_calls']} such calls and {CFG.reasons['absolute_rise']:.0%} above the usual share. "
+            "A reason without a usual share (new) has no line here: see the table.",
+            [query(f"{share}\n  / {usual}", legend="{{instance}} {{task_type}} {{reason}}")],
+            "x", min_=0).thresholds(thresholds((None, "green"), (CFG.reasons["relative_rise"], "red")))
+            .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)), 12, 9),
+        (table_panel(
+            21, "End reason anomalies",
+            f"Per instance, task type and end reason, now (the last {rw}): calls with that reason, their "
+            "share of the task type's calls, the usual share (yesterday's day) and share / usual, largest "
+            "first. A reason never seen before shows an empty usual share and an infinite ratio.",
+            [query(count, legend="calls", ref="A", instant=True, fmt=pm.PromQueryFormat.TABLE),
+             query(share, legend="share", ref="B", instant=True, fmt=pm.PromQueryFormat.TABLE),
+             query(usual, legend="usual", ref="C", instant=True, fmt=pm.PromQueryFormat.TABLE),
+             query(f"{share}\n  / {usual}\nor\n{share} * 0 + Inf", legend="ratio", ref="D",
+                   instant=True, fmt=pm.PromQueryFormat.TABLE)],
+            dm.DataTransformerConfig(id_val="merge", options={}),
+            decimals=2)
+         .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+             "excludeByName": {"Time": True, "job": True, "tenant": True},
+             "indexByName": {"instance": 0, "task_type": 1, "reason": 2, "reason_code": 3, "Value #A": 4,
+                             "Value #B": 5, "Value #C": 6, "Value #D": 7},
+             "renameByName": {"Value #A": f"calls ({rw})", "Value #B": "share", "Value #C": "usual share",
+                              "Value #D": "share / usual"},
+         }))
+         .sort_by([cb.TableSortByFieldState().display_name("share / usual").desc(True)]), 24, 9),
         (bargauge.Panel()
          .id(11)
          .title("End reasons in the selected range")
@@ -593,6 +689,7 @@ def calls_dashboard():
             (row(105, "Calls in progress and freshness"), in_progress),
         ],
         time_from="now-6h",
+        annotation_queries=annotations('job=~"$job", instance=~"$instance", task_type=~"$task_type"'),
     )
 
 
@@ -700,9 +797,9 @@ def health_dashboard():
             11, "API errors by endpoint and error",
             "Failed exchanges with CEC per second by endpoint and kind (cec_exporter_api_errors_total): "
             "timeout, transport, unauthorized (401/403), rate_limited (429), server_error (5xx), http_status "
-            "(other status), decode (not the documented JSON), ret_code (retCode other than 0 and 1). The "
-            "counter has no series before the first error; until then a zero line \"all: none\" is drawn "
-            "(while the exporter is scraped).",
+            "(other status), decode (not the documented JSON), ret_code (retCode other than 0 and 1). Every "
+            "endpoint and error is exposed from 0; a zero line \"all: none\" is drawn as well (while the "
+            "exporter is scraped), so the panel never shows \"No data\".",
             # `or` a zero series while the exporter is up: the panel shows 0, not "No data".
             [query(
                 f"sum by (endpoint, error) (rate({m('cec_exporter_api_errors_total')}[$__rate_interval]))\n"
@@ -830,6 +927,7 @@ def health_dashboard():
             (row(106, "State store"), durability),
         ],
         time_from="now-3h",
+        annotation_queries=annotations('job=~"$job", instance=~"$instance"'),
     )
 
 
