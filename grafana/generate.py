@@ -26,8 +26,6 @@ import json
 import os
 import sys
 
-import yaml
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "monitoring"))
@@ -58,6 +56,10 @@ def sdk_problem():
         return f"{SDK} is not installed; it must be {want}: {INSTALL_HINT}"
     if have != want:
         return f"{SDK} {have} is installed, grafana/requirements.txt pins {want}: {INSTALL_HINT}"
+    try:
+        import yaml  # noqa: F401  monitoring/config.yml is YAML; only read, so any PyYAML 5.1+ writes the same bytes
+    except ImportError:
+        return f"PyYAML is not installed (it reads monitoring/config.yml): {INSTALL_HINT}"
     return None
 
 
@@ -89,6 +91,8 @@ if __name__ == "__main__":
     CONFIG_PATH = ARGS.config
 else:
     CONFIG_PATH = DEFAULT_CONFIG
+
+import yaml  # noqa: E402  after the check above, which says how to install it
 
 with open(CONFIG_PATH) as _f:
     CFG = rules_mod.Config(yaml.safe_load(_f))
