@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Builds grafana/dashboards/*.json with the Grafana Foundation SDK (grafana-foundation-sdk on PyPI).
+"""Builds the monitoring of cec-exporter from monitoring/config.yml, like a monitoring mixin.
 
-Edit the panels here, run `python3 grafana/generate.py`, commit both this file and the JSON.
-`python3 grafana/generate.py --check` writes nothing and exits 1, with a diff, when the committed JSON
+Writes grafana/dashboards/*.json (with the Grafana Foundation SDK, grafana-foundation-sdk on PyPI), the
+data source provisioning grafana/provisioning/datasources/prometheus.yml, and the Prometheus rules
+prometheus/rules/cec-exporter.rules.yml (text assembled by monitoring/rules.py). Edit the configuration,
+the panels here or the rules there, run `python3 grafana/generate.py`, commit everything together.
+`python3 grafana/generate.py --check` writes nothing and exits 1, with a diff, when a committed file
 is not what this script generates; the test suite runs it (tests/it/observability.rs), and also
-checks every query of the JSON against the exporter and a real Prometheus.
+checks every query of the dashboards and rules against the exporter and a real Prometheus.
+`--config FILE --out DIR` builds a deployment's own files from its own configuration.
 
 The SDK build is pinned in grafana/requirements.txt: another build may write other JSON, so the script
 refuses to run with any other (`python3 -m pip install -r grafana/requirements.txt`).
@@ -23,7 +27,11 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "dashboards")
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "monitoring"))
+import rules as rules_mod  # noqa: E402  monitoring/rules.py
+
+DEFAULT_CONFIG = os.path.join(ROOT, "monitoring", "config.yml")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 SDK = "grafana-foundation-sdk"
 INSTALL_HINT = "python3 -m pip install -r grafana/requirements.txt"
@@ -48,6 +56,10 @@ def sdk_problem():
         return f"{SDK} is not installed; it must be {want}: {INSTALL_HINT}"
     if have != want:
         return f"{SDK} {have} is installed, grafana/requirements.txt pins {want}: {INSTALL_HINT}"
+    try:
+        import yaml  # noqa: F401  monitoring/config.yml is YAML; only read, so any PyYAML 5.1+ writes the same bytes
+    except ImportError:
+        return f"PyYAML is not installed (it reads monitoring/config.yml): {INSTALL_HINT}"
     return None
 
 
@@ -58,6 +70,11 @@ def parse_args():
                       help="write nothing; exit 1 with a diff when the committed JSON differs from the generated")
     mode.add_argument("--sdk-installed", action="store_true",
                       help="exit 0 when the pinned SDK build is installed, 1 (saying why) otherwise")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="the monitoring configuration (default: monitoring/config.yml, the shipped defaults)")
+    p.add_argument("--out", default=ROOT,
+                   help="directory the files are written to (or checked in), by their repository paths "
+                        "(default: the repository)")
     return p.parse_args()
 
 
@@ -71,6 +88,14 @@ if __name__ == "__main__":
     if PROBLEM:
         print(f"grafana/generate.py: {PROBLEM}", file=sys.stderr)
         sys.exit(2)
+    CONFIG_PATH = ARGS.config
+else:
+    CONFIG_PATH = DEFAULT_CONFIG
+
+import yaml  # noqa: E402  after the check above, which says how to install it
+
+with open(CONFIG_PATH) as _f:
+    CFG = rules_mod.Config(yaml.safe_load(_f))
 
 # Imported after the version check, so a missing or other SDK gives the hint above, not a traceback.
 from grafana_foundation_sdk.builders import bargauge  # noqa: E402
@@ -90,10 +115,12 @@ from grafana_foundation_sdk.models import prometheus as pm  # noqa: E402
 # Every panel and query reads the data source the `datasource` variable selects.
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
-# Selector fragments.
-RAW = 'job=~"$job", instance=~"$instance"'
-RAW_TT = 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
-RR_TT = 'job=~"$job", task_type=~"$task_type"'
+# Selector fragments: the configured selector, then the dashboard's variables. Recorded series carry
+# the instance like raw ones (the rules never sum instances away), so every query honours $instance.
+_SEL = CFG.selector + ", " if CFG.selector else ""
+RAW = _SEL + 'job=~"$job", instance=~"$instance"'
+RAW_TT = _SEL + 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
+RR_TT = 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
 
 OUTCOME_COLORS = {
     "answered": "green",
@@ -239,7 +266,7 @@ def row(id_, title):
 
 # The SDK lays panels out left to right, wrapping at 24 columns, each row below the tallest panel of
 # the previous one: `layout` is a list of (row, [(panel, width, height), ...]).
-def dashboard(uid, title, desc, variables, layout, time_from):
+def dashboard(uid, title, desc, variables, layout, time_from, annotation_queries=()):
     d = (
         db.Dashboard(title)
         .uid(uid)
@@ -267,6 +294,7 @@ def dashboard(uid, title, desc, variables, layout, time_from):
             .url("")
         )
         .variables(variables)
+        .annotations(list(annotation_queries))
     )
     for r, panels in layout:
         d = d.with_row(r)
@@ -304,19 +332,74 @@ def query_variable(name, label, q, include_all, multi, refresh):
 
 
 def job_variable():
-    return query_variable("job", "Job", "label_values(cec_up, job)", False, False,
+    return query_variable("job", "Job", f"label_values({CFG.sel('cec_up')}, job)", False, False,
                           dm.VariableRefresh.ON_DASHBOARD_LOAD)
 
 
 def instance_variable():
-    return query_variable("instance", "Instance", 'label_values(cec_up{job=~"$job"}, instance)', True, True,
+    return query_variable("instance", "Instance", f'label_values(cec_up{{{_SEL}job=~"$job"}}, instance)', True, True,
                           dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
 
 def task_type_variable():
-    return query_variable("task_type", "Task type", 'label_values(cec_calls_total{job=~"$job"}, task_type)',
+    return query_variable("task_type", "Task type", f'label_values(cec_calls_total{{{_SEL}job=~"$job"}}, task_type)',
                           True, True, dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
+
+
+OBJ = float(CFG.answer["objective"])
+_PAGE = next(b for b in CFG.answer["burn_rates"] if b["severity"] == "page")
+ANSWER_OBJECTIVE = OBJ
+ANSWER_PAGE_BELOW = round(1 - _PAGE["factor"] * (1 - OBJ), 6)
+ANSWER_PAGE_WINDOWS = f"{_PAGE['long']} and {_PAGE['short']} windows"
+
+
+def ratio_panel(id_, title, desc, outcome, baseline, threshold=None, steps=None):
+    """outcome's share of the calls per instance and task type over $__rate_interval, with the recorded
+    baseline (dashed) and threshold (dotted) of the alert rules, or fixed threshold lines (steps)."""
+    calls = f"cec_calls_total{{{RAW_TT}}}"
+    part = f'cec_calls_total{{{RAW_TT}, outcome="{outcome}"}}'
+    targets = [
+        query(f"sum by (instance, task_type) (rate({part}[$__rate_interval]))\n"
+              f"  / (sum by (instance, task_type) (rate({calls}[$__rate_interval])) > 0)",
+              legend="{{instance}} {{task_type}}", ref="A"),
+        query(f"{baseline}{{{RR_TT}}}", legend="usual {{instance}} {{task_type}}", ref="B"),
+    ]
+    if threshold:
+        targets.append(query(f"{threshold}{{{RR_TT}}}", legend="alert above {{instance}} {{task_type}}", ref="C"))
+    p = timeseries_panel(id_, title, desc, targets, "percentunit", min_=0, max_=1)
+    p = p.override_by_query("B", [
+        dm.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
+        dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0)])
+    if threshold:
+        p = p.override_by_query("C", [
+            dm.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [0, 10], "fill": "dot"}),
+            dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            dm.DynamicConfigValue(id_val="color", value={"fixedColor": "red", "mode": "fixed"})])
+    if steps:
+        p = p.thresholds(thresholds(*steps)).thresholds_style(
+            cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE))
+    return p
+
+
+def annotations(rule_selector):
+    """Firing CEC alerts and exporter restarts (a reset of its per-process poll counter), as markers."""
+    return [
+        db.AnnotationQuery()
+        .name("CEC alerts")
+        .datasource(DS)
+        .enable(True)
+        .hide(False)
+        .icon_color("red")
+        .expr(f'ALERTS{{alertname=~"CEC.*", alertstate="firing", {rule_selector}}}'),
+        db.AnnotationQuery()
+        .name("Exporter restarts")
+        .datasource(DS)
+        .enable(True)
+        .hide(False)
+        .icon_color("blue")
+        .expr(f"resets(cec_exporter_polls_total{{{RAW}}}[$__rate_interval]) > 0"),
+    ]
 
 # --------------------------------------------------------------------------------------------
 # CEC call traffic
@@ -386,23 +469,27 @@ def calls_dashboard():
                    legend="{{task_type}} {{outcome}}")],
             "cps", stack=True, min_=0), 12, 9),
         (by_outcome, 12, 9),
-        # Ratios from the recording rules.
-        (timeseries_panel(
+        # Ratios computed over $__rate_interval per instance and task type (never summed across
+        # instances), overlaid with the alert rules' recorded baseline and threshold.
+        (ratio_panel(
             8, "Answer ratio by task type",
-            "Answered calls / all calls, per task type, over 5 minutes: the recording rule "
-            "job_task_type:cec_calls_answered:ratio_rate5m. Recording rules aggregate away the instance "
-            "label, so the Instance selection does not apply here. No line while a task type had no calls "
-            "in the last 5 minutes (0/0).",
-            [query(f"job_task_type:cec_calls_answered:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
-            "percentunit", min_=0, max_=1), 12, 8),
-        (timeseries_panel(
+            "Answered calls / all calls per instance and task type over $__rate_interval (solid), the usual "
+            "answered share (dashed: instance_task_type:cec_calls_answered:ratio_baseline, yesterday's day) "
+            f"and, as lines, the objective ({ANSWER_OBJECTIVE:.0%}) and the share under which "
+            f"CECAnswerRatioBurnRate pages ({ANSWER_PAGE_BELOW:.0%}, over its {ANSWER_PAGE_WINDOWS}). No line "
+            "while a task type had no calls in the window (0/0).",
+            "answered", "instance_task_type:cec_calls_answered:ratio_baseline",
+            steps=((None, "red"), (ANSWER_PAGE_BELOW, "orange"), (ANSWER_OBJECTIVE, "green"))), 12, 8),
+        (ratio_panel(
             9, "Failure ratio by task type",
-            "Calls with outcome failed / all calls, per task type, over 5 minutes: the recording rule "
-            "job_task_type:cec_calls_failed:ratio_rate5m (busy, rejected, no answer and cancelled are "
-            "separate outcomes). Recording rules aggregate away the instance label, so the Instance "
-            "selection does not apply here.",
-            [query(f"job_task_type:cec_calls_failed:ratio_rate5m{{{RR_TT}}}", legend="{{task_type}}")],
-            "percentunit", min_=0, max_=1), 12, 8),
+            "Calls with outcome failed / all calls per instance and task type over $__rate_interval (solid; busy, "
+            "rejected, no answer and cancelled are outcomes of their own), the usual failed share (dashed: "
+            "instance_task_type:cec_calls_failed:ratio_baseline, yesterday's day) and the share above which "
+            "CECCallFailureRatioSpike fires (dotted: instance_task_type:cec_calls_failed:ratio_threshold, "
+            f"over {CFG.failure['window']} with at least {CFG.failure['min_calls']} calls and "
+            f"{CFG.failure['min_failed']} failed).",
+            "failed", "instance_task_type:cec_calls_failed:ratio_baseline",
+            threshold="instance_task_type:cec_calls_failed:ratio_threshold"), 12, 8),
         (table_panel(
             15, "Calls in the selected range by task type and outcome",
             "Calls counted in the dashboard's time range, one row per task type and one column "
@@ -418,16 +505,52 @@ def calls_dashboard():
             decimals=0, footer=True).sort_by([]), 24, 8),
     ]
 
+    rw = CFG.reasons["window"]
+    share = f"instance_task_type_reason:cec_call_end_reasons:ratio{rw}{{{RR_TT}}}"
+    usual = f"instance_task_type_reason:cec_call_end_reasons:ratio_baseline{{{RR_TT}}}"
+    count = f"instance_task_type_reason:cec_call_end_reasons:increase{rw}{{{RR_TT}}}"
     end_reasons = [
         (timeseries_panel(
-            10, "Top end reasons over time",
-            "The 10 most frequent call end reasons at each point in time, per task type "
-            "(topk over rate(cec_call_end_reasons_total[$__rate_interval])). reason_code is CEC's reasonCode: "
-            "page codes 0-6 for task types 1-3, Q.850 causes for ITA; none when a record has no reasonCode. "
-            "Exemplars on this counter carry the call_serial_no of a recent call.",
-            [query(f"topk(10, sum by (task_type, reason_code, reason) (rate({reasons}[$__rate_interval])))",
-                   legend="{{task_type}} {{reason}} ({{reason_code}})")],
+            10, "End reasons per second",
+            "Ended calls per second by instance, task type and end reason "
+            "(rate(cec_call_end_reasons_total[$__rate_interval])), every reason (no per-point top 10). "
+            "reason_code is CEC's reasonCode: page codes 0-6 for task types 1-3, Q.850 causes for ITA; none "
+            "when a record has no reasonCode. The dots are exemplars: each carries the call_serial_no of a "
+            "recent call with that reason; click one to look the call up in CEC (the data source's "
+            "call_serial_no link).",
+            [query(f"sum by (instance, task_type, reason_code, reason) (rate({reasons}[$__rate_interval]))",
+                   legend="{{instance}} {{task_type}} {{reason}} ({{reason_code}})", exemplar=True)],
             "cps", min_=0), 12, 9),
+        (timeseries_panel(
+            20, "End reason share against its usual share",
+            f"Each reason's share of its task type's calls over {rw} divided by its usual share (yesterday's "
+            "day): 1 is usual. Normal clearing and hang-ups stay near 1 however the volume swings; "
+            f"CECCallEndReasonSpike opens a ticket at {CFG.reasons['relative_rise']}x (the line) with at least "
+            f"{CFG.reasons['min_calls']} such calls and {CFG.reasons['absolute_rise']:.0%} above the usual share. "
+            "A reason without a usual share (new) has no line here: see the table.",
+            [query(f"{share}\n  / {usual}", legend="{{instance}} {{task_type}} {{reason}}")],
+            "x", min_=0).thresholds(thresholds((None, "green"), (CFG.reasons["relative_rise"], "red")))
+            .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)), 12, 9),
+        (table_panel(
+            21, "End reason anomalies",
+            f"Per instance, task type and end reason, now (the last {rw}): calls with that reason, their "
+            "share of the task type's calls, the usual share (yesterday's day) and share / usual, largest "
+            "first. A reason never seen before shows an empty usual share and an infinite ratio.",
+            [query(count, legend="calls", ref="A", instant=True, fmt=pm.PromQueryFormat.TABLE),
+             query(share, legend="share", ref="B", instant=True, fmt=pm.PromQueryFormat.TABLE),
+             query(usual, legend="usual", ref="C", instant=True, fmt=pm.PromQueryFormat.TABLE),
+             query(f"{share}\n  / {usual}\nor\n{share} * 0 + Inf", legend="ratio", ref="D",
+                   instant=True, fmt=pm.PromQueryFormat.TABLE)],
+            dm.DataTransformerConfig(id_val="merge", options={}),
+            decimals=2)
+         .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+             "excludeByName": {"Time": True, "job": True, "tenant": True},
+             "indexByName": {"instance": 0, "task_type": 1, "reason": 2, "reason_code": 3, "Value #A": 4,
+                             "Value #B": 5, "Value #C": 6, "Value #D": 7},
+             "renameByName": {"Value #A": f"calls ({rw})", "Value #B": "share", "Value #C": "usual share",
+                              "Value #D": "share / usual"},
+         }))
+         .sort_by([cb.TableSortByFieldState().display_name("share / usual").desc(True)]), 24, 9),
         (bargauge.Panel()
          .id(11)
          .title("End reasons in the selected range")
@@ -570,6 +693,7 @@ def calls_dashboard():
             (row(105, "Calls in progress and freshness"), in_progress),
         ],
         time_from="now-6h",
+        annotation_queries=annotations('job=~"$job", instance=~"$instance", task_type=~"$task_type"'),
     )
 
 
@@ -677,9 +801,9 @@ def health_dashboard():
             11, "API errors by endpoint and error",
             "Failed exchanges with CEC per second by endpoint and kind (cec_exporter_api_errors_total): "
             "timeout, transport, unauthorized (401/403), rate_limited (429), server_error (5xx), http_status "
-            "(other status), decode (not the documented JSON), ret_code (retCode other than 0 and 1). The "
-            "counter has no series before the first error; until then a zero line \"all: none\" is drawn "
-            "(while the exporter is scraped).",
+            "(other status), decode (not the documented JSON), ret_code (retCode other than 0 and 1). Every "
+            "endpoint and error is exposed from 0; a zero line \"all: none\" is drawn as well (while the "
+            "exporter is scraped), so the panel never shows \"No data\".",
             # `or` a zero series while the exporter is up: the panel shows 0, not "No data".
             [query(
                 f"sum by (endpoint, error) (rate({m('cec_exporter_api_errors_total')}[$__rate_interval]))\n"
@@ -807,6 +931,7 @@ def health_dashboard():
             (row(106, "State store"), durability),
         ],
         time_from="now-3h",
+        annotation_queries=annotations('job=~"$job", instance=~"$instance"'),
     )
 
 
@@ -819,19 +944,67 @@ def render(d):
     return json.dumps(d, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def datasource_provisioning():
+    """The data source: timeInterval is the exporter's scrape interval, so $__rate_interval spans four
+    scrapes; the exemplar link turns a call_serial_no into a link to the call."""
+    link = CFG.exemplar_link
+    return f"""# Grafana datasource provisioning for the cec-exporter dashboards.
+# GENERATED by `python3 grafana/generate.py` from monitoring/config.yml (scrape_interval, exemplar_link).
+# Mount grafana/provisioning at /etc/grafana/provisioning (see grafana/README.md).
+# Change `url` to where your Prometheus answers, as seen from the Grafana server.
+apiVersion: 1
+
+datasources:
+  - name: Prometheus
+    type: prometheus
+    uid: prometheus
+    access: proxy
+    url: http://localhost:9090
+    isDefault: true
+    editable: true
+    jsonData:
+      httpMethod: POST
+      # Prometheus' scrape interval for the exporter ({CFG.scrape_interval}, as in prometheus/prometheus.yml):
+      # the dashboards' rate windows, Grafana's $__rate_interval, are at least 4 times it.
+      timeInterval: {CFG.scrape_interval}
+      # Exemplars (the exporter's call_serial_no on cec_call_end_reasons_total and every histogram
+      # bucket) link to the call; Prometheus keeps them with --enable-feature=exemplar-storage.
+      exemplarTraceIdDestinations:
+        - name: call_serial_no
+          urlDisplayLabel: {json.dumps(link["name"])}
+          url: {json.dumps(link["url"])}
+"""
+
+
+def check_prometheus_yml():
+    """prometheus/prometheus.yml is an example, not generated: it must agree with the configuration."""
+    path = os.path.join(ROOT, "prometheus", "prometheus.yml")
+    with open(path) as f:
+        y = yaml.safe_load(f)
+    problems = []
+    if y["global"]["evaluation_interval"] != CFG.evaluation_interval:
+        problems.append(f"evaluation_interval {y['global']['evaluation_interval']} != {CFG.evaluation_interval}")
+    for job in y["scrape_configs"]:
+        if job.get("scrape_interval") != CFG.scrape_interval:
+            problems.append(f"job {job['job_name']}: scrape_interval {job.get('scrape_interval')} != {CFG.scrape_interval}")
+    return [f"prometheus/prometheus.yml disagrees with {CONFIG_PATH}: {p}" for p in problems]
+
+
 def generated():
-    """{file name: JSON text} of every dashboard."""
+    """{repository path: text} of every generated file."""
     return {
-        "cec-calls.json": render(calls_dashboard()),
-        "cec-exporter-health.json": render(health_dashboard()),
+        "grafana/dashboards/cec-calls.json": render(calls_dashboard()),
+        "grafana/dashboards/cec-exporter-health.json": render(health_dashboard()),
+        "grafana/provisioning/datasources/prometheus.yml": datasource_provisioning(),
+        "prometheus/rules/cec-exporter.rules.yml": rules_mod.rules_file(CFG),
     }
 
 
-def check(files):
-    """Exit status 1, with a short unified diff per stale file, when the committed JSON differs."""
+def check(files, out):
+    """Exit status 1, with a short unified diff per stale file, when a committed file differs."""
     stale = 0
     for name, text in files.items():
-        path = os.path.join(OUT, name)
+        path = os.path.join(out, name)
         try:
             with open(path) as f:
                 committed = f.read()
@@ -841,33 +1014,41 @@ def check(files):
             continue
         stale += 1
         diff = list(difflib.unified_diff(committed.splitlines(keepends=True), text.splitlines(keepends=True),
-                                         f"committed grafana/dashboards/{name}",
-                                         f"generated grafana/dashboards/{name}", n=2))
+                                         f"committed {name}", f"generated {name}", n=2))
         shown = diff[:60]
         sys.stdout.writelines(shown)
         if len(diff) > len(shown):
             print(f"... {len(diff) - len(shown)} more diff lines")
-    for name in sorted(set(os.listdir(OUT) if os.path.isdir(OUT) else []) - set(files)):
-        if name.endswith(".json"):
+    dash_dir = os.path.join(out, "grafana", "dashboards")
+    for name in sorted(set(os.listdir(dash_dir) if os.path.isdir(dash_dir) else [])):
+        if name.endswith(".json") and f"grafana/dashboards/{name}" not in files:
             stale += 1
             print(f"grafana/dashboards/{name} is not generated: add it to grafana/generate.py or remove it")
+    mismatch = check_prometheus_yml() if out == ROOT else []
+    for m in mismatch:
+        print(m)
     if stale:
-        print(f"{stale} dashboard file(s) differ from what grafana/generate.py generates: "
+        print(f"{stale} file(s) differ from what grafana/generate.py generates: "
               "run `python3 grafana/generate.py` and commit the result.")
+    if stale or mismatch:
         return 1
-    print(f"grafana/dashboards: {len(files)} files are what grafana/generate.py generates")
+    print(f"{len(files)} files are what grafana/generate.py generates from monitoring/config.yml")
     return 0
 
 
 def main():
     files = generated()
     if ARGS.check:
-        return check(files)
-    os.makedirs(OUT, exist_ok=True)
+        return check(files, ARGS.out)
     for name, text in files.items():
-        with open(os.path.join(OUT, name), "w") as f:
+        path = os.path.join(ARGS.out, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
             f.write(text)
-        print("wrote grafana/dashboards/" + name)
+        print("wrote " + name)
+    for m in check_prometheus_yml() if ARGS.out == ROOT else []:
+        print(m, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,6 +30,28 @@ promtool check rules prometheus/rules/*.yml
 promtool check config prometheus/prometheus.yml
 echo "== promtool test rules"
 promtool test rules prometheus/tests/*.yml
+echo "== Alertmanager example"
+# amtool comes with Debian's prometheus-alertmanager, which this script does not install: without it the
+# example is at least parsed, and its inhibit rules must name alerts the rule file has.
+if command -v amtool >/dev/null 2>&1; then
+  amtool check-config prometheus/alertmanager.yml
+fi
+python3 - <<'PY'
+import re, yaml
+am = yaml.safe_load(open("prometheus/alertmanager.yml"))
+alerts = set(re.findall(r"^ +- alert: (\S+)", open("prometheus/rules/cec-exporter.rules.yml").read(), re.M))
+inhibit = am["inhibit_rules"]
+named = set()
+for r in inhibit:
+    for m in r["source_matchers"] + r["target_matchers"]:
+        k, op, v = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', m).groups()
+        if k == "alertname":
+            named.update(v.split("|"))
+assert named <= alerts, f"inhibit_rules name alerts the rule file lacks: {sorted(named - alerts)}"
+assert any("CECAuthenticationFailing" in str(r["source_matchers"]) and "CECExporterStale" in str(r["target_matchers"])
+           for r in inhibit), "auth failing must inhibit stale"
+print(f"prometheus/alertmanager.yml: {len(inhibit)} inhibit rules, every alert they name exists")
+PY
 echo "== grafana/generate.py --check"
 python3 grafana/generate.py --check
 

@@ -149,7 +149,11 @@ impl<S: Source> Poller<S> {
         }
         // A poll is overdue once no success came for an interval plus the deadline: `cec_up` reads 0.
         let overdue_after_ms = (cfg.interval + cfg.deadline).as_millis().min(i64::MAX as u128) as i64;
-        shared.telemetry.update(|d| d.overdue_after_ms = Some(overdue_after_ms));
+        let lookback_seconds = cfg.plan.lookback_ms as f64 / 1000.0;
+        shared.telemetry.update(|d| {
+            d.overdue_after_ms = Some(overdue_after_ms);
+            d.lookback_seconds = Some(lookback_seconds);
+        });
         let p = Poller {
             source,
             cfg,
@@ -750,6 +754,11 @@ mod tests {
         source.hang.store(true, Ordering::Relaxed);
         let p = Poller::new(source, cfg, State::default(), shared.clone(), None);
         assert_eq!(shared.telemetry.snapshot().overdue_after_ms, Some(1_050), "interval plus deadline");
+        assert_eq!(
+            shared.telemetry.snapshot().lookback_seconds,
+            Some(ita_config().plan.lookback_ms as f64 / 1000.0),
+            "--poll.lookback"
+        );
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(p.run(stopped));
         tokio::time::sleep(Duration::from_millis(400)).await;

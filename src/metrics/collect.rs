@@ -173,6 +173,12 @@ impl Collector for SelfTelemetry {
         (&f::WEB_CONFIG_LAST_RELOAD_SUCCESSFUL, |c, s| {
             s.sample(&[], Value::U(u64::from(!c.telemetry.web_config_last_reload_failed)))
         }),
+        // Set once by the poller from its configuration; alerts compare record lateness with it.
+        (&f::LOOKBACK, |c, s| {
+            if let Some(secs) = c.telemetry.lookback_seconds {
+                s.sample(&[], Value::F(secs));
+            }
+        }),
     ];
 }
 

@@ -265,6 +265,7 @@ mod tests {
         t.incomplete_reads = 1;
         t.late_records = 5;
         t.max_lateness_seconds = 12.75;
+        t.lookback_seconds = Some(300.0);
         (p, t)
     }
 

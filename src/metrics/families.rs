@@ -303,9 +303,16 @@ pub static WEB_CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
     None,
     &[],
 );
+pub static LOOKBACK: Family = family(
+    "cec_exporter_lookback_seconds",
+    Kind::Gauge,
+    "The --poll.lookback each background poll re-reads before the previous poll's window end: a record later than this is not counted.",
+    SECONDS,
+    &[],
+);
 
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 33] = [
+pub static ALL: [&Family; 34] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -339,6 +346,7 @@ pub static ALL: [&Family; 33] = [
     &HTTP_ACCEPT_ERRORS,
     &WEB_CONFIG_RELOADS,
     &WEB_CONFIG_LAST_RELOAD_SUCCESSFUL,
+    &LOOKBACK,
 ];
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub struct TelemetryData {
     /// How long after the last success a poll is overdue (interval plus `--poll.deadline`), ms: past
     /// it `cec_up` reads 0 at scrape time, whatever `up` says, so a wedged poll shows as down.
     pub overdue_after_ms: Option<i64>,
+    /// `--poll.lookback` in seconds (`cec_exporter_lookback_seconds`), set when the poller starts.
+    pub lookback_seconds: Option<f64>,
     /// A poll has succeeded since start (`/-/ready`).
     pub ready: bool,
     pub last_success_ms: Option<i64>,
