@@ -380,6 +380,31 @@ impl InternalEvent for OpenCallsAbandoned {
     }
 }
 
+/// A poll (or a restore) gave up the oldest open calls because more than `--poll.max-open-calls` were
+/// open. Counts `cec_exporter_open_calls_abandoned_total` (they are given up like calls past
+/// `--poll.max-call-duration`) and `cec_exporter_open_calls_evicted_total` by `count`; one warning per
+/// poll, however many calls.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenCallsEvicted {
+    pub count: u64,
+    /// `--poll.max-open-calls`.
+    pub cap: usize,
+}
+
+impl InternalEvent for OpenCallsEvicted {
+    fn emit(&self, t: &Telemetry) {
+        tracing::warn!(
+            evicted = self.count,
+            max_open_calls = self.cap,
+            "gave up the oldest open calls: more calls open than --poll.max-open-calls; they are not counted unless seen ended later"
+        );
+        t.update(|d| {
+            d.open_calls_abandoned += self.count;
+            d.open_calls_evicted += self.count;
+        });
+    }
+}
+
 /// A poll counted calls CEC returned late. Counts `cec_exporter_late_records_total` by `count` and
 /// raises the largest lateness seen. Warns when the lateness used over half of `--poll.lookback` (later
 /// records would be missed); otherwise a debug line.
@@ -928,6 +953,19 @@ mod tests {
         assert_eq!(
             one_line(&lines, "warn"),
             "level=warn msg=\"gave up open calls CEC never showed ended\" abandoned=4"
+        );
+    }
+
+    #[test]
+    fn open_calls_evicted_counts_as_abandoned_and_evicted_in_one_line() {
+        let (d, lines) = emit(&OpenCallsEvicted { count: 800_000, cap: 250_000 });
+        assert_eq!(
+            d,
+            TelemetryData { open_calls_abandoned: 800_000, open_calls_evicted: 800_000, ..Default::default() }
+        );
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"gave up the oldest open calls: more calls open than --poll.max-open-calls; they are not counted unless seen ended later\" evicted=800000 max_open_calls=250000"
         );
     }
 

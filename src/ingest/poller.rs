@@ -18,9 +18,9 @@ use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
-    CatchupSkipped, DurationsTooLong, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted,
-    PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordsOutOfWindow, StateCommitFailed, StateCommitted,
-    StateReloadFailed, StateReloaded, WindowFetched,
+    CatchupSkipped, DurationsTooLong, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, OpenCallsEvicted,
+    PollCommitted, PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordsOutOfWindow, StateCommitFailed,
+    StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -143,6 +143,13 @@ pub struct PollReport {
 
 impl<S: Source> Poller<S> {
     pub fn new(source: S, cfg: PollerConfig, mut state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
+        // A store saved with a higher --poll.max-open-calls (or by a flood) is brought under the cap here;
+        // the next commit rewrites the store's open calls.
+        let cap = cfg.retention.max_open_calls;
+        let evicted = state.ledger.cap_open(cap);
+        if evicted > 0 {
+            OpenCallsEvicted { count: evicted, cap }.emit(&shared.telemetry);
+        }
         let refolded = state.aggregates.set_reason_cap(cfg.max_unknown_reason_codes);
         if refolded > 0 {
             ReasonCodesRefolded { codes: refolded, cap: cfg.max_unknown_reason_codes }.emit(&shared.telemetry);
@@ -247,6 +254,9 @@ impl<S: Source> Poller<S> {
         if let Some((from_ms, to_ms)) = skipped {
             CatchupSkipped { from_ms, to_ms }.emit(telemetry);
         }
+        if summary.evicted > 0 {
+            OpenCallsEvicted { count: summary.evicted, cap: self.cfg.retention.max_open_calls }.emit(telemetry);
+        }
         if summary.out_of_window > 0 {
             RecordsOutOfWindow { count: summary.out_of_window, lookback_ms: self.cfg.retention.lookback_ms }
                 .emit(telemetry);
@@ -328,6 +338,9 @@ impl<S: Source> Poller<S> {
             Ok(stored) => {
                 let poll_was_durable = stored != self.state;
                 self.state = stored;
+                // Read back as stored: a store restored above the cap may still hold more than it. Quietly:
+                // these calls were given up (and counted) when the store was first restored.
+                self.state.ledger.cap_open(self.cfg.retention.max_open_calls);
                 self.reconcile = false;
                 let calls = self.state.aggregates.total_calls();
                 StateReloaded { calls, poll_was_durable }.emit(&self.shared.telemetry);
@@ -564,6 +577,78 @@ mod tests {
         // would count every entry twice.
         let d = shared.telemetry.snapshot();
         assert_eq!((d.records_fetched, d.records_rejected.len(), d.fields_invalid.len()), (0, 0, 0));
+    }
+
+    /// A hostile gateway that answers every read with `per_read` calls never seen before, all still
+    /// ringing, started a second before the window's end.
+    struct Inventing {
+        next: std::sync::atomic::AtomicU64,
+        per_read: u64,
+    }
+
+    impl Source for Inventing {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let first = self.next.fetch_add(self.per_read, Ordering::Relaxed);
+            let records: Vec<_> =
+                (first..first + self.per_read).map(|id| rec(id, CallState::Calling, w.end_ms - 1_000)).collect();
+            Ok(WindowRead {
+                total: Some(records.len() as u64),
+                records,
+                requests: 1,
+                total_unchanged: true,
+                rejected: Vec::new(),
+                stopped: None,
+            })
+        }
+    }
+
+    #[test]
+    fn invented_open_calls_stay_at_the_cap_across_polls_and_a_restart_with_a_lower_cap() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PollerConfig { retention: Retention { max_open_calls: 100, ..RET }, ..ita_config() };
+        let shared = Arc::new(Shared::default());
+        let (store, _) = Store::open(dir.path(), false).unwrap();
+        let source = Inventing { next: 1.into(), per_read: 300 };
+        let mut p = Poller::new(source, cfg.clone(), State::default(), shared.clone(), Some(store));
+        let ((), lines) = crate::logging::capture(tracing::Level::WARN, || {
+            rt.block_on(async {
+                for i in 0..5 {
+                    let report = p.poll_at(T0 + i * 30_000).await.unwrap();
+                    assert_eq!(report.summary.tracked, 300);
+                    assert_eq!(p.state().ledger.open_len(), 100);
+                }
+            })
+        });
+        let warned = |n: u64, cap: u64| {
+            format!("level=warn msg=\"gave up the oldest open calls: more calls open than --poll.max-open-calls; they are not counted unless seen ended later\" evicted={n} max_open_calls={cap}")
+        };
+        // One line per poll, however many calls: 300 new minus the 100 kept, then 100 + 300 - 100.
+        let want: Vec<String> = [200, 300, 300, 300, 300].iter().map(|&n| warned(n, 100)).collect();
+        assert_eq!(lines, want);
+        let d = shared.telemetry.snapshot();
+        assert_eq!((d.open_calls_evicted, d.open_calls_abandoned), (1_400, 1_400));
+        let published: u64 = shared.published().in_progress.iter().flatten().sum();
+        assert_eq!(published, 100, "cec_calls_in_progress shows every open call remembered");
+        // The newest calls are the ones kept.
+        assert!(p.state().ledger.open_calls().all(|(id, _)| id.0 > 1_200));
+        drop(p);
+
+        // Restarted with a lower cap, the restored store is brought under it, not refused.
+        let (store, restored) = Store::open(dir.path(), false).unwrap();
+        let restored = restored.expect("a saved state");
+        assert_eq!(restored.ledger.open_len(), 100);
+        let shared = Arc::new(Shared::default());
+        let cfg = PollerConfig { retention: Retention { max_open_calls: 10, ..RET }, ..ita_config() };
+        let source = Inventing { next: 10_000.into(), per_read: 0 };
+        let (p, lines) = crate::logging::capture(tracing::Level::WARN, || {
+            Poller::new(source, cfg, restored, shared.clone(), Some(store))
+        });
+        assert_eq!(lines, [warned(90, 10)]);
+        assert_eq!(p.state().ledger.open_len(), 10);
+        assert_eq!(shared.published().in_progress.iter().flatten().sum::<u64>(), 10);
+        let d = shared.telemetry.snapshot();
+        assert_eq!((d.open_calls_evicted, d.open_calls_abandoned), (90, 90));
     }
 
     /// A CEC that returns its one ended call to the first read only (CEC deleted it, or it moved out of

@@ -258,6 +258,7 @@ mod tests {
         t.fields_invalid.insert(Field::TalkDuration, 3);
         t.token_refreshes = 2;
         t.open_calls_abandoned = 1;
+        t.open_calls_evicted = 1;
         t.state_commits = 2;
         t.state_commit_failures = 1;
         t.state_bytes = Some(1_572_864);

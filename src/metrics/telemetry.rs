@@ -33,7 +33,10 @@ pub struct TelemetryData {
     /// Optional fields dropped as unusable from records that still counted.
     pub fields_invalid: BTreeMap<Field, u64>,
     pub token_refreshes: u64,
+    /// Open calls given up, for either reason (too old, or beyond `--poll.max-open-calls`).
     pub open_calls_abandoned: u64,
+    /// Of those, the ones given up because more than `--poll.max-open-calls` were open.
+    pub open_calls_evicted: u64,
     /// Calls first seen after the poll whose window should have shown them (see `PollSummary::late`).
     pub late_records: u64,
     /// The largest lateness seen since start, seconds.

@@ -150,7 +150,7 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
             max_window_ms: MAX_WINDOW_MS,
             page_size: 100,
         },
-        retention: Retention { lookback_ms: LOOKBACK, max_call_ms: 24 * 3_600_000 },
+        retention: Retention { lookback_ms: LOOKBACK, max_call_ms: 24 * 3_600_000, max_open_calls: 250_000 },
         queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
         max_catchup_ms: 30 * 24 * 3_600_000,
         deadline: Duration::from_secs(300),
