@@ -494,6 +494,13 @@ mod tests {
         crate::cec::ApiObserver::page(&telemetry, read.query, 0, &page.records);
         for rec in page.records.iter().flatten() {
             state.admit(rec, &read, &mut summary);
+            // What the poller reports after the commit.
+            if !rec.invalid.is_empty() {
+                crate::events::InternalEvent::emit(
+                    &crate::events::FieldInvalid { query: read.query, record: rec },
+                    &telemetry,
+                );
+            }
         }
         let t = TelemetryData { up: true, polls: 1, ..telemetry.snapshot() };
         assert_eq!(t.records_fetched, 7);
