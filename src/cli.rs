@@ -122,7 +122,7 @@ pub struct RunArgs {
     #[arg(value_parser = duration_in(SECOND, DAY, "must be from 1s to 24h"))]
     pub poll_deadline: Duration,
     /// Open calls (seen in states 0-2, not yet ended) remembered at most (1 to 10000000); beyond it the
-    /// oldest are given up like calls past --poll.max-call-duration. About 550 bytes of memory each.
+    /// oldest are given up like calls past --poll.max-call-duration. About 600 bytes of memory each.
     #[arg(long = "poll.max-open-calls", env = "CEC_POLL_MAX_OPEN_CALLS", global = true)]
     #[arg(default_value = "250000", value_name = "N", value_parser = whole_number_in(1, 10_000_000))]
     pub poll_max_open_calls: u32,
