@@ -4,8 +4,18 @@
 //! call whose start is at or after the floor, and never counts a new call that started before it. That
 //! one invariant makes double counting impossible whatever the windows, pages or clocks do; windows only
 //! decide what is read. A record whose start lies outside the window that returned it by more than the
-//! lookback is not admitted at all ([`start_in_window`]). [`State`] pairs the ledger with the aggregates so that one poll updates both, in
-//! memory, with no I/O and no failure path.
+//! lookback is not admitted at all ([`start_in_window`]).
+//!
+//! At most `--poll.max-open-calls` open calls are remembered: beyond it the oldest (by the latest their
+//! start can be) are given up ([`Ledger::cap_open`], by every [`State::apply`] and by the poller on
+//! restore), as calls older than `--poll.max-call-duration` are, so a gateway inventing open calls cannot
+//! grow memory or the store without limit. A given-up call is simply no longer remembered: if it later
+//! shows up ended, it is admitted like a call never seen — counted once if its start is still at or after
+//! the floor, else not at all ([`Admission::BeforeFloor`]). It was never counted before, so giving up can
+//! lose a call but never counts one twice, and calls within the cap are counted exactly as without it.
+//!
+//! [`State`] pairs the ledger with the aggregates so that one poll updates both, in memory, with no I/O
+//! and no failure path.
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
