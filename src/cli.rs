@@ -121,6 +121,11 @@ pub struct RunArgs {
     #[arg(default_value = "5m", value_name = "DURATION")]
     #[arg(value_parser = duration_in(SECOND, DAY, "must be from 1s to 24h"))]
     pub poll_deadline: Duration,
+    /// Open calls (seen in states 0-2, not yet ended) remembered at most (1 to 10000000); beyond it the
+    /// oldest are given up like calls past --poll.max-call-duration. About 600 bytes of memory each.
+    #[arg(long = "poll.max-open-calls", env = "CEC_POLL_MAX_OPEN_CALLS", global = true)]
+    #[arg(default_value = "250000", value_name = "N", value_parser = whole_number_in(1, 10_000_000))]
+    pub poll_max_open_calls: u32,
     /// Address to serve /metrics on; ":PORT" listens on every interface [default: :10049; demo: 127.0.0.1:10049]
     #[arg(long = "web.listen-address", env = "CEC_WEB_LISTEN_ADDRESS", global = true)]
     #[arg(value_name = "ADDRESS", value_parser = listen_address)]
@@ -445,6 +450,15 @@ mod tests {
             refused(&["--poll.max-call-duration", "a day"]),
             "error: invalid value 'a day' for '--poll.max-call-duration <DURATION>': not a duration like 30s or 1h (expected number at 0)"
         );
+        assert_eq!(parse(&[]).unwrap().run.poll_max_open_calls, 250_000);
+        assert_eq!(run(&["--poll.max-open-calls", "1"]).poll_max_open_calls, 1);
+        assert_eq!(run(&["--poll.max-open-calls", "10000000"]).poll_max_open_calls, 10_000_000);
+        for bad in ["0", "10000001", "1e6"] {
+            assert_eq!(
+                refused(&["--poll.max-open-calls", bad]),
+                format!("error: invalid value '{bad}' for '--poll.max-open-calls <N>': must be a whole number from 1 to 10000000")
+            );
+        }
     }
 
     #[test]

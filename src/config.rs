@@ -254,7 +254,11 @@ impl Config {
                     max_window_ms: MAX_WINDOW_MS,
                     page_size,
                 },
-                retention: Retention { lookback_ms: ms(lookback), max_call_ms: ms(args.poll_max_call_duration) },
+                retention: Retention {
+                    lookback_ms: ms(lookback),
+                    max_call_ms: ms(args.poll_max_call_duration),
+                    max_open_calls: args.poll_max_open_calls as usize,
+                },
                 queries: args.cec_task_types.queries().to_vec(),
                 max_catchup_ms: ms(args.poll_max_catchup),
                 deadline: args.poll_deadline,
@@ -322,7 +326,10 @@ mod tests {
             (c.poller.plan.backfill_ms, c.poller.plan.lookback_ms, c.poller.plan.page_size),
             (3_600_000, 300_000, 100)
         );
-        assert_eq!(c.poller.retention, Retention { lookback_ms: 300_000, max_call_ms: 86_400_000 });
+        assert_eq!(
+            c.poller.retention,
+            Retention { lookback_ms: 300_000, max_call_ms: 86_400_000, max_open_calls: 250_000 }
+        );
         assert_eq!(c.poller.max_catchup_ms, 30 * 86_400_000);
         assert_eq!((c.poller.deadline, c.poller.max_unknown_reason_codes), (Duration::from_secs(300), 32));
         assert_eq!((c.state_path, c.state_reset), (None, false));
@@ -342,6 +349,7 @@ mod tests {
                 "--poll.lookback=10s",
                 "--poll.max-call-duration=13s",
                 "--poll.max-catchup=12s",
+                "--poll.max-open-calls=5",
                 "--web.listen-address=127.0.0.1:9999",
                 "--log.level=DEBUG",
                 "--log.format=json",
@@ -352,7 +360,7 @@ mod tests {
         assert_eq!((c.client.page_size, c.poller.plan.page_size, c.client.token_lifetime_s), (7, 7, 60));
         assert_eq!(c.poller.queries, vec![TaskQuery::ITA]);
         assert_eq!(c.poller.interval, Duration::from_secs(2));
-        assert_eq!(c.poller.retention, Retention { lookback_ms: 10_000, max_call_ms: 13_000 });
+        assert_eq!(c.poller.retention, Retention { lookback_ms: 10_000, max_call_ms: 13_000, max_open_calls: 5 });
         assert_eq!(c.poller.max_catchup_ms, 12_000);
         assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
         assert_eq!((c.log_level, c.log_format), (tracing::Level::DEBUG, LogFormat::Json));

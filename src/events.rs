@@ -21,7 +21,7 @@ use crate::cec::wire::{Field, ParsedRecord, RejectReason, Rejection};
 use crate::cec::{ApiError, ApiObserver, Endpoint, Retry};
 use crate::ingest::ledger::PollSummary;
 use crate::ingest::poller::PollError;
-use crate::metrics::telemetry::{FailureKind, LastFailure, Telemetry};
+use crate::metrics::telemetry::{FailureKind, LastFailure, RecordLine, Telemetry, RECORD_LINES_PER_POLL};
 
 /// An internal event: one log line and its counters.
 pub trait InternalEvent {
@@ -45,15 +45,11 @@ impl ApiObserver for Telemetry {
 
     fn page(&self, query: TaskQuery, offset: u64, entries: &[Result<ParsedRecord, Rejection>]) {
         PageParsed { query, offset, entries }.emit(self);
-        for entry in entries {
-            match entry {
-                Err(rejection) => {
-                    let skipped = Skipped { rejection: rejection.clone(), page_offset: offset };
-                    RecordRejected { query, skipped: &skipped }.emit(self);
-                }
-                Ok(record) if !record.invalid.is_empty() => FieldInvalid { query, record }.emit(self),
-                Ok(_) => {}
-            }
+        // Unusable fields are reported by the poller ([`FieldInvalid`]), once the record's start is known
+        // to lie in the window read: a record rejected for its start is not also flagged for its fields.
+        for rejection in entries.iter().filter_map(|e| e.as_ref().err()) {
+            let skipped = Skipped { rejection: rejection.clone(), page_offset: offset };
+            RecordRejected { query, skipped: &skipped }.emit(self);
         }
     }
 }
@@ -188,7 +184,8 @@ impl InternalEvent for WindowFetched<'_> {
 
 /// A `callInfo` entry without identity or state was skipped. Counts
 /// `cec_exporter_records_rejected_total{reason}`; a warning naming the field and, when readable, the
-/// serial number (a log field, never a label).
+/// serial number (a log field, never a label), for the first [`RECORD_LINES_PER_POLL`] of a poll only
+/// (the rest are summed up by [`RecordLinesSuppressed`]).
 #[derive(Clone, Copy, Debug)]
 pub struct RecordRejected<'a> {
     pub query: TaskQuery,
@@ -198,6 +195,10 @@ pub struct RecordRejected<'a> {
 impl InternalEvent for RecordRejected<'_> {
     fn emit(&self, t: &Telemetry) {
         let rej = &self.skipped.rejection;
+        t.update(|d| *d.records_rejected.entry(rej.reason).or_default() += 1);
+        if !t.record_line(RecordLine::Rejected) {
+            return;
+        }
         tracing::warn!(
             reason = rej.reason.label(),
             field = rej.field.unwrap_or(""),
@@ -206,12 +207,14 @@ impl InternalEvent for RecordRejected<'_> {
             offset = self.skipped.page_offset,
             "record rejected"
         );
-        t.update(|d| *d.records_rejected.entry(rej.reason).or_default() += 1);
     }
 }
 
-/// A counted record had optional fields whose values were unusable (read as absent). Counts
-/// `cec_exporter_record_fields_invalid_total{field}` once per field; one warning per record.
+/// A record of a committed poll, whose start lies in the window that returned it, had optional fields
+/// whose values were unusable (read as absent). Counts `cec_exporter_record_fields_invalid_total{field}`
+/// once per field; one warning per record for the first [`RECORD_LINES_PER_POLL`] of a poll (the rest
+/// are summed up by [`RecordLinesSuppressed`]). Emitted by the poller, not the page parser, so a record
+/// rejected as `start_out_of_window` is not also flagged for its fields.
 #[derive(Clone, Copy, Debug)]
 pub struct FieldInvalid<'a> {
     pub query: TaskQuery,
@@ -221,6 +224,14 @@ pub struct FieldInvalid<'a> {
 impl InternalEvent for FieldInvalid<'_> {
     fn emit(&self, t: &Telemetry) {
         let invalid = self.record.invalid;
+        t.update(|d| {
+            for f in invalid.iter() {
+                *d.fields_invalid.entry(f).or_default() += 1;
+            }
+        });
+        if !t.record_line(RecordLine::FieldInvalid) {
+            return;
+        }
         let fields: Vec<&str> = invalid.iter().map(|f| f.name()).collect();
         tracing::warn!(
             fields = %fields.join(","),
@@ -228,11 +239,43 @@ impl InternalEvent for FieldInvalid<'_> {
             task_query = %self.query,
             "record field unusable; read as absent, the call still counts"
         );
-        t.update(|d| {
-            for f in invalid.iter() {
-                *d.fields_invalid.entry(f).or_default() += 1;
+    }
+}
+
+/// A poll ended having warned about more records of one kind than [`RECORD_LINES_PER_POLL`]: one warning
+/// saying how many more there were (they were all counted). No counter of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordLinesSuppressed {
+    pub kind: RecordLine,
+    /// Records of that kind this poll beyond those logged.
+    pub more: u64,
+}
+
+impl RecordLinesSuppressed {
+    /// Ends the current poll's allowance of record lines ([`Telemetry::take_record_lines`]), emitting
+    /// one summary per kind that went past it.
+    pub fn close_poll(t: &Telemetry) {
+        let seen = t.take_record_lines();
+        for (kind, n) in RecordLine::ALL.into_iter().zip(seen) {
+            if n > RECORD_LINES_PER_POLL {
+                RecordLinesSuppressed { kind, more: n - RECORD_LINES_PER_POLL }.emit(t);
             }
-        });
+        }
+    }
+}
+
+impl InternalEvent for RecordLinesSuppressed {
+    fn emit(&self, _: &Telemetry) {
+        let more = self.more;
+        match self.kind {
+            RecordLine::Rejected => {
+                tracing::warn!(more, "more records rejected this poll; see cec_exporter_records_rejected_total")
+            }
+            RecordLine::FieldInvalid => tracing::warn!(
+                more,
+                "more records with unusable fields this poll; see cec_exporter_record_fields_invalid_total"
+            ),
+        }
     }
 }
 
@@ -377,6 +420,31 @@ impl InternalEvent for OpenCallsAbandoned {
     fn emit(&self, t: &Telemetry) {
         tracing::warn!(abandoned = self.count, "gave up open calls CEC never showed ended");
         t.update(|d| d.open_calls_abandoned += self.count);
+    }
+}
+
+/// A poll (or a restore) gave up the oldest open calls because more than `--poll.max-open-calls` were
+/// open. Counts `cec_exporter_open_calls_abandoned_total` (they are given up like calls past
+/// `--poll.max-call-duration`) and `cec_exporter_open_calls_evicted_total` by `count`; one warning per
+/// poll, however many calls.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenCallsEvicted {
+    pub count: u64,
+    /// `--poll.max-open-calls`.
+    pub cap: usize,
+}
+
+impl InternalEvent for OpenCallsEvicted {
+    fn emit(&self, t: &Telemetry) {
+        tracing::warn!(
+            evicted = self.count,
+            max_open_calls = self.cap,
+            "gave up the oldest open calls: more calls open than --poll.max-open-calls; they are not counted unless seen ended later"
+        );
+        t.update(|d| {
+            d.open_calls_abandoned += self.count;
+            d.open_calls_evicted += self.count;
+        });
     }
 }
 
@@ -782,7 +850,7 @@ mod tests {
     }
 
     #[test]
-    fn the_observer_counts_a_page_its_rejections_and_its_unusable_fields() {
+    fn the_observer_counts_a_page_and_its_rejections_and_leaves_unusable_fields_to_the_poller() {
         let t = Telemetry::default();
         let entries = [
             Ok(record(1, &[])),
@@ -793,7 +861,47 @@ mod tests {
         let d = t.snapshot();
         assert_eq!(d.records_fetched, 3);
         assert_eq!(d.records_rejected, [(RejectReason::MissingState, 1)].into());
-        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 1)].into());
+        assert_eq!(d.fields_invalid, [].into(), "the poller counts them once the window check passed");
+    }
+
+    /// A gateway serving millions of bad records made one warning each: 560 MB of log in 20 s.
+    #[test]
+    fn record_warnings_are_five_lines_per_kind_per_poll_then_one_summary_and_every_record_counts() {
+        let t = Telemetry::default();
+        let ((), lines) = crate::logging::capture(tracing::Level::WARN, || {
+            let entries: Vec<_> =
+                (1..=12).map(|i| Err(skipped(RejectReason::InvalidState, Some("state"), Some(i)).rejection)).collect();
+            (&t as &dyn ApiObserver).page(TaskQuery::ITA, 0, &entries);
+            for i in 1..=8 {
+                FieldInvalid { query: TaskQuery::ITA, record: &record(100 + i, &[Field::TalkDuration]) }.emit(&t);
+            }
+            RecordLinesSuppressed::close_poll(&t);
+        });
+        let rejected = |i: u64| {
+            format!("level=warn msg=\"record rejected\" reason=invalid_state field=state call_serial_no={i} task_query=4 offset=0")
+        };
+        let invalid = |i: u64| {
+            format!("level=warn msg=\"record field unusable; read as absent, the call still counts\" fields=talkDuration call_serial_no={i} task_query=4")
+        };
+        let mut want: Vec<String> = (1..=5).map(rejected).collect();
+        want.extend((101..=105).map(invalid));
+        want.push(
+            "level=warn msg=\"more records rejected this poll; see cec_exporter_records_rejected_total\" more=7".into(),
+        );
+        want.push("level=warn msg=\"more records with unusable fields this poll; see cec_exporter_record_fields_invalid_total\" more=3".into());
+        assert_eq!(lines, want);
+        let d = t.snapshot();
+        assert_eq!(d.records_rejected, [(RejectReason::InvalidState, 12)].into());
+        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 8)].into());
+        // The next poll starts a new allowance; at or under it, no summary.
+        let ((), lines) = crate::logging::capture(tracing::Level::WARN, || {
+            for i in 1..=5 {
+                FieldInvalid { query: TaskQuery::ITA, record: &record(200 + i, &[Field::TalkDuration]) }.emit(&t);
+            }
+            RecordLinesSuppressed::close_poll(&t);
+        });
+        assert_eq!(lines, (201..=205).map(invalid).collect::<Vec<_>>());
+        assert_eq!(t.snapshot().fields_invalid, [(Field::TalkDuration, 13)].into());
     }
 
     #[test]
@@ -928,6 +1036,19 @@ mod tests {
         assert_eq!(
             one_line(&lines, "warn"),
             "level=warn msg=\"gave up open calls CEC never showed ended\" abandoned=4"
+        );
+    }
+
+    #[test]
+    fn open_calls_evicted_counts_as_abandoned_and_evicted_in_one_line() {
+        let (d, lines) = emit(&OpenCallsEvicted { count: 800_000, cap: 250_000 });
+        assert_eq!(
+            d,
+            TelemetryData { open_calls_abandoned: 800_000, open_calls_evicted: 800_000, ..Default::default() }
+        );
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"gave up the oldest open calls: more calls open than --poll.max-open-calls; they are not counted unless seen ended later\" evicted=800000 max_open_calls=250000"
         );
     }
 

@@ -4,8 +4,18 @@
 //! call whose start is at or after the floor, and never counts a new call that started before it. That
 //! one invariant makes double counting impossible whatever the windows, pages or clocks do; windows only
 //! decide what is read. A record whose start lies outside the window that returned it by more than the
-//! lookback is not admitted at all ([`start_in_window`]). [`State`] pairs the ledger with the aggregates so that one poll updates both, in
-//! memory, with no I/O and no failure path.
+//! lookback is not admitted at all ([`start_in_window`]).
+//!
+//! At most `--poll.max-open-calls` open calls are remembered: beyond it the oldest (by the latest their
+//! start can be) are given up ([`Ledger::cap_open`], by every [`State::apply`] and by the poller on
+//! restore), as calls older than `--poll.max-call-duration` are, so a gateway inventing open calls cannot
+//! grow memory or the store without limit. A given-up call is simply no longer remembered: if it later
+//! shows up ended, it is admitted like a call never seen — counted once if its start is still at or after
+//! the floor, else not at all ([`Admission::BeforeFloor`]). It was never counted before, so giving up can
+//! lose a call but never counts one twice, and calls within the cap are counted exactly as without it.
+//!
+//! [`State`] pairs the ledger with the aggregates so that one poll updates both, in memory, with no I/O
+//! and no failure path.
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -138,13 +148,40 @@ impl Ledger {
         self.open.values().map(|o| (o.query, o.lo_ms, o.hi_ms))
     }
 
-    /// Open calls per task type and state (`cec_calls_in_progress`), indexed like the label enums.
+    /// Open calls per task type and state (`cec_calls_in_progress`), indexed like the label enums. Its sum
+    /// is every open call remembered ([`Ledger::open_len`]), what `--poll.max-open-calls` caps.
     pub fn in_progress(&self) -> [[u64; 3]; TaskType::COUNT] {
         let mut out = [[0; 3]; TaskType::COUNT];
         for o in self.open.values() {
             out[o.task_type.index()][o.state as usize] += 1;
         }
         out
+    }
+
+    /// Open calls remembered.
+    pub fn open_len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Gives up the oldest open calls (by the latest their start can be; ties by serial number) until at
+    /// most `max` remain, exactly as [`State::apply`] gives up calls older than `--poll.max-call-duration`:
+    /// they are forgotten, never counted. Returns how many were given up. Linear in the open calls (a
+    /// selection, not a sort), and releases the map's memory when most of it is no longer needed.
+    pub fn cap_open(&mut self, max: usize) -> u64 {
+        let excess = self.open.len().saturating_sub(max);
+        if excess == 0 {
+            return 0;
+        }
+        let mut by_age: Vec<(i64, CallId)> = self.open.iter().map(|(&id, o)| (o.hi_ms, id)).collect();
+        by_age.select_nth_unstable(excess - 1);
+        for (_, id) in &by_age[..excess] {
+            self.open.remove(id);
+        }
+        // A flood of invented calls must not pin its capacity once it is given up.
+        if self.open.capacity() > 2 * self.open.len().max(1024) {
+            self.open.shrink_to_fit();
+        }
+        excess as u64
     }
 }
 
@@ -171,8 +208,12 @@ pub struct PollSummary {
     pub tracked: u64,
     pub already_counted: u64,
     pub before_floor: u64,
-    /// Open calls given up (see [`State::apply`]).
+    /// Open calls given up because they may have started more than `--poll.max-call-duration` ago (see
+    /// [`State::apply`]).
     pub abandoned: u64,
+    /// Open calls given up because more than `--poll.max-open-calls` were open (the oldest first, see
+    /// [`Ledger::cap_open`]); not included in `abandoned`.
+    pub evicted: u64,
     /// Calls first seen although their start lies in a stretch earlier polls had already read: CEC
     /// returned them late (or a shifting page skipped them once).
     pub late: u64,
@@ -207,6 +248,9 @@ pub struct Retention {
     pub lookback_ms: i64,
     /// An open call whose start is older than this is given up: CEC never ended it.
     pub max_call_ms: i64,
+    /// At most this many open calls are remembered (`--poll.max-open-calls`); the oldest beyond it are
+    /// given up.
+    pub max_open_calls: usize,
 }
 
 impl State {
@@ -273,8 +317,9 @@ impl State {
     /// its window, see [`start_in_window`], and reading a talk time longer than `retention.max_call_ms` as
     /// absent: no call lasts longer than the exporter waits for it to end), moves the cursor to the end of the
     /// main window, raises the floor to a lookback before what has been read (bounded by the newest start
-    /// CEC has shown), and gives up open calls that may have started more than `retention.max_call_ms`
-    /// ago. Infallible: the caller only calls it once every read of the poll has succeeded. Counted calls
+    /// CEC has shown), gives up open calls that may have started more than `retention.max_call_ms`
+    /// ago, then the oldest open calls beyond `retention.max_open_calls` ([`Ledger::cap_open`]). One poll
+    /// holds at most the poller's record cap, so memory peaks at the cap plus one poll's new calls. Infallible: the caller only calls it once every read of the poll has succeeded. Counted calls
     /// below the floor are forgotten by [`State::committed`], once the poll is durable.
     pub fn apply<'a>(
         &mut self,
@@ -322,6 +367,7 @@ impl State {
         let oldest = now_ms.saturating_sub(retention.max_call_ms);
         l.open.retain(|_, o| o.hi_ms >= oldest);
         s.abandoned = (before - l.open.len()) as u64;
+        s.evicted = l.cap_open(retention.max_open_calls);
         s
     }
 
@@ -368,6 +414,11 @@ mod tests {
 
     /// Runs one poll at `now` over `pages` (each a query's records) the way the poller does.
     fn poll(state: &mut State, now: i64, pages: &[(TaskQuery, Vec<ParsedRecord>)]) -> PollSummary {
+        poll_with(state, now, pages, RET)
+    }
+
+    /// [`poll`] with other limits.
+    fn poll_with(state: &mut State, now: i64, pages: &[(TaskQuery, Vec<ParsedRecord>)], ret: Retention) -> PollSummary {
         let queries = [TaskQuery::ALL_BUT_ITA, TaskQuery::ITA];
         let p = plan(&CFG, now, state.ledger.cursor_ms(), &queries, state.ledger.open_spans(), |_| None);
         let reads: Vec<(Read, Vec<ParsedRecord>)> = pages
@@ -377,9 +428,104 @@ mod tests {
                 (read, recs.clone())
             })
             .collect();
-        let summary = state.apply(&p, reads.iter().map(|(r, v)| (r, v.as_slice())), now, RET);
+        let summary = state.apply(&p, reads.iter().map(|(r, v)| (r, v.as_slice())), now, ret);
         state.committed();
         summary
+    }
+
+    fn open_ids(state: &State) -> Vec<u64> {
+        let mut ids: Vec<u64> = state.ledger.open_calls().map(|(id, _)| id.0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_open_calls_are_given_up_and_every_call_still_counts_once() {
+        let ret = Retention { max_open_calls: 3, ..RET };
+        let mut s = State::default();
+        // Calls 1..=5 started a second apart, 1 the oldest; all still talking.
+        let talking: Vec<_> = (1..=5).map(|i| rec(i, CallState::Talking, T0 - 6_000 + i as i64 * 1_000)).collect();
+        let sum = poll_with(&mut s, T0, &[(TaskQuery::ITA, talking.clone())], ret);
+        assert_eq!((sum.tracked, sum.evicted, sum.abandoned), (5, 2, 0));
+        assert_eq!(open_ids(&s), [3, 4, 5]);
+        assert_eq!(s.ledger.open_len(), 3);
+        assert_eq!(s.ledger.in_progress()[TaskType::ItaBidirectional.index()], [0, 0, 3]);
+        // Seen again still open: 1 and 2 come back as new open calls and push out the oldest again.
+        let sum = poll_with(&mut s, T0 + 1_000, &[(TaskQuery::ITA, talking)], ret);
+        assert_eq!((sum.tracked, sum.evicted), (5, 2));
+        assert_eq!(open_ids(&s), [3, 4, 5]);
+        // All five end. 3, 4, 5 are counted as the open calls they were; 1 and 2, given up, as calls seen
+        // for the first time (their start is above the floor): each exactly once.
+        let ended: Vec<_> = (1..=5).map(|i| rec(i, CallState::Ended, T0 - 6_000 + i as i64 * 1_000)).collect();
+        let sum = poll_with(&mut s, T0 + 2_000, &[(TaskQuery::ITA, ended.clone())], ret);
+        assert_eq!((sum.counted, sum.evicted, sum.before_floor), (5, 0, 0));
+        let sum = poll_with(&mut s, T0 + 3_000, &[(TaskQuery::ITA, ended)], ret);
+        assert_eq!((sum.counted, sum.already_counted), (0, 5));
+        assert_eq!(ita_answered(&s), 5);
+        assert_eq!(s.ledger.open_len(), 0);
+    }
+
+    #[test]
+    fn a_given_up_call_that_ends_after_its_start_fell_below_the_floor_is_never_counted() {
+        let ret = Retention { max_open_calls: 1, ..RET };
+        let mut s = State::default();
+        let old = rec(1, CallState::Talking, T0 - 2_000);
+        let sum = poll_with(&mut s, T0, &[(TaskQuery::ITA, vec![old, rec(2, CallState::Talking, T0 - 1_000)])], ret);
+        assert_eq!((sum.evicted, open_ids(&s)), (1, vec![2]));
+        // Ten minutes on, call 1's start lies below the floor: when it shows up ended it is not counted
+        // (it may have been counted and forgotten, as far as the ledger knows); call 2 is.
+        let later = T0 + 600_000;
+        let recs = vec![rec(1, CallState::Ended, T0 - 2_000), rec(2, CallState::Ended, T0 - 1_000)];
+        poll_with(&mut s, later - 30_000, &[(TaskQuery::ITA, vec![rec(3, CallState::Ended, later - 1_000)])], ret);
+        assert!(s.ledger.floor_ms() > T0 - 2_000);
+        let p = plan(&CFG, later, s.ledger.cursor_ms(), &[TaskQuery::ITA], s.ledger.open_spans(), |_| None);
+        let targeted = p.reads.iter().find(|r| r.targeted).expect("call 2 is followed");
+        let sum = s.apply(&p, [(targeted, recs.as_slice())], later, ret);
+        s.committed();
+        assert_eq!((sum.counted, sum.before_floor), (1, 1));
+        assert_eq!(ita_answered(&s), 2, "calls 2 and 3");
+    }
+
+    #[test]
+    fn capping_keeps_the_newest_by_latest_possible_start_and_restores_above_the_cap() {
+        let open = |lo: i64, hi: i64| OpenCall {
+            lo_ms: lo,
+            hi_ms: hi,
+            state: CallState::Calling,
+            task_type: TaskType::ItaBidirectional,
+            query: TaskQuery::ITA,
+        };
+        // A store saved with a higher cap: ten open calls, one of them without a start time whose span
+        // reaches the newest start; two share a start (ties go by serial number).
+        let mut calls: Vec<(CallId, OpenCall)> =
+            (1..=8).map(|i| (CallId(i), open(T0 + i as i64, T0 + i as i64))).collect();
+        calls.push((CallId(9), open(T0 - 3_600_000, T0 + 100)));
+        calls.push((CallId(10), open(T0 + 8, T0 + 8)));
+        let mut l = Ledger::restore(std::iter::empty(), calls, Scalars::default());
+        assert_eq!(l.cap_open(10), 0, "at the cap nothing is given up");
+        assert_eq!(l.cap_open(4), 6);
+        let mut kept: Vec<u64> = l.open_calls().map(|(id, _)| id.0).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [7, 8, 9, 10]);
+        assert_eq!(l.cap_open(1), 3);
+        assert_eq!(l.open_calls().map(|(id, _)| id.0).collect::<Vec<_>>(), [9]);
+    }
+
+    #[test]
+    fn a_flood_of_open_calls_stays_at_the_cap_poll_after_poll_and_frees_its_memory() {
+        let ret = Retention { max_open_calls: 1_000, ..RET };
+        let mut s = State::default();
+        for poll_no in 0..5u64 {
+            let now = T0 + poll_no as i64 * 2_000;
+            let flood: Vec<_> =
+                (0..5_000).map(|i| rec(poll_no * 10_000 + i, CallState::Calling, now - 1_000)).collect();
+            let sum = poll_with(&mut s, now, &[(TaskQuery::ITA, flood)], ret);
+            assert_eq!((sum.tracked, sum.evicted), (5_000, if poll_no == 0 { 4_000 } else { 5_000 }));
+            assert_eq!(s.ledger.open_len(), 1_000);
+            assert!(s.ledger.open.capacity() <= 2 * 1_024 + 1_024, "capacity {}", s.ledger.open.capacity());
+        }
+        // The newest poll's calls are the ones kept.
+        assert!(s.ledger.open_calls().all(|(id, _)| id.0 >= 40_000));
     }
 
     fn ita_answered(state: &State) -> u64 {

@@ -17,7 +17,7 @@ pub(crate) mod testing {
     use crate::cec::wire::ParsedRecord;
 
     pub const T0: i64 = 1_800_000_000_000;
-    pub const RET: Retention = Retention { lookback_ms: 120_000, max_call_ms: 24 * 3_600_000 };
+    pub const RET: Retention = Retention { lookback_ms: 120_000, max_call_ms: 24 * 3_600_000, max_open_calls: 1_000 };
     pub const CFG: PlanConfig = PlanConfig {
         backfill_ms: 3_600_000,
         lookback_ms: RET.lookback_ms,

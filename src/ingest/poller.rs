@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::ledger::{PollSummary, Retention, State};
+use super::ledger::{start_in_window, PollSummary, Retention, State};
 use super::plan::{plan, PlanConfig, PollPlan, Read, WindowBudget};
 use crate::cec::client::{CecClient, WindowRead};
 use crate::cec::record::{TaskQuery, TaskType};
@@ -18,9 +18,9 @@ use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
-    CatchupSkipped, DurationsTooLong, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned, PollCommitted,
-    PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordsOutOfWindow, StateCommitFailed, StateCommitted,
-    StateReloadFailed, StateReloaded, WindowFetched,
+    CatchupSkipped, DurationsTooLong, FieldInvalid, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned,
+    OpenCallsEvicted, PollCommitted, PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordLinesSuppressed,
+    RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -143,6 +143,13 @@ pub struct PollReport {
 
 impl<S: Source> Poller<S> {
     pub fn new(source: S, cfg: PollerConfig, mut state: State, shared: Arc<Shared>, store: Option<Store>) -> Poller<S> {
+        // A store saved with a higher --poll.max-open-calls (or by a flood) is brought under the cap here;
+        // the next commit rewrites the store's open calls.
+        let cap = cfg.retention.max_open_calls;
+        let evicted = state.ledger.cap_open(cap);
+        if evicted > 0 {
+            OpenCallsEvicted { count: evicted, cap }.emit(&shared.telemetry);
+        }
         let refolded = state.aggregates.set_reason_cap(cfg.max_unknown_reason_codes);
         if refolded > 0 {
             ReasonCodesRefolded { codes: refolded, cap: cfg.max_unknown_reason_codes }.emit(&shared.telemetry);
@@ -192,8 +199,17 @@ impl<S: Source> Poller<S> {
     /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
     /// changed. The reads run under `--poll.deadline`: a CEC that stalls or pages without end fails the
     /// poll there, before anything was admitted, and the next poll's main window is halved
-    /// ([`WindowBudget`]) so a catch-up too big for the deadline still makes progress.
+    /// ([`WindowBudget`]) so a catch-up too big for the deadline still makes progress. Per-record
+    /// warnings are limited per poll; the poll ends with one summary line per kind that went past the
+    /// limit ([`RecordLinesSuppressed`]), whether it succeeded or not.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
+        let result = self.poll_unclosed(now).await;
+        RecordLinesSuppressed::close_poll(&self.shared.telemetry);
+        result
+    }
+
+    /// [`Poller::poll_at`] without closing the poll's record lines.
+    async fn poll_unclosed(&mut self, now: i64) -> Result<PollReport, PollError> {
         self.reconcile();
         // An outage beyond --poll.max-catchup: plan from the limit; the ledger's cursor moves there only
         // with this poll's commit, so a poll that fails leaves the skip undone (and unreported).
@@ -250,6 +266,17 @@ impl<S: Source> Poller<S> {
         let telemetry = &self.shared.telemetry;
         if let Some((from_ms, to_ms)) = skipped {
             CatchupSkipped { from_ms, to_ms }.emit(telemetry);
+        }
+        // Each fetch of a record with unusable fields counts, as each fetch of a rejected record does;
+        // not one rejected for its start (it is `out_of_window`, not a call with a bad field).
+        let lookback_ms = self.cfg.retention.lookback_ms;
+        for (read, records) in &fetched {
+            for record in records.iter().filter(|r| !r.invalid.is_empty() && start_in_window(r, read, lookback_ms)) {
+                FieldInvalid { query: read.query, record }.emit(telemetry);
+            }
+        }
+        if summary.evicted > 0 {
+            OpenCallsEvicted { count: summary.evicted, cap: self.cfg.retention.max_open_calls }.emit(telemetry);
         }
         if summary.out_of_window > 0 {
             RecordsOutOfWindow { count: summary.out_of_window, lookback_ms: self.cfg.retention.lookback_ms }
@@ -332,6 +359,9 @@ impl<S: Source> Poller<S> {
             Ok(stored) => {
                 let poll_was_durable = stored != self.state;
                 self.state = stored;
+                // Read back as stored: a store restored above the cap may still hold more than it. Quietly:
+                // these calls were given up (and counted) when the store was first restored.
+                self.state.ledger.cap_open(self.cfg.retention.max_open_calls);
                 self.reconcile = false;
                 let calls = self.state.aggregates.total_calls();
                 StateReloaded { calls, poll_was_durable }.emit(&self.shared.telemetry);
@@ -565,9 +595,143 @@ mod tests {
         assert_eq!(report.plan.reads.len(), 1, "one read: the first poll's main window");
         assert_eq!(p.state().aggregates.total_calls(), 1, "the record with a bad field still counts");
         // The client reported the page as it arrived (`ApiObserver::page`); counting it here again
-        // would count every entry twice.
+        // would count every entry twice. Unusable fields are the poller's: known only once the
+        // record's start passed the window check.
         let d = shared.telemetry.snapshot();
-        assert_eq!((d.records_fetched, d.records_rejected.len(), d.fields_invalid.len()), (0, 0, 0));
+        assert_eq!((d.records_fetched, d.records_rejected.len()), (0, 0));
+        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 1)].into());
+    }
+
+    /// A hostile gateway that answers every read with `per_read` calls never seen before, all still
+    /// ringing, started a second before the window's end.
+    struct Inventing {
+        next: std::sync::atomic::AtomicU64,
+        per_read: u64,
+    }
+
+    impl Source for Inventing {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let first = self.next.fetch_add(self.per_read, Ordering::Relaxed);
+            let records: Vec<_> =
+                (first..first + self.per_read).map(|id| rec(id, CallState::Calling, w.end_ms - 1_000)).collect();
+            Ok(WindowRead {
+                total: Some(records.len() as u64),
+                records,
+                requests: 1,
+                total_unchanged: true,
+                rejected: Vec::new(),
+                stopped: None,
+            })
+        }
+    }
+
+    #[test]
+    fn invented_open_calls_stay_at_the_cap_across_polls_and_a_restart_with_a_lower_cap() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PollerConfig { retention: Retention { max_open_calls: 100, ..RET }, ..ita_config() };
+        let shared = Arc::new(Shared::default());
+        let (store, _) = Store::open(dir.path(), false).unwrap();
+        let source = Inventing { next: 1.into(), per_read: 300 };
+        let mut p = Poller::new(source, cfg.clone(), State::default(), shared.clone(), Some(store));
+        let ((), lines) = crate::logging::capture(tracing::Level::WARN, || {
+            rt.block_on(async {
+                for i in 0..5 {
+                    let report = p.poll_at(T0 + i * 30_000).await.unwrap();
+                    assert_eq!(report.summary.tracked, 300);
+                    assert_eq!(p.state().ledger.open_len(), 100);
+                }
+            })
+        });
+        let warned = |n: u64, cap: u64| {
+            format!("level=warn msg=\"gave up the oldest open calls: more calls open than --poll.max-open-calls; they are not counted unless seen ended later\" evicted={n} max_open_calls={cap}")
+        };
+        // One line per poll, however many calls: 300 new minus the 100 kept, then 100 + 300 - 100.
+        let want: Vec<String> = [200, 300, 300, 300, 300].iter().map(|&n| warned(n, 100)).collect();
+        assert_eq!(lines, want);
+        let d = shared.telemetry.snapshot();
+        assert_eq!((d.open_calls_evicted, d.open_calls_abandoned), (1_400, 1_400));
+        let published: u64 = shared.published().in_progress.iter().flatten().sum();
+        assert_eq!(published, 100, "cec_calls_in_progress shows every open call remembered");
+        // The newest calls are the ones kept.
+        assert!(p.state().ledger.open_calls().all(|(id, _)| id.0 > 1_200));
+        drop(p);
+
+        // Restarted with a lower cap, the restored store is brought under it, not refused.
+        let (store, restored) = Store::open(dir.path(), false).unwrap();
+        let restored = restored.expect("a saved state");
+        assert_eq!(restored.ledger.open_len(), 100);
+        let shared = Arc::new(Shared::default());
+        let cfg = PollerConfig { retention: Retention { max_open_calls: 10, ..RET }, ..ita_config() };
+        let source = Inventing { next: 10_000.into(), per_read: 0 };
+        let (p, lines) = crate::logging::capture(tracing::Level::WARN, || {
+            Poller::new(source, cfg, restored, shared.clone(), Some(store))
+        });
+        assert_eq!(lines, [warned(90, 10)]);
+        assert_eq!(p.state().ledger.open_len(), 10);
+        assert_eq!(shared.published().in_progress.iter().flatten().sum::<u64>(), 10);
+        let d = shared.telemetry.snapshot();
+        assert_eq!((d.open_calls_evicted, d.open_calls_abandoned), (90, 90));
+    }
+
+    /// A gateway whose every read serves `per_read` new ended calls with an unusable `talkDuration`, and
+    /// one call ten years ahead with an unusable `endTime` (as `q_logflood` and `q_future` do).
+    struct BadFields {
+        next: std::sync::atomic::AtomicU64,
+        per_read: u64,
+    }
+
+    impl Source for BadFields {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let first = self.next.fetch_add(self.per_read, Ordering::Relaxed);
+            let mut records: Vec<_> = (first..first + self.per_read)
+                .map(|id| {
+                    let mut r = rec(id, CallState::Ended, w.end_ms - 1_000);
+                    r.invalid.insert(Field::TalkDuration);
+                    r
+                })
+                .collect();
+            let mut future = rec(1, CallState::Ended, w.end_ms + 10 * 365 * 86_400_000);
+            future.invalid.insert(Field::EndTime);
+            records.push(future);
+            Ok(WindowRead {
+                total: Some(records.len() as u64),
+                records,
+                requests: 1,
+                total_unchanged: true,
+                rejected: Vec::new(),
+                stopped: None,
+            })
+        }
+    }
+
+    #[test]
+    fn unusable_fields_are_five_lines_a_poll_and_never_for_a_record_rejected_for_its_start() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let shared = Arc::new(Shared::default());
+        let source = BadFields { next: 100.into(), per_read: 20 };
+        let mut p = Poller::new(source, ita_config(), State::default(), shared.clone(), None);
+        let invalid = |i: u64| {
+            format!("level=warn msg=\"record field unusable; read as absent, the call still counts\" fields=talkDuration call_serial_no={i} task_query=4")
+        };
+        let out_of_window = "level=warn msg=\"records rejected: their startTime lies outside the window read by more than --poll.lookback\" count=1 lookback_ms=120000 reason=start_out_of_window";
+        let more = "level=warn msg=\"more records with unusable fields this poll; see cec_exporter_record_fields_invalid_total\" more=15";
+        for (poll_no, first) in [(0, 100), (1, 120)] {
+            let ((), lines) = crate::logging::capture(tracing::Level::WARN, || {
+                rt.block_on(async {
+                    let report = p.poll_at(T0 + poll_no * 30_000).await.unwrap();
+                    assert_eq!((report.summary.counted, report.summary.out_of_window), (20, 1));
+                })
+            });
+            let mut want: Vec<String> = (first..first + 5).map(invalid).collect();
+            want.extend([out_of_window.to_owned(), more.to_owned()]);
+            assert_eq!(lines, want, "poll {poll_no}");
+        }
+        let d = shared.telemetry.snapshot();
+        // Every record counted; the one ten years ahead only as rejected, never for its endTime.
+        assert_eq!(d.fields_invalid, [(Field::TalkDuration, 40)].into());
+        assert_eq!(d.records_rejected, [(RejectReason::StartOutOfWindow, 2)].into());
+        assert_eq!(p.state().aggregates.total_calls(), 40);
     }
 
     /// A CEC that returns its one ended call to the first read only (CEC deleted it, or it moved out of

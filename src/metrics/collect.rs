@@ -152,6 +152,7 @@ impl Collector for SelfTelemetry {
         }),
         (&f::TOKEN_REFRESHES, |c, s| s.sample(&[], Value::U(c.telemetry.token_refreshes))),
         (&f::OPEN_CALLS_ABANDONED, |c, s| s.sample(&[], Value::U(c.telemetry.open_calls_abandoned))),
+        (&f::OPEN_CALLS_EVICTED, |c, s| s.sample(&[], Value::U(c.telemetry.open_calls_evicted))),
         (&f::STATE_COMMITS, |c, s| s.sample(&[], Value::U(c.telemetry.state_commits))),
         (&f::STATE_COMMIT_FAILURES, |c, s| s.sample(&[], Value::U(c.telemetry.state_commit_failures))),
         (&f::STATE_BYTES, |c, s| {

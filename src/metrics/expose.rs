@@ -258,6 +258,7 @@ mod tests {
         t.fields_invalid.insert(Field::TalkDuration, 3);
         t.token_refreshes = 2;
         t.open_calls_abandoned = 1;
+        t.open_calls_evicted = 1;
         t.state_commits = 2;
         t.state_commit_failures = 1;
         t.state_bytes = Some(1_572_864);
@@ -494,6 +495,13 @@ mod tests {
         crate::cec::ApiObserver::page(&telemetry, read.query, 0, &page.records);
         for rec in page.records.iter().flatten() {
             state.admit(rec, &read, &mut summary);
+            // What the poller reports after the commit.
+            if !rec.invalid.is_empty() {
+                crate::events::InternalEvent::emit(
+                    &crate::events::FieldInvalid { query: read.query, record: rec },
+                    &telemetry,
+                );
+            }
         }
         let t = TelemetryData { up: true, polls: 1, ..telemetry.snapshot() };
         assert_eq!(t.records_fetched, 7);

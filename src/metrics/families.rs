@@ -225,6 +225,13 @@ pub static OPEN_CALLS_ABANDONED: Family = family(
     None,
     &[],
 );
+pub static OPEN_CALLS_EVICTED: Family = family(
+    "cec_exporter_open_calls_evicted_total",
+    Kind::Counter,
+    "Calls the exporter's background poll stopped waiting for because more than --poll.max-open-calls were open (the oldest first; also counted in cec_exporter_open_calls_abandoned_total).",
+    None,
+    &[],
+);
 pub static STATE_COMMITS: Family = family(
     "cec_exporter_state_commits_total",
     Kind::Counter,
@@ -312,7 +319,7 @@ pub static LOOKBACK: Family = family(
 );
 
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 34] = [
+pub static ALL: [&Family; 35] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -335,6 +342,7 @@ pub static ALL: [&Family; 34] = [
     &RECORD_FIELDS_INVALID,
     &TOKEN_REFRESHES,
     &OPEN_CALLS_ABANDONED,
+    &OPEN_CALLS_EVICTED,
     &STATE_COMMITS,
     &STATE_COMMIT_FAILURES,
     &STATE_BYTES,

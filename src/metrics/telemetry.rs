@@ -35,7 +35,10 @@ pub struct TelemetryData {
     /// Optional fields dropped as unusable from records that still counted.
     pub fields_invalid: BTreeMap<Field, u64>,
     pub token_refreshes: u64,
+    /// Open calls given up, for either reason (too old, or beyond `--poll.max-open-calls`).
     pub open_calls_abandoned: u64,
+    /// Of those, the ones given up because more than `--poll.max-open-calls` were open.
+    pub open_calls_evicted: u64,
     /// Calls first seen after the poll whose window should have shown them (see `PollSummary::late`).
     pub late_records: u64,
     /// The largest lateness seen since start, seconds.
@@ -98,14 +101,51 @@ impl std::fmt::Display for FailureKind {
     }
 }
 
+/// Kinds of per-record warning whose lines are limited per poll ([`RECORD_LINES_PER_POLL`]): the gateway
+/// decides how many records are bad, and one line each made 560 MB of log in 20 s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordLine {
+    /// A record skipped as unusable (`RecordRejected`).
+    Rejected,
+    /// A record with unusable optional fields (`FieldInvalid`).
+    FieldInvalid,
+}
+
+impl RecordLine {
+    pub const ALL: [RecordLine; 2] = [RecordLine::Rejected, RecordLine::FieldInvalid];
+}
+
+/// Per-record warning lines of each [`RecordLine`] kind a poll writes; further records of that kind are
+/// counted but not logged, and one summary line at the poll's end says how many.
+pub const RECORD_LINES_PER_POLL: u64 = 5;
+
 /// Shared, lock-protected telemetry. Critical sections are a few increments.
 #[derive(Debug, Default)]
-pub struct Telemetry(Mutex<TelemetryData>);
+pub struct Telemetry {
+    data: Mutex<TelemetryData>,
+    /// Records of each [`RecordLine`] kind warned about in the current poll (logged or not). Kept apart
+    /// from [`TelemetryData`]: it is log bookkeeping, not a metric.
+    record_lines: Mutex<[u64; 2]>,
+}
 
 impl Telemetry {
     /// Runs `f` on the data under the lock.
     pub fn update<R>(&self, f: impl FnOnce(&mut TelemetryData) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut self.data.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Notes one more record of `kind` this poll; whether its line is still within
+    /// [`RECORD_LINES_PER_POLL`].
+    pub fn record_line(&self, kind: RecordLine) -> bool {
+        let mut seen = self.record_lines.lock().unwrap_or_else(|p| p.into_inner());
+        seen[kind as usize] += 1;
+        seen[kind as usize] <= RECORD_LINES_PER_POLL
+    }
+
+    /// The records of each kind noted since the last call, in [`RecordLine::ALL`] order; starts the
+    /// next poll's allowance.
+    pub fn take_record_lines(&self) -> [u64; 2] {
+        std::mem::take(&mut *self.record_lines.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn snapshot(&self) -> TelemetryData {

@@ -51,6 +51,10 @@ fn a_bad_flag_value_is_refused_by_clap_naming_the_flag() {
         (&["--poll.lookback", "2d"], clap_refused("2d", "--poll.lookback <DURATION>", "must be from 1s to 24h")),
         (&["--cec.timeout", "10ms"], clap_refused("10ms", "--cec.timeout <DURATION>", "must be at least 100ms")),
         (
+            &["--poll.max-open-calls", "0"],
+            clap_refused("0", "--poll.max-open-calls <N>", "must be a whole number from 1 to 10000000"),
+        ),
+        (
             &["--cec.task-types", "0,2"],
             clap_refused(
                 "0,2",

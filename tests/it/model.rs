@@ -36,6 +36,10 @@ struct Quirks {
     max_latency: i64,
     /// `(from, until, offset)`: this host's clock reads `offset` ms off between those real times.
     clock: Option<(i64, i64, i64)>,
+    /// Calls a hostile gateway invents: open (state 2) forever, started before any real call.
+    ghosts: u64,
+    /// `--poll.max-open-calls`.
+    max_open_calls: usize,
 }
 
 const BASE: Quirks = Quirks {
@@ -45,7 +49,12 @@ const BASE: Quirks = Quirks {
     no_start: 0.0,
     max_latency: 10_000,
     clock: None,
+    ghosts: 0,
+    max_open_calls: 250_000,
 };
+
+/// Serial numbers of invented calls start here (real ones are far below).
+const GHOST: u64 = 9_000_000_000_000_000_000;
 
 struct Call {
     id: u64,
@@ -117,8 +126,9 @@ impl Source for ModelCec {
 }
 
 /// Three hours of traffic (one call every 2 s on average, 5 % of them 10-60 min long), then an hour of
-/// polls with no new calls; returns the poller's state and the calls.
-async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
+/// polls with no new calls; returns the poller's state, the real calls, and how many open calls the
+/// polls gave up for `--poll.max-open-calls` (checked to hold after every poll).
+async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>, u64) {
     let mut rng = Rng::new(seed);
     let mut calls = Vec::new();
     let mut t = T0 - 50 * MIN;
@@ -140,6 +150,18 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
         });
     }
     let expected = calls.iter().map(|c| (c.id, c.code, c.ita)).collect();
+    for g in 0..quirks.ghosts {
+        let start = T0 - 59 * MIN + (g as i64 * 7) % (8 * MIN);
+        calls.push(Call {
+            id: GHOST + g,
+            code: 0,
+            ita: false,
+            start,
+            visible: start,
+            end_visible: i64::MAX,
+            no_start: false,
+        });
+    }
     let cec = ModelCec { calls, now: AtomicI64::new(T0), quirks, rng: Mutex::new(Rng::new(seed + 100)) };
     let cfg = PollerConfig {
         interval: Duration::from_millis(INTERVAL as u64),
@@ -150,7 +172,11 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
             max_window_ms: MAX_WINDOW_MS,
             page_size: 100,
         },
-        retention: Retention { lookback_ms: LOOKBACK, max_call_ms: 24 * 3_600_000 },
+        retention: Retention {
+            lookback_ms: LOOKBACK,
+            max_call_ms: 24 * 3_600_000,
+            max_open_calls: quirks.max_open_calls,
+        },
         queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
         max_catchup_ms: 30 * 24 * 3_600_000,
         deadline: Duration::from_secs(300),
@@ -159,21 +185,25 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>) {
     };
     let mut poller = Poller::new(cec, cfg, State::default(), Arc::new(Shared::default()), None);
     let mut now = T0;
+    let mut evicted = 0;
     while now < T0 + 3 * 3_600_000 {
         let clock = match quirks.clock {
             Some((from, until, off)) if (from..until).contains(&now) => now + off,
             _ => now,
         };
         poller.source().now.store(now, Ordering::Relaxed);
-        poller.poll_at(clock).await.expect("the model never fails");
+        let report = poller.poll_at(clock).await.expect("the model never fails");
+        evicted += report.summary.evicted;
+        let open = poller.state().ledger.open_len();
+        assert!(open <= quirks.max_open_calls, "{open} open calls, cap {}", quirks.max_open_calls);
         now += INTERVAL;
     }
-    (poller.state().clone(), expected)
+    (poller.state().clone(), expected, evicted)
 }
 
 async fn each_call_counted_exactly_once(name: &str, quirks: Quirks) {
     for seed in 1..=3 {
-        let (state, calls) = run(seed, quirks).await;
+        let (state, calls, evicted) = run(seed, quirks).await;
         let mut wrong = Vec::new();
         for &(id, code, ita) in &calls {
             let t = if ita { TaskType::ItaBidirectional } else { TaskType::Unknown };
@@ -190,8 +220,20 @@ async fn each_call_counted_exactly_once(name: &str, quirks: Quirks) {
             &wrong[..wrong.len().min(5)]
         );
         assert_eq!(state.aggregates.total_calls(), calls.len() as u64, "{name}, seed {seed}");
-        assert_eq!(state.ledger.open_calls().count(), 0, "{name}, seed {seed}");
+        // Only invented calls are still open: those the cap did not give up (the oldest went first).
+        assert!(state.ledger.open_calls().all(|(id, _)| id.0 >= GHOST), "{name}, seed {seed}");
+        let ghosts_open = state.ledger.open_len() as u64;
+        assert!(ghosts_open <= quirks.max_open_calls as u64, "{name}, seed {seed}");
+        assert_eq!(evicted + ghosts_open, quirks.ghosts, "{name}, seed {seed}: every invented call given up once");
     }
+}
+
+/// A gateway inventing 3 000 calls that never end, against a cap of 400 open calls: the cap holds after
+/// every poll, the invented calls (the oldest) are given up first, and every real call, all within the
+/// cap, still counts exactly once.
+#[tokio::test]
+async fn model_invented_open_calls_beyond_the_cap() {
+    each_call_counted_exactly_once("ghosts", Quirks { ghosts: 3_000, max_open_calls: 400, ..BASE }).await;
 }
 
 #[tokio::test]
@@ -243,6 +285,7 @@ async fn model_everything_at_once() {
         no_start: 0.05,
         max_latency: 2 * MIN,
         clock: Some((T0 + 3_600_000, T0 + 3_600_000 + INTERVAL, 3_600_000)),
+        ..BASE
     };
     each_call_counted_exactly_once("all quirks", all).await;
 }
