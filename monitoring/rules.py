@@ -548,6 +548,25 @@ groups:
         rb("CECIncompleteReads"), health_dash,
         f"A window could not be read completely after three tries (CEC's answer kept changing while paged)\n"
         f"in the last {ev}; calls there may be missed. Resolves by itself {ev} later."))
+    out.append(alert(
+        "CECOpenCallsEvicted",
+        f"increase({c.sel('cec_exporter_open_calls_evicted_total')}[{ev}]) > 0",
+        None, ticket, "cec-exporter " + where + " gave up open calls beyond --poll.max-open-calls",
+        "cec-exporter " + where + " gave up about {{ $value | printf \"%.0f\" }} open calls in the last " + ev + "\n"
+        "because it remembered more than --poll.max-open-calls; if they end later they may not be counted.",
+        rb("CECOpenCallsEvicted"), health_dash,
+        f"More calls were open at once than --poll.max-open-calls: the oldest were given up. Either the\n"
+        f"tenant really has that many calls in progress (raise the cap) or CEC serves invented open calls.\n"
+        f"Resolves by itself {ev} later."))
+    out.append(alert(
+        "CECWebConfigReloadFailing",
+        f"{c.sel('cec_exporter_web_config_last_reload_successful')} == 0",
+        "5m", ticket, "cec-exporter " + where + " cannot apply its changed --web.config.file",
+        "cec-exporter " + where + " found its changed --web.config.file unusable and still serves with the\n"
+        "previous TLS and basic-auth settings.",
+        rb("CECWebConfigReloadFailing"), health_dash,
+        "The last re-read of --web.config.file failed: the previous configuration stays in force (a rotated\n"
+        "certificate or a new password is not in use yet). Resolves when a re-read succeeds."))
 
     def event(metric, cond):
         """`cond` on the metric, when it rose in the last event window or its series is younger than it.
