@@ -280,11 +280,13 @@ impl InternalEvent for RecordLinesSuppressed {
 }
 
 /// The settled part of a window still did not cover CEC's answer after three reads: calls may be
-/// missed. Counts `cec_exporter_incomplete_reads_total`; a warning.
+/// missed. Counts `cec_exporter_incomplete_reads_total`; a warning saying why the last read fell short.
 #[derive(Clone, Copy, Debug)]
 pub struct IncompleteRead {
     pub query: TaskQuery,
     pub window: Window,
+    /// Why the last of the reads was incomplete.
+    pub reason: crate::cec::client::Incomplete,
 }
 
 impl InternalEvent for IncompleteRead {
@@ -293,7 +295,8 @@ impl InternalEvent for IncompleteRead {
             task_query = %self.query,
             start_ms = self.window.start_ms,
             end_ms = self.window.end_ms,
-            "CEC's answer kept changing while paged; calls of this window may be missed"
+            reason = self.reason.describe(),
+            "CEC's answer could not be read completely; calls of this window may be missed"
         );
         t.update(|d| d.incomplete_reads += 1);
     }
@@ -938,9 +941,13 @@ mod tests {
 
     #[test]
     fn incomplete_read_counts_one() {
-        let (d, lines) = emit(&IncompleteRead { query: TaskQuery::ITA, window: W });
+        let reason = crate::cec::client::Incomplete::NoProgress;
+        let (d, lines) = emit(&IncompleteRead { query: TaskQuery::ITA, window: W, reason });
         assert_eq!(d, TelemetryData { incomplete_reads: 1, ..Default::default() });
-        one_line(&lines, "warn");
+        assert_eq!(
+            one_line(&lines, "warn"),
+            "level=warn msg=\"CEC's answer could not be read completely; calls of this window may be missed\" task_query=4 start_ms=1000 end_ms=2000 reason=\"a page brought no new call while total claimed more\""
+        );
     }
 
     #[test]

@@ -26,12 +26,14 @@ pub fn long_strings(bytes: &[u8]) -> Vec<String> {
 
 /// Every text a parser error may have, with each number written `N`: `WireError` carries only a
 /// kind, a line and a column, so nothing else can appear.
-const TEMPLATES: [&str; 5] = [
+const TEMPLATES: [&str; 7] = [
     "syntax error at line N column N",
     "unexpected value at line N column N",
     "truncated at line N column N",
     "read error at line N column N",
     "no AccessToken in the answer",
+    "AccessToken longer than N bytes",
+    "AccessToken has a character other than visible ASCII",
 ];
 
 /// `text` with every run of digits replaced by `N`.

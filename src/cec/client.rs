@@ -19,6 +19,8 @@ use super::error::{excerpt, ApiError, Endpoint, RET_MSG_EXCERPT};
 use super::record::CallId;
 use super::record::TaskQuery;
 use super::window::Window;
+#[cfg(doc)]
+use super::wire::MAX_TOKEN_BYTES;
 use super::wire::{
     parse_page_at_most, parse_token, Page, ParsedRecord, QueryRequest, Rejection, RetCode, TokenRequest,
 };
@@ -86,14 +88,46 @@ pub struct WindowRead {
     pub stopped: Option<Stop>,
 }
 
+/// The largest `tokenByAkSk` answer read, in bytes (or `--cec.max-body-size`, when that is smaller).
+/// A token answer is a few hundred bytes (a JWT token a few KiB, and [`MAX_TOKEN_BYTES`] at most), so
+/// the page cap (8 MiB by default) would only let a hostile gateway make each token fetch that large.
+pub const TOKEN_MAX_BODY_BYTES: u64 = 64 << 10;
+
 /// Why a read stopped paging while `total` still claimed more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// A full page brought no call an earlier page of the read had not already returned: paging on
-    /// would only repeat (a `total` that lies, or offsets the gateway ignores).
+    /// A page with entries brought no call an earlier page of the read had not already returned (its
+    /// size does not matter): paging on would only repeat (a `total` that lies, or offsets the
+    /// gateway ignores). Malformed entries have no identity, so they never count as new.
     NoProgress,
     /// The read reached `--cec.max-pages-per-window`.
     PageLimit,
+}
+
+/// Why a read is not complete: the reason its incomplete read is logged with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incomplete {
+    /// [`Stop::NoProgress`].
+    NoProgress,
+    /// [`Stop::PageLimit`].
+    PageLimit,
+    /// `total` differed between pages of the read: CEC's answer changed while it was paged.
+    TotalChanged,
+    /// Every page said the same `total`, but fewer distinct calls came back (records moved in CEC's
+    /// order while paged, or the gateway's pages ended early).
+    ShortOfTotal,
+}
+
+impl Incomplete {
+    /// Why, in words, for the log line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Incomplete::NoProgress => "a page brought no new call while total claimed more",
+            Incomplete::PageLimit => "the read reached --cec.max-pages-per-window",
+            Incomplete::TotalChanged => "CEC's total changed while the window was paged",
+            Incomplete::ShortOfTotal => "fewer distinct calls came back than CEC's total",
+        }
+    }
 }
 
 /// A `callInfo` entry skipped as malformed, and where it came.
@@ -120,12 +154,17 @@ impl WindowRead {
     /// as it announced. Offset paging over an answer that changed while it was read (records joining,
     /// records moving in CEC's order) can repeat one record and skip another; this tells.
     pub fn complete(&self) -> bool {
-        if self.stopped.is_some() {
-            return false;
-        }
-        match self.total {
-            Some(total) => self.total_unchanged && self.distinct() >= total,
-            None => true,
+        self.incomplete().is_none()
+    }
+
+    /// Why the read is not complete, `None` when it is.
+    pub fn incomplete(&self) -> Option<Incomplete> {
+        match (self.stopped, self.total) {
+            (Some(Stop::NoProgress), _) => Some(Incomplete::NoProgress),
+            (Some(Stop::PageLimit), _) => Some(Incomplete::PageLimit),
+            (None, Some(_)) if !self.total_unchanged => Some(Incomplete::TotalChanged),
+            (None, Some(total)) if self.distinct() < total => Some(Incomplete::ShortOfTotal),
+            (None, _) => None,
         }
     }
 }
@@ -208,7 +247,9 @@ impl CecClient {
             if n == 0 || done {
                 break;
             }
-            if n >= u64::from(limit) && new_calls == 0 {
+            // Any page that brings nothing new, full or not: a gateway repeating the same 99 records
+            // under a page size of 100 would otherwise be paged up to the page limit, every read.
+            if new_calls == 0 {
                 out.stopped = Some(Stop::NoProgress);
                 break;
             }
@@ -332,7 +373,10 @@ impl CecClient {
             return Err(ApiError::Redirect { endpoint: ep, status: status.as_u16(), host });
         }
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
-        let limit = self.cfg.max_body_bytes;
+        let limit = match ep {
+            Endpoint::Token => self.cfg.max_body_bytes.min(TOKEN_MAX_BODY_BYTES),
+            Endpoint::QueryCallDetailRecord => self.cfg.max_body_bytes,
+        };
         let too_large = ApiError::BodyTooLarge { endpoint: ep, limit };
         // Refused before a byte of it is read.
         if resp.content_length().is_some_and(|n| n > limit) {
@@ -399,6 +443,8 @@ fn retry_after(v: &str) -> Option<Duration> {
 }
 
 fn bearer(token: &Secret) -> HeaderValue {
+    // `parse_token` admits only visible ASCII, which a header value always takes; the fallback is for
+    // the type's sake (a token from elsewhere), and CEC answers it with a 401.
     let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
     v.set_sensitive(true);
@@ -789,7 +835,7 @@ mod tests {
         let (c, _) = client(&base, 100, 0);
         let started = std::time::Instant::now();
         let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
-        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds --cec.max-body-size (65536 bytes)");
+        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds the cap of a token answer (65536 bytes)");
         assert_eq!(e.kind(), super::super::ErrorKind::Decode);
         assert!(started.elapsed() < Duration::from_secs(2), "refused without waiting for the body");
         // An endless chunked body: read until just past the cap, then dropped.
@@ -808,7 +854,7 @@ mod tests {
         .await;
         let (c, _) = client(&base, 100, 0);
         let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
-        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds --cec.max-body-size (65536 bytes)");
+        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds the cap of a token answer (65536 bytes)");
         tokio::time::sleep(Duration::from_millis(200)).await;
         // What the server managed to write includes socket buffers, but it stopped: the client hung up.
         let stopped_at = sent.load(Ordering::SeqCst);
@@ -829,6 +875,112 @@ mod tests {
         assert_eq!(script.query.lock().unwrap().len(), 8, "no request after the page that brought nothing new");
     }
 
+    /// Issue 8 review: the same 99 records under a page size of 100 and `total` 10^9 were paged up to
+    /// the page limit (8 000 requests a poll): only a full page counted as "no progress".
+    #[tokio::test]
+    async fn a_short_page_that_brings_nothing_new_ends_the_read_too() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let same: Vec<String> = (1..=2).map(|i| format!(r#"{{"callSerialNo":"{i}","state":3}}"#)).collect();
+        let same: Vec<&str> = same.iter().map(String::as_str).collect();
+        script.query.lock().unwrap().extend((0..10).map(|_| page(1_000_000_000, &same)));
+        let (c, _) = client(&fake_cec(script.clone()).await, 3, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.records.len(), read.stopped), (2, 4, Some(Stop::NoProgress)));
+        assert_eq!(read.incomplete(), Some(Incomplete::NoProgress));
+        assert_eq!(script.query.lock().unwrap().len(), 8, "no request after the page that brought nothing new");
+        // A page of malformed entries only has nothing new either: they have no identity.
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        script.query.lock().unwrap().extend((0..10).map(|_| page(1_000, &["42", r#"{"state":3}"#])));
+        let (c, _) = client(&fake_cec(script.clone()).await, 3, 0);
+        let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.rejected.len(), read.incomplete()), (1, 2, Some(Incomplete::NoProgress)));
+    }
+
+    /// Issue 8 review: every incomplete read was logged as "CEC's answer kept changing while paged",
+    /// also when `total` never changed. The read says why.
+    #[test]
+    fn an_incomplete_read_says_why() {
+        let rec = |id| ParsedRecord {
+            id: CallId(id),
+            state: crate::cec::record::CallState::Ended,
+            record: Default::default(),
+            invalid: Default::default(),
+        };
+        let read = |total, unchanged, stopped, ids: &[u64]| WindowRead {
+            records: ids.iter().map(|&i| rec(i)).collect(),
+            total,
+            total_unchanged: unchanged,
+            stopped,
+            ..WindowRead::default()
+        };
+        // (read, why it is incomplete)
+        let cases = [
+            (read(Some(2), true, None, &[1, 2]), None),
+            (read(None, false, None, &[1]), None),
+            (read(Some(2), true, None, &[1, 1]), Some(Incomplete::ShortOfTotal)),
+            (read(Some(2), false, None, &[1, 2]), Some(Incomplete::TotalChanged)),
+            (read(Some(9), false, Some(Stop::PageLimit), &[1]), Some(Incomplete::PageLimit)),
+            (read(Some(9), true, Some(Stop::NoProgress), &[1]), Some(Incomplete::NoProgress)),
+        ];
+        for (r, why) in cases {
+            assert_eq!((r.incomplete(), r.complete()), (why, why.is_none()), "{r:?}");
+        }
+        assert_eq!(
+            [Incomplete::NoProgress, Incomplete::PageLimit, Incomplete::TotalChanged, Incomplete::ShortOfTotal]
+                .map(Incomplete::describe),
+            [
+                "a page brought no new call while total claimed more",
+                "the read reached --cec.max-pages-per-window",
+                "CEC's total changed while the window was paged",
+                "fewer distinct calls came back than CEC's total",
+            ]
+        );
+    }
+
+    /// Issue 8 review: a token answer was read up to the 8 MiB page cap. It has its own, 64 KiB.
+    #[tokio::test]
+    async fn a_token_answer_has_its_own_smaller_cap() {
+        let script = Arc::new(Script::default());
+        let padded: &'static str =
+            Box::leak(format!(r#"{{"AccessToken":"t0k3n","Expires":"600","x":"{}"}}"#, "y".repeat(70 << 10)).into());
+        script.token.lock().unwrap().push_back((200, padded));
+        let (c, _) = client_with(&fake_cec(script.clone()).await, 100, 0, |cfg| cfg.max_body_bytes = 8 << 20);
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        assert_eq!(e.to_string(), "token_by_ak_sk: answer exceeds the cap of a token answer (65536 bytes)");
+        assert_eq!((e.kind(), e.retryable()), (super::super::ErrorKind::Decode, false));
+    }
+
+    /// Issue 8 review: a 7 MiB token was resent as a 7 MiB header with every query; one with CR/LF was
+    /// silently sent as "Bearer invalid-token". Both now fail the token fetch, naming the rule only.
+    #[tokio::test]
+    async fn a_token_too_long_or_with_control_characters_fails_the_fetch() {
+        let script = Arc::new(Script::default());
+        let long: &'static str =
+            Box::leak(format!(r#"{{"AccessToken":"TOK{}","Expires":"600"}}"#, "A".repeat(9 << 10)).into());
+        script.token.lock().unwrap().extend([
+            (200, long),
+            (200, r#"{"AccessToken":"TOKs3cr3t\r\nX-Injected: 1","Expires":"600"}"#),
+            (200, r#"{"AccessToken":"TOKs3cr3t\u0000","Expires":"600"}"#),
+        ]);
+        let (c, rec) = client(&fake_cec(script.clone()).await, 100, 0);
+        let mut errors = Vec::new();
+        for _ in 0..3 {
+            errors.push(c.read_window(TaskQuery::ITA, W).await.unwrap_err().to_string());
+        }
+        assert_eq!(
+            errors,
+            [
+                "token_by_ak_sk: answer is not the documented JSON: AccessToken longer than 8192 bytes",
+                "token_by_ak_sk: answer is not the documented JSON: AccessToken has a character other than visible ASCII",
+                "token_by_ak_sk: answer is not the documented JSON: AccessToken has a character other than visible ASCII",
+            ]
+        );
+        assert!(script.bodies.lock().unwrap().is_empty(), "no query was sent with such a token");
+        assert!(!rec.0.lock().unwrap().join("\n").contains("s3cr3t"));
+    }
+
     #[tokio::test]
     async fn a_lying_total_with_new_calls_stops_at_the_page_limit() {
         let script = Arc::new(Script::default());
@@ -839,7 +991,7 @@ mod tests {
         let (c, _) = client_with(&fake_cec(script.clone()).await, 1, 0, |cfg| cfg.max_pages_per_window = 4);
         let read = c.read_window(TaskQuery::ITA, W).await.unwrap();
         assert_eq!((read.requests, read.records.len(), read.stopped), (4, 4, Some(Stop::PageLimit)));
-        assert!(!read.complete());
+        assert_eq!(read.incomplete(), Some(Incomplete::PageLimit));
     }
 
     #[tokio::test]

@@ -103,13 +103,23 @@ pub enum ApiError {
     /// host). `host` is the target's host only (bounded, sanitized), never its path or query.
     #[error("{endpoint}: HTTP {status} redirect to {host} not followed", endpoint = .endpoint.label())]
     Redirect { endpoint: Endpoint, status: u16, host: String },
-    /// The answer was larger than `--cec.max-body-size` (by its `Content-Length`, or while it was read).
-    #[error("{endpoint}: answer exceeds --cec.max-body-size ({limit} bytes)", endpoint = .endpoint.label())]
+    /// The answer was larger than its cap (by its `Content-Length`, or while it was read): for
+    /// `queryCallDetailRecord` `--cec.max-body-size`, for `tokenByAkSk` a fixed, smaller cap (see
+    /// `client::TOKEN_MAX_BODY_BYTES`).
+    #[error("{endpoint}: answer exceeds {cap} ({limit} bytes)", endpoint = .endpoint.label(), cap = body_cap(*.endpoint))]
     BodyTooLarge { endpoint: Endpoint, limit: u64 },
     /// `queryCallDetailRecord` refused the request (`retCode` other than "0" and "1"); `code` and
     /// `message` are [`excerpt`]s of what the gateway sent.
     #[error("queryCallDetailRecord taskType {query} [{start}, {end}]: retCode {code}: {message}", start = .window.start_ms, end = .window.end_ms)]
     RetCode { query: TaskQuery, window: Window, code: String, message: String },
+}
+
+/// What caps an answer of `endpoint`, in the words of [`ApiError::BodyTooLarge`].
+fn body_cap(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Token => "the cap of a token answer",
+        Endpoint::QueryCallDetailRecord => "--cec.max-body-size",
+    }
 }
 
 fn status_hint(status: u16) -> &'static str {
@@ -346,7 +356,9 @@ mod tests {
         assert_eq!(r.to_string(), "query_call_detail_record: HTTP 308 redirect to evil.example not followed");
         let b = ApiError::BodyTooLarge { endpoint: Endpoint::Token, limit: 1024 };
         assert_eq!((b.retryable(), b.kind(), b.endpoint()), (false, ErrorKind::Decode, Endpoint::Token));
-        assert_eq!(b.to_string(), "token_by_ak_sk: answer exceeds --cec.max-body-size (1024 bytes)");
+        assert_eq!(b.to_string(), "token_by_ak_sk: answer exceeds the cap of a token answer (1024 bytes)");
+        let b = ApiError::BodyTooLarge { endpoint: q, limit: 8 << 20 };
+        assert_eq!(b.to_string(), "query_call_detail_record: answer exceeds --cec.max-body-size (8388608 bytes)");
     }
 
     #[test]

@@ -6,6 +6,17 @@
 //! means "absent". A record with a bad value is rejected on its own (with a reason) while the rest of its
 //! page still parses: the page is read once, straight into typed records, without an intermediate
 //! `serde_json::Value`.
+//!
+//! Leniency, so that one bad value never blocks every poll: an unusable optional field (wrong type,
+//! out of range, a number beyond f64, a string that is not valid UTF-8 or holds a lone surrogate)
+//! reads as absent and is named in the record's `invalid`; an unusable `callSerialNo` or `state` rejects
+//! that record only; an unusable `total` reads as absent (paging then ends on a short page) and an
+//! unusable `retMsg` as empty. A key that appears twice, at the top level or in a record, keeps its
+//! first value. Only a body that is not JSON (truncated, a syntax error) or not the documented shape
+//! (not an object, `result` or `callInfo` of the wrong type) fails the page. serde_json refuses the
+//! out-of-range numbers and unreadable strings of a value it reads, so a page it refuses is read a
+//! second time from a copy with exactly those values blanked ([`parse_page`]); a good page costs one
+//! pass.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -62,8 +73,17 @@ pub struct TokenResponse {
     pub expires_s: Option<u64>,
 }
 
-/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error; the error never
-/// carries the body (which may hold the token), only the parser's error kind and position.
+/// The longest `AccessToken` accepted, in bytes. The token is sent back in an `Authorization` header
+/// with every query: real tokens are some hundred bytes (a JWT a few KiB), and a gateway's 7 MiB
+/// "token" would otherwise be resent, 7 MiB a request.
+pub const MAX_TOKEN_BYTES: usize = 8 << 10;
+
+/// Parses a `tokenByAkSk` answer. A missing or empty `AccessToken` is an error, and so is one longer
+/// than [`MAX_TOKEN_BYTES`] or with a character other than visible ASCII (`!` to `~`): it goes into a
+/// header, where a CR/LF or NUL would end it or inject another one. RFC 6750's `b64token` characters
+/// are a subset, so every standard bearer token passes. Surrounding whitespace is trimmed first. The
+/// error never carries the body (which may hold the token), only the parser's error kind and position
+/// or the rule the token broke.
 pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, WireError> {
     #[derive(Deserialize)]
     struct Wire<'a> {
@@ -73,10 +93,17 @@ pub fn parse_token(bytes: &[u8]) -> Result<TokenResponse, WireError> {
         expires: Scalar<'a>,
     }
     let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| WireError::from(&e))?;
-    let access_token = match w.access_token {
-        Some(t) if !t.trim().is_empty() => Secret::new(t.trim()),
-        _ => return Err(WireError::NoAccessToken),
-    };
+    let token = w.access_token.as_deref().map(str::trim).unwrap_or("");
+    if token.is_empty() {
+        return Err(WireError::NoAccessToken);
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(WireError::TokenTooLong { limit: MAX_TOKEN_BYTES });
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(WireError::TokenNotVisibleAscii);
+    }
+    let access_token = Secret::new(token);
     Ok(TokenResponse { access_token, expires_s: w.expires.as_u64().ok().flatten() })
 }
 
@@ -241,7 +268,8 @@ pub struct Rejection {
 }
 
 /// Parses one response page. Fails only when the body is not the documented JSON shape at all
-/// (truncated, not JSON, `callInfo` not an array); a bad record is a [`Rejection`] in `records`.
+/// (truncated, not JSON, `callInfo` not an array); a bad record is a [`Rejection`] in `records`, a bad
+/// optional field an entry of its record's `invalid` (see the module's header for every rule).
 pub fn parse_page(bytes: &[u8]) -> Result<Page, WireError> {
     parse_page_at_most(bytes, usize::MAX)
 }
@@ -270,34 +298,298 @@ pub fn parse_page_at_most(bytes: &[u8], max_entries: usize) -> Result<Page, Wire
 }
 
 fn parse_page_unbounded(bytes: &[u8]) -> Result<Page, WireError> {
-    #[derive(Deserialize)]
-    struct Wire<'a> {
-        #[serde(rename = "retCode", borrow, default)]
-        ret_code: Scalar<'a>,
-        #[serde(rename = "retMsg", borrow, default)]
-        ret_msg: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        result: Option<ResultWire<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct ResultWire<'a> {
-        #[serde(borrow, default)]
-        total: Scalar<'a>,
-        #[serde(rename = "callInfo", default)]
-        call_info: Option<Records>,
-    }
-    let w: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| WireError::from(&e))?;
-    let ret_code = match &w.ret_code {
-        Scalar::Str(s) => ret_code(s.trim()),
-        Scalar::U(n) => ret_code(&n.to_string()),
-        Scalar::I(n) => ret_code(&n.to_string()),
-        _ => RetCode::Error(String::new()),
+    // The fast path reads the page as it came. Only when it fails (rare: a hostile or broken
+    // gateway) is the page repaired and read once more, so a well-formed page costs one pass.
+    let first = match serde_json::from_slice::<PageWire<'_>>(bytes) {
+        Ok(w) => return Ok(w.into_page()),
+        Err(e) => e,
     };
-    let (total, records) = match w.result {
-        Some(r) => (r.total.as_u64().ok().flatten(), r.call_info.map(|r| r.0).unwrap_or_default()),
-        None => (None, Vec::new()),
+    match repair(bytes) {
+        Some(repaired) => {
+            serde_json::from_slice::<PageWire<'_>>(&repaired).map(|w| w.into_page()).map_err(|e| WireError::from(&e))
+        }
+        None => Err(WireError::from(&first)),
+    }
+}
+
+/// The top level of a page as read: `retCode`, `retMsg` and `result`, each the first time it
+/// appears (a repeated key is skipped, as inside records).
+struct PageWire<'a> {
+    ret_code: Scalar<'a>,
+    ret_msg: Scalar<'a>,
+    total: Scalar<'a>,
+    records: Vec<Result<ParsedRecord, Rejection>>,
+}
+
+impl PageWire<'_> {
+    fn into_page(self) -> Page {
+        let ret_code = match &self.ret_code {
+            Scalar::Str(s) => ret_code(s.trim()),
+            Scalar::U(n) => ret_code(&n.to_string()),
+            Scalar::I(n) => ret_code(&n.to_string()),
+            _ => RetCode::Error(String::new()),
+        };
+        // `retMsg` is only ever shown as an excerpt: anything but a string reads as empty.
+        let ret_msg = match self.ret_msg {
+            Scalar::Str(s) => s.into_owned(),
+            _ => String::new(),
+        };
+        // An unusable `total` reads as absent: paging then ends on a short page.
+        let total = self.total.as_u64().ok().flatten();
+        Page { ret_code, ret_msg, total, records: self.records }
+    }
+}
+
+/// The top-level keys a page is read by; everything else is skipped unread.
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum TopKey {
+    #[serde(rename = "retCode")]
+    RetCode,
+    #[serde(rename = "retMsg")]
+    RetMsg,
+    #[serde(rename = "result")]
+    Result,
+    #[serde(rename = "total")]
+    Total,
+    #[serde(rename = "callInfo")]
+    CallInfo,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PageWire<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = PageWire<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a page object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut ret_code, mut ret_msg, mut result) = (None, None, None);
+                while let Some(key) = map.next_key::<TopKey>()? {
+                    match key {
+                        TopKey::RetCode if ret_code.is_none() => ret_code = Some(map.next_value()?),
+                        TopKey::RetMsg if ret_msg.is_none() => ret_msg = Some(map.next_value()?),
+                        TopKey::Result if result.is_none() => result = Some(map.next_value::<ResultWire<'a>>()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let result = result.unwrap_or_default();
+                Ok(PageWire {
+                    ret_code: ret_code.unwrap_or_default(),
+                    ret_msg: ret_msg.unwrap_or_default(),
+                    total: result.total.unwrap_or_default(),
+                    records: result.records.map(|r| r.0).unwrap_or_default(),
+                })
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// `result`: `total` and `callInfo`, first occurrences; `null` is an empty result. Anything else
+/// there (a string, an array) is not the documented shape and fails the page.
+#[derive(Default)]
+struct ResultWire<'a> {
+    total: Option<Scalar<'a>>,
+    records: Option<Records>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ResultWire<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ResultWire<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a result object")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(ResultWire::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = ResultWire::default();
+                let mut seen_records = false;
+                while let Some(key) = map.next_key::<TopKey>()? {
+                    match key {
+                        TopKey::Total if out.total.is_none() => out.total = Some(map.next_value()?),
+                        TopKey::CallInfo if !seen_records => {
+                            seen_records = true;
+                            out.records = map.next_value::<Option<Records>>()?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A copy of `bytes` in which every value serde_json refuses although the JSON grammar allows it
+/// (a number beyond ±1e300, which no field the exporter reads can hold, `1e400` or a 5000-digit
+/// integer among them; a string with invalid UTF-8 or a lone surrogate escape) is replaced by an
+/// empty array of the same length (`[    ]`), which every field reads as unusable: an optional field
+/// as invalid, `total` as absent, `retMsg` as empty, `callSerialNo`/`state` as a rejected record. A
+/// key with such a string has its text replaced by `?`s (no known key matches it, so it is skipped).
+/// Lengths are kept, so an error in the repaired copy has the position it has in `bytes`. `None` when
+/// there was nothing to repair. A scan of the tokens only: the structure is left to serde_json, and
+/// anything not grammatical (a broken number, a control character in a string) is left as it was.
+fn repair(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    // For each open container whether it is an object; and whether the next string is a key.
+    let mut objects: Vec<bool> = Vec::new();
+    let mut key_next = false;
+    let mut i = 0;
+    let blank = |out: &mut Option<Vec<u8>>, from: usize, to: usize| {
+        let o = out.get_or_insert_with(|| bytes.to_vec());
+        o[from] = b'[';
+        o[from + 1..to - 1].fill(b' ');
+        o[to - 1] = b']';
     };
-    Ok(Page { ret_code, ret_msg: w.ret_msg.map(Cow::into_owned).unwrap_or_default(), total, records })
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => {
+                objects.push(true);
+                key_next = true;
+                i += 1;
+            }
+            b'[' => {
+                objects.push(false);
+                key_next = false;
+                i += 1;
+            }
+            b'}' | b']' => {
+                objects.pop();
+                i += 1;
+            }
+            b',' => {
+                key_next = objects.last() == Some(&true);
+                i += 1;
+            }
+            b':' => {
+                key_next = false;
+                i += 1;
+            }
+            b'"' => {
+                let Some((end, usable)) = string_end(bytes, i) else { break };
+                if !usable {
+                    if key_next {
+                        out.get_or_insert_with(|| bytes.to_vec())[i + 1..end - 1].fill(b'?');
+                    } else {
+                        blank(&mut out, i, end);
+                    }
+                }
+                i = end;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = i + bytes[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(bytes.len() - i);
+                if number_out_of_range(&bytes[i..end]) {
+                    blank(&mut out, i, end);
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Where the string starting at `bytes[start]` (a `"`) ends (one past its closing quote), and
+/// whether serde_json can read it as text (valid UTF-8, no lone surrogate escape). `None` when it
+/// is not a grammatical string (no end, a control character, a bad escape): left for serde_json
+/// to report.
+fn string_end(bytes: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut i = start + 1;
+    let mut utf8_from = i;
+    let mut usable = true;
+    // A high surrogate escape waiting for its low half.
+    let mut high = false;
+    loop {
+        let b = *bytes.get(i)?;
+        match b {
+            b'"' => {
+                usable &= !high && std::str::from_utf8(&bytes[utf8_from..i]).is_ok();
+                return Some((i + 1, usable));
+            }
+            b'\\' => {
+                usable &= std::str::from_utf8(&bytes[utf8_from..i]).is_ok();
+                let e = *bytes.get(i + 1)?;
+                if e == b'u' {
+                    let hex = std::str::from_utf8(bytes.get(i + 2..i + 6)?).ok()?;
+                    let unit = u16::from_str_radix(hex, 16).ok()?;
+                    let low = (0xDC00..=0xDFFF).contains(&unit);
+                    usable &= high == low;
+                    high = (0xD800..=0xDBFF).contains(&unit);
+                    i += 6;
+                } else if matches!(e, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') {
+                    usable &= !high;
+                    high = false;
+                    i += 2;
+                } else {
+                    return None;
+                }
+                utf8_from = i;
+            }
+            0..=0x1F => return None,
+            _ => {
+                if high {
+                    usable = false;
+                    high = false;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Whether `token` is a grammatical JSON number whose value is beyond ±1e300 (serde_json refuses
+/// those beyond the f64 range; no field the exporter reads holds one in range either).
+fn number_out_of_range(token: &[u8]) -> bool {
+    // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    fn digits(t: &[u8], i: &mut usize) -> usize {
+        let from = *i;
+        while t.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - from
+    }
+    let mut i = usize::from(token.first() == Some(&b'-'));
+    let int = digits(token, &mut i);
+    if int == 0 || (int > 1 && token[i - int] == b'0') {
+        return false;
+    }
+    if token.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(token, &mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(token.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(token.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(token, &mut i) == 0 {
+            return false;
+        }
+    }
+    if i != token.len() {
+        return false;
+    }
+    // Grammatical, hence ASCII and never NaN; Rust's parser reads any length and gives infinity
+    // past f64.
+    let f: f64 = std::str::from_utf8(token).ok().and_then(|t| t.parse().ok()).unwrap_or(f64::INFINITY);
+    f.abs() >= 1e300
 }
 
 /// What kind of JSON failure a [`WireError::Json`] is: serde_json's category, nothing of its message.
@@ -343,6 +635,13 @@ pub enum WireError {
     /// A token answer without a usable `AccessToken`.
     #[error("no AccessToken in the answer")]
     NoAccessToken,
+    /// An `AccessToken` longer than [`MAX_TOKEN_BYTES`].
+    #[error("AccessToken longer than {limit} bytes")]
+    TokenTooLong { limit: usize },
+    /// An `AccessToken` with a character other than visible ASCII (a space, a control character such
+    /// as CR, LF or NUL, or a non-ASCII one).
+    #[error("AccessToken has a character other than visible ASCII")]
+    TokenNotVisibleAscii,
 }
 
 impl From<&serde_json::Error> for WireError {
@@ -557,7 +856,7 @@ impl<'de> DeserializeSeed<'de> for RecordSeed {
 }
 
 /// The keys the exporter reads; phone numbers and `callData` fall into `Other` and are never kept.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 #[serde(field_identifier)]
 enum Key {
     #[serde(rename = "callSerialNo")]
@@ -618,11 +917,20 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 Err(Bad) => invalid.insert(f),
             }
         }
+        // Keys already read: a key that repeats keeps its first value (as at the top level of a
+        // page), and the repeat is skipped unread, valid or not.
+        let mut seen: u32 = 0;
         while let Some(key) = map.next_key::<Key>()? {
+            let bit = 1u32 << key as u32;
             if let Key::Other = key {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
+            if seen & bit != 0 {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            seen |= bit;
             let v: Scalar<'de> = map.next_value()?;
             let b = &mut invalid;
             match key {
@@ -953,6 +1261,168 @@ mod tests {
         assert_eq!((e, e.to_string()), (json(Syntax, 2, 3), "syntax error at line 2 column 3".to_owned()));
         let e = parse_page(b"").unwrap_err();
         assert_eq!(e, json(Eof, 1, 0));
+    }
+
+    /// Issue 8 review: one number beyond f64 (`1e400`, a 5000-digit `total`) failed its whole page
+    /// ("number out of range"), every poll, forever. It spoils only the value it is.
+    #[test]
+    fn a_number_beyond_f64_spoils_only_its_own_value() {
+        let good: Vec<String> =
+            (1..=3).map(|i| format!(r#"{{"callSerialNo":"{i}","state":3,"reasonCode":5}}"#)).collect();
+        let body = format!(
+            r#"{{"retCode":"0","retMsg":"ok","result":{{"total":1{zeros},"callInfo":[{good},
+            {{"callSerialNo":"4","state":3,"talkDuration":1e400,"startTime":-1e999,"reasonCode":5}},
+            {{"callSerialNo":1{zeros},"state":3}},
+            {{"callSerialNo":"6","state":1e400}},
+            {{"callSerialNo":"7","state":3,"callData":1e400}}]}}}}"#,
+            zeros = "0".repeat(5000),
+            good = good.join(","),
+        );
+        let page = parse_page(body.as_bytes()).unwrap();
+        assert_eq!(
+            (page.ret_code, page.total, page.records.len()),
+            (RetCode::Success, None, 7),
+            "total reads as absent"
+        );
+        for (i, r) in page.records[..3].iter().enumerate() {
+            let r = r.as_ref().unwrap();
+            assert_eq!((r.id, r.invalid), (CallId(i as u64 + 1), FieldSet::default()));
+        }
+        let r = page.records[3].as_ref().unwrap();
+        assert_eq!(r.id, CallId(4));
+        assert_eq!(r.invalid.iter().collect::<Vec<_>>(), [Field::StartTime, Field::TalkDuration]);
+        assert_eq!(r.record, CallRecord { reason_code: Some(5), ..Default::default() });
+        let serial = Some("callSerialNo");
+        assert_eq!(
+            page.records[4],
+            Err(Rejection { reason: RejectReason::InvalidSerialNo, field: serial, serial: None })
+        );
+        assert_eq!(
+            page.records[5],
+            Err(Rejection { reason: RejectReason::InvalidState, field: Some("state"), serial: Some(CallId(6)) })
+        );
+        assert!(page.records[6].as_ref().unwrap().invalid.is_empty(), "an ignored field is never read");
+        // The largest numbers in range still read as they are (and are then judged by the field).
+        let r = one(r#"{"callSerialNo":"8","state":3,"talkDuration":1e299,"reasonCode":1.0e0}"#).unwrap();
+        assert_eq!(r.invalid.iter().collect::<Vec<_>>(), [Field::TalkDuration]);
+        assert_eq!(r.record.reason_code, Some(1));
+    }
+
+    /// Issue 8 review: a `retMsg` that is an array, or a string with invalid UTF-8, failed the page.
+    #[test]
+    fn an_unusable_ret_msg_reads_as_empty() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let bodies: [Vec<u8>; 4] = [
+            format!(r#"{{"retCode":"0","retMsg":{deep},"result":{{"total":1,"callInfo":[{{"callSerialNo":"1","state":3}}]}}}}"#)
+                .into_bytes(),
+            br#"{"retCode":"0","retMsg":12,"result":{"total":1,"callInfo":[{"callSerialNo":"1","state":3}]}}"#.to_vec(),
+            b"{\"retCode\":\"0\",\"retMsg\":\"\xff\xfeMARK\",\"result\":{\"total\":1,\"callInfo\":[{\"callSerialNo\":\"1\",\"state\":3,\"caller\":\"\xc0\x80\"}]}}".to_vec(),
+            br#"{"retCode":"0","retMsg":"lone \ud800 surrogate","result":{"total":1,"callInfo":[{"callSerialNo":"1","state":3}]}}"#.to_vec(),
+        ];
+        for body in bodies {
+            let page = parse_page(&body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body[..80])));
+            assert_eq!((page.ret_code, page.ret_msg.as_str(), page.total), (RetCode::Success, "", Some(1)));
+            assert_eq!(page.records.len(), 1);
+            assert_eq!(page.records[0].as_ref().unwrap().id, CallId(1));
+        }
+    }
+
+    /// Invalid UTF-8 or a lone surrogate in a string the exporter reads makes that value unusable; in a
+    /// key, the key matches nothing and is skipped; in a field never read, it does not matter.
+    #[test]
+    fn a_string_serde_json_cannot_read_is_an_unusable_value() {
+        let page = |entries: &[&[u8]]| {
+            let mut body = br#"{"retCode":"0","result":{"total":9,"callInfo":["#.to_vec();
+            body.extend(entries.join(&b","[..]));
+            body.extend(b"]}}");
+            parse_page(&body).unwrap()
+        };
+        let p = page(&[
+            b"{\"callSerialNo\":\"1\",\"state\":3,\"talkDuration\":\"2\xff\",\"reasonCode\":\"\xc3\x28\"}",
+            br#"{"callSerialNo":"2","state":3,"endTime":"\udc00","agentTalkDuration":"\ud83d\ude00"}"#,
+            b"{\"callSerialNo\":\"\xff3\",\"state\":3}",
+            br#"{"callSerialNo":"4","state":"\ud800"}"#,
+            b"{\"callSerialNo\":\"5\",\"sta\xffte\":9,\"state\":3,\"talk\\ud800\":1}",
+        ]);
+        let r = p.records[0].as_ref().unwrap();
+        assert_eq!(r.invalid.iter().collect::<Vec<_>>(), [Field::ReasonCode, Field::TalkDuration]);
+        let r = p.records[1].as_ref().unwrap();
+        assert_eq!(r.invalid.iter().collect::<Vec<_>>(), [Field::EndTime, Field::AgentTalkDuration]);
+        assert_eq!(r.record, CallRecord::default());
+        let serial = Some("callSerialNo");
+        assert_eq!(p.records[2], Err(Rejection { reason: RejectReason::InvalidSerialNo, field: serial, serial: None }));
+        assert_eq!(
+            p.records[3],
+            Err(Rejection { reason: RejectReason::InvalidState, field: Some("state"), serial: Some(CallId(4)) })
+        );
+        let r = p.records[4].as_ref().unwrap();
+        assert_eq!((r.id, r.state, r.invalid), (CallId(5), CallState::Ended, FieldSet::default()));
+    }
+
+    /// Issue 8 review: duplicate top-level keys failed the page, while inside a record a repeated key
+    /// kept the earlier value only when the later one was unusable. Now everywhere the first wins.
+    #[test]
+    fn a_repeated_key_keeps_its_first_value_everywhere() {
+        let body = r#"{"retCode":"0","retCode":"2","retMsg":"first","retMsg":"second",
+            "result":{"total":1,"total":"x","callInfo":[
+                {"callSerialNo":"5","callSerialNo":"6","state":0,"state":3,"reasonCode":16,"reasonCode":99999},
+                {"callSerialNo":"7","state":3,"talkDuration":"x","talkDuration":5}],
+                "callInfo":[]},
+            "result":{"total":0}}"#;
+        let page = parse_page(body.as_bytes()).unwrap();
+        assert_eq!((page.ret_code, page.ret_msg.as_str(), page.total), (RetCode::Success, "first", Some(1)));
+        let r = page.records[0].as_ref().unwrap();
+        assert_eq!(
+            (r.id, r.state, r.record.reason_code, r.invalid),
+            (CallId(5), CallState::ToBeCalled, Some(16), FieldSet::default())
+        );
+        let r = page.records[1].as_ref().unwrap();
+        assert_eq!((r.record.talk_s, r.invalid.iter().collect::<Vec<_>>()), (None, vec![Field::TalkDuration]));
+        assert_eq!(page.records.len(), 2);
+    }
+
+    /// The repair keeps lengths: an error found after it has the position it has in what CEC sent, and
+    /// what is not grammatical JSON (a broken number, `NaN`, a truncation) still fails the page.
+    #[test]
+    fn what_is_not_json_still_fails_the_page_at_its_own_position() {
+        use JsonErrorKind::*;
+        let json = |kind, line, column| WireError::Json { kind, line, column };
+        let truncated = br#"{"retCode":"0","result":{"total":1e400,"callInfo":[{"callSe"#;
+        assert_eq!(parse_page(truncated).unwrap_err(), json(Eof, 1, truncated.len()));
+        let e = parse_page(br#"{"retCode":"0","result":{"total":1e400,"callInfo":[{"state":3}x]}}"#).unwrap_err();
+        assert_eq!(e, json(Syntax, 1, 63), "the x after the record");
+        for body in [
+            &br#"{"retCode":"0","result":{"total":NaN,"callInfo":[]}}"#[..],
+            br#"{"retCode":"0","result":{"total":1e,"callInfo":[]}}"#,
+            br#"{"retCode":"0","result":{"total":01,"callInfo":[]}}"#,
+            b"{\"retCode\":\"0\",\"retMsg\":\"a\x01b\",\"result\":{\"total\":1e400}}",
+            br#"{"retCode":"0","retMsg":"\x","result":{"total":1e400}}"#,
+        ] {
+            let e = parse_page(body).unwrap_err();
+            assert!(matches!(e, WireError::Json { kind: Syntax, .. }), "{e}: {}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// Issue 8 review: a 7 MiB token was resent as a 7 MiB header with every query, and one with CR/LF
+    /// or NUL became "Bearer invalid-token". Both are refused, naming the rule, never the token.
+    #[test]
+    fn a_token_must_be_bounded_visible_ascii() {
+        let answer = |t: &str| format!(r#"{{"AccessToken":"{t}","Expires":"600"}}"#);
+        let longest = "A".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(parse_token(answer(&longest).as_bytes()).unwrap().access_token.expose(), longest);
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl-_~+/==";
+        assert_eq!(parse_token(answer(jwt).as_bytes()).unwrap().access_token.expose(), jwt);
+        let e = parse_token(answer(&format!("{longest}A")).as_bytes()).unwrap_err();
+        assert_eq!(
+            (e, e.to_string()),
+            (WireError::TokenTooLong { limit: 8192 }, "AccessToken longer than 8192 bytes".to_owned())
+        );
+        for t in ["TOKsecret\\r\\nX-Injected: 1", "TOKsecret\\u0000", "TOKsecret\u{e9}", "TOK secret", "TOKsecret\\t1"]
+        {
+            let e = parse_token(answer(t).as_bytes()).unwrap_err();
+            assert_eq!(e, WireError::TokenNotVisibleAscii, "{t}");
+            assert_eq!(e.to_string(), "AccessToken has a character other than visible ASCII");
+        }
     }
 
     #[test]

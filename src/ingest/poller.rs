@@ -400,9 +400,11 @@ impl<S: Source> Poller<S> {
         let read = Read { query, window: settled, targeted: false };
         let mut seen = hashbrown::HashSet::new();
         // Each read is logged as a `WindowFetched` event; only giving up is worth a warning.
+        let mut reason = crate::cec::client::Incomplete::ShortOfTotal;
         for _ in 0..3 {
             let r = self.read(query, settled).await?;
             *requests += r.requests;
+            reason = r.incomplete().unwrap_or(reason);
             seen.extend(r.records.iter().map(|rec| rec.id));
             let covered = r.total.is_none_or(|t| (seen.len() + r.rejected.len()) as u64 >= t);
             fetched.push((read, r.records));
@@ -411,7 +413,7 @@ impl<S: Source> Poller<S> {
                 return Ok(());
             }
         }
-        IncompleteRead { query, window: settled }.emit(&self.shared.telemetry);
+        IncompleteRead { query, window: settled, reason }.emit(&self.shared.telemetry);
         Ok(())
     }
 
