@@ -546,7 +546,8 @@ groups:
         "cec-exporter " + where + " left about {{ $value | printf \"%.0f\" }} windows incompletely read in the\n"
         f"last {ev}; calls in them may be missing from the counts.",
         rb("CECIncompleteReads"), health_dash,
-        f"A window could not be read completely after three tries (CEC's answer kept changing while paged)\n"
+        f"A window could not be read completely after three tries (its answer changed while paged, paging brought\n"
+        f"nothing new, or the page limit was hit: the warning says which)\n"
         f"in the last {ev}; calls there may be missed. Resolves by itself {ev} later."))
     out.append(alert(
         "CECOpenCallsEvicted",

@@ -263,7 +263,7 @@ pub static CATCHUP_SKIPPED: Family = family(
 pub static INCOMPLETE_READS: Family = family(
     "cec_exporter_incomplete_reads_total",
     Kind::Counter,
-    "Windows whose pages the exporter's background poll could not make cover CEC's answer (it kept changing while paged); calls there may be missed.",
+    "Windows whose pages the exporter's background poll could not make cover CEC's answer (it kept changing while paged, paging brought nothing new, or hit the page limit; the warning says which); calls there may be missed.",
     None,
     &[],
 );
