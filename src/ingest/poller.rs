@@ -523,14 +523,7 @@ mod tests {
             }
             let c = rec(1, CallState::Ended, T0 - 1_000);
             let records = if (w.start_ms..=w.end_ms).contains(&(T0 - 1_000)) { vec![c] } else { vec![] };
-            Ok(WindowRead {
-                total: Some(records.len() as u64),
-                records,
-                requests: 1,
-                total_unchanged: true,
-                rejected: Vec::new(),
-                stopped: None,
-            })
+            Ok(one_page(records))
         }
     }
 
@@ -604,6 +597,18 @@ mod tests {
         assert_eq!(d.fields_invalid, [(Field::TalkDuration, 1)].into());
     }
 
+    /// A complete read of `records` in one request, `total` equal to their number.
+    fn one_page(records: Vec<ParsedRecord>) -> WindowRead {
+        WindowRead {
+            total: Some(records.len() as u64),
+            records,
+            requests: 1,
+            total_unchanged: true,
+            rejected: Vec::new(),
+            stopped: None,
+        }
+    }
+
     /// A hostile gateway that answers every read with `per_read` calls never seen before, all still
     /// ringing, started a second before the window's end.
     struct Inventing {
@@ -616,14 +621,7 @@ mod tests {
             let first = self.next.fetch_add(self.per_read, Ordering::Relaxed);
             let records: Vec<_> =
                 (first..first + self.per_read).map(|id| rec(id, CallState::Calling, w.end_ms - 1_000)).collect();
-            Ok(WindowRead {
-                total: Some(records.len() as u64),
-                records,
-                requests: 1,
-                total_unchanged: true,
-                rejected: Vec::new(),
-                stopped: None,
-            })
+            Ok(one_page(records))
         }
     }
 
@@ -696,14 +694,7 @@ mod tests {
             let mut future = rec(1, CallState::Ended, w.end_ms + 10 * 365 * 86_400_000);
             future.invalid.insert(Field::EndTime);
             records.push(future);
-            Ok(WindowRead {
-                total: Some(records.len() as u64),
-                records,
-                requests: 1,
-                total_unchanged: true,
-                rejected: Vec::new(),
-                stopped: None,
-            })
+            Ok(one_page(records))
         }
     }
 
@@ -746,14 +737,7 @@ mod tests {
         async fn read(&self, _: TaskQuery, _: Window) -> Result<WindowRead, ApiError> {
             let first = !self.served.swap(true, Ordering::Relaxed);
             let records = if first { vec![rec(1, CallState::Ended, T0 - 1_000)] } else { vec![] };
-            Ok(WindowRead {
-                total: Some(records.len() as u64),
-                records,
-                requests: 1,
-                total_unchanged: true,
-                rejected: Vec::new(),
-                stopped: None,
-            })
+            Ok(one_page(records))
         }
     }
 
@@ -829,14 +813,7 @@ mod tests {
         async fn read(&self, _: TaskQuery, _: Window) -> Result<WindowRead, ApiError> {
             let mut long = rec(2, CallState::Ended, T0 - 1_000);
             long.record.talk_s = Some(30.0 * 86_400.0);
-            Ok(WindowRead {
-                records: vec![rec(1, CallState::Talking, 7_258_118_400_000), long],
-                requests: 1,
-                total: Some(2),
-                rejected: Vec::new(),
-                stopped: None,
-                total_unchanged: true,
-            })
+            Ok(one_page(vec![rec(1, CallState::Talking, 7_258_118_400_000), long]))
         }
     }
 
@@ -954,14 +931,7 @@ mod tests {
                 .take_while(|&t| t <= w.end_ms.min(self.to))
                 .map(|t| rec(t as u64, CallState::Ended, t))
                 .collect();
-            Ok(WindowRead {
-                total: Some(records.len() as u64),
-                records,
-                requests: 1,
-                total_unchanged: true,
-                rejected: Vec::new(),
-                stopped: None,
-            })
+            Ok(one_page(records))
         }
     }
 
