@@ -357,10 +357,10 @@ groups:
         "{{ $labels.task_type }} calls are failing on " + where,
         "{{ $value | humanizePercentage }} of {{ $labels.task_type }} calls on " + where
         + f" ended failed in the last {fw}, against a usual\n"
-        + query_value("instance_task_type:cec_calls_failed:ratio_baseline", ["job", "instance", "task_type"],
+        + query_value("instance_task_type:cec_calls_failed:ratio_baseline", [*c.labels, "task_type"],
                       "humanizePercentage")
         + " (alert above "
-        + query_value("instance_task_type:cec_calls_failed:ratio_threshold", ["job", "instance", "task_type"],
+        + query_value("instance_task_type:cec_calls_failed:ratio_threshold", [*c.labels, "task_type"],
                       "humanizePercentage")
         + ").",
         rb("CECCallFailureRatioSpike"), calls_dash_tt,
@@ -391,7 +391,7 @@ groups:
         + " ended with {{ $labels.reason }}\n(reason code {{ $labels.reason_code }}) in the last "
         + f"{rw}, against a usual "
         + query_value("instance_task_type_reason:cec_call_end_reasons:ratio_baseline",
-                      ["job", "instance", "task_type", "reason_code"], "humanizePercentage")
+                      [*c.labels, "task_type", "reason_code"], "humanizePercentage")
         + ".",
         rb("CECCallEndReasonSpike"), calls_dash_tt,
         f"One end reason's share of a task type's calls over {rw} is at least {num(rs['relative_rise'])}x its usual share and\n"
@@ -425,7 +425,7 @@ groups:
         st["for"], page,
         "No {{ $labels.task_type }} call has ended on " + where + f" for {duration(seconds(sw) + seconds(st['for']))}",
         "No {{ $labels.task_type }} call ended on " + where + f" in the last {sw} (held {st['for']}), although\n"
-        + query_value(f"instance_task_type:cec_calls:usual_increase{sw}", ["job", "instance", "task_type"],
+        + query_value(f"instance_task_type:cec_calls:usual_increase{sw}", [*c.labels, "task_type"],
                       'printf "%.0f"')
         + f" ended in the same window at the compared time ({offsets} ago) and traffic went on\nafterwards; "
         "the exporter is polling CEC successfully.",
@@ -450,7 +450,7 @@ groups:
             b["for"], c.sev[b["severity"]],
             "{{ $labels.task_type }} calls are answered far below the objective on " + where,
             f"Over the last {long_} only\n"
-            + query_value(f"instance_task_type:cec_calls_answered:ratio{long_}", ["job", "instance", "task_type"],
+            + query_value(f"instance_task_type:cec_calls_answered:ratio{long_}", [*c.labels, "task_type"],
                           "humanizePercentage")
             + " of {{ $labels.task_type }} calls on " + where
             + f" were answered (objective {pct(objective)}):\n"
@@ -607,7 +607,7 @@ groups:
         None, ticket, "CEC returns records late enough to risk missing calls on " + where,
         "cec-exporter " + where + " saw a record {{ $value | humanizeDuration }} late (in the last "
         f"{ev}), more than\n{pct(ex['lateness_share_of_lookback'])} of its --poll.lookback of "
-        + query_value("cec_exporter_lookback_seconds", ["job", "instance"], "humanizeDuration") + ".",
+        + query_value("cec_exporter_lookback_seconds", list(c.labels), "humanizeDuration") + ".",
         rb("CECLateRecordsNearLookback"), health_dash,
         f"A record CEC returned late used more than {pct(ex['lateness_share_of_lookback'])} of the exporter's own --poll.lookback\n"
         f"(cec_exporter_lookback_seconds, so the alert follows each deployment's flag): a record later than\n"
