@@ -115,6 +115,46 @@ pub fn plan(
     PollPlan { main, reads, behind: end < now_ms, settled }
 }
 
+/// What to do with a part of the settled window after one page of it was read (a *probe*, which tells
+/// CEC's `total` for that part), when the main window's answer changed while it was paged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleStep {
+    /// Every call CEC counts there has been seen: nothing was skipped in this part.
+    Covered,
+    /// Calls are missing: probe each half, so only the halves that miss calls are read on.
+    Split(Window, Window),
+    /// Calls are missing and halving would cost about as much as reading the part again: read every
+    /// page of it again (the probe already was all of it when it fits one page).
+    Reread,
+}
+
+/// Decides how to go on with `part` of the settled window: CEC counts `total` calls there, and `seen`
+/// distinct calls are known to lie in it (from the main read and the probe; malformed entries
+/// included). Nothing new starts in a settled part, so its `total` holds still, and a missing call lies
+/// in one of its halves: finding `m` missing calls by halving costs about `2·m·log2(pages)` one-page
+/// probes, against `pages` requests to read the part again, so the cheaper of the two is taken. This
+/// is how a backfill whose `total` moved (calls joining the live end of the window) costs one request
+/// per query instead of a second read of the whole settled part.
+pub fn settle_step(part: Window, total: u64, seen: u64, page_size: u32) -> SettleStep {
+    if seen >= total {
+        return SettleStep::Covered;
+    }
+    let page = u64::from(page_size.max(1));
+    let pages = total.div_ceil(page);
+    let missing = total - seen;
+    // ⌈log2(pages)⌉ levels of two probes each, per missing call.
+    let depth = u64::from(u64::BITS - (pages.max(1) - 1).leading_zeros());
+    let halving = missing.saturating_mul(2).saturating_mul(depth);
+    if pages <= 1 || halving >= pages || part.end_ms - part.start_ms < 1 {
+        return SettleStep::Reread;
+    }
+    let mid = part.start_ms + (part.end_ms - part.start_ms) / 2;
+    SettleStep::Split(
+        Window { start_ms: part.start_ms, end_ms: mid },
+        Window { start_ms: mid + 1, end_ms: part.end_ms },
+    )
+}
+
 /// The least a main window may be shrunk to beyond the lookback: each poll still advances the cursor
 /// by at least one minute of calls.
 pub const MIN_ADVANCE_MS: i64 = 60_000;
@@ -321,6 +361,36 @@ mod tests {
                 Window { start_ms: NOW - 741_000, end_ms: NOW - 739_000 },
             ]
         );
+    }
+
+    #[test]
+    fn a_settled_part_is_checked_by_halves_only_where_calls_are_missing() {
+        let w = Window { start_ms: 0, end_ms: 3_299_999 };
+        // 33 000 calls, 330 pages: all seen, nothing to read.
+        assert_eq!(settle_step(w, 33_000, 33_000, 100), SettleStep::Covered);
+        assert_eq!(settle_step(w, 33_000, 33_001, 100), SettleStep::Covered, "more seen (a call gone) is covered");
+        // One missing: halve (about 2 × 9 probes instead of 330 pages).
+        assert_eq!(
+            settle_step(w, 33_000, 32_999, 100),
+            SettleStep::Split(
+                Window { start_ms: 0, end_ms: 1_649_999 },
+                Window { start_ms: 1_650_000, end_ms: 3_299_999 }
+            )
+        );
+        // 18 missing: 18 × 2 × 9 = 324 < 330 still halves; 19 would cost more than reading it again.
+        assert!(matches!(settle_step(w, 33_000, 33_000 - 18, 100), SettleStep::Split(..)));
+        assert_eq!(settle_step(w, 33_000, 33_000 - 19, 100), SettleStep::Reread);
+        // A part that fits one page was read whole by its probe and is still short: read again.
+        assert_eq!(settle_step(w, 100, 99, 100), SettleStep::Reread);
+        // Two pages: one probe each half (2) is no cheaper than two pages.
+        assert_eq!(settle_step(w, 200, 199, 100), SettleStep::Reread);
+        // A single millisecond cannot be halved.
+        assert_eq!(settle_step(Window { start_ms: 5, end_ms: 5 }, 1_000, 999, 100), SettleStep::Reread);
+        // Halves tile the part: adjacent, no overlap.
+        let SettleStep::Split(a, b) = settle_step(Window { start_ms: 10, end_ms: 13 }, 5_000, 4_999, 100) else {
+            panic!("split expected")
+        };
+        assert_eq!((a, b), (Window { start_ms: 10, end_ms: 11 }, Window { start_ms: 12, end_ms: 13 }));
     }
 
     const DAY: i64 = 86_400_000;

@@ -11,9 +11,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{start_in_window, PollSummary, Retention, State};
-use super::plan::{plan, PlanConfig, PollPlan, Read, WindowBudget};
+use super::plan::{plan, settle_step, PlanConfig, PollPlan, Read, SettleStep, WindowBudget};
 use crate::cec::client::{CecClient, WindowRead};
-use crate::cec::record::{TaskQuery, TaskType};
+use crate::cec::record::{CallId, TaskQuery, TaskType};
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
@@ -101,11 +101,26 @@ pub trait Source: Send + Sync {
         query: TaskQuery,
         window: Window,
     ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send;
+
+    /// At least the first page of `query` over `window` (one request, as
+    /// [`CecClient::read_first_page`] reads it), for its `total`. Reading every page, the default, is
+    /// correct too, only dearer.
+    fn probe(
+        &self,
+        query: TaskQuery,
+        window: Window,
+    ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send {
+        self.read(query, window)
+    }
 }
 
 impl Source for CecClient {
     async fn read(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
         self.read_window(query, window).await
+    }
+
+    async fn probe(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        self.read_first_page(query, window).await
     }
 }
 
@@ -389,7 +404,15 @@ impl<S: Source> Poller<S> {
 
     /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
     /// the settled part, which the next poll will not read again, may have been skipped. Nothing new
-    /// starts there; read it again until every call CEC counts there has been seen, three times at most.
+    /// starts there, so its `total` holds still: one page of it (a probe) tells how many calls CEC
+    /// counts there, and when every one of them was already seen, nothing more is read. Otherwise the
+    /// part is halved and each half probed, down to the parts that really miss calls, which are read
+    /// again ([`settle_step`] decides, by cost). A backfill whose `total` moved because calls joined its
+    /// live end thus costs one request per query instead of the settled part's every page.
+    ///
+    /// A call counts as seen in a part when its `startTime` lies strictly inside it (CEC's window ends
+    /// may be exclusive) or the part's probe served it; malformed entries only when its probe served
+    /// them. Either way a part can only look short of calls, never covered when it is not.
     async fn reread_settled(
         &self,
         query: TaskQuery,
@@ -397,12 +420,60 @@ impl<S: Source> Poller<S> {
         fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
         requests: &mut u64,
     ) -> Result<(), PollError> {
-        let read = Read { query, window: settled, targeted: false };
+        // The main read is the last one fetched.
+        let mut known: hashbrown::HashMap<CallId, Option<i64>> = fetched
+            .last()
+            .map(|(_, records)| records.iter().map(|r| (r.id, r.record.start_ms)).collect())
+            .unwrap_or_default();
+        let page_size = self.cfg.plan.page_size;
+        let mut parts = vec![settled];
+        while let Some(part) = parts.pop() {
+            let r = self.probe(query, part).await?;
+            *requests += r.requests;
+            let served: hashbrown::HashSet<CallId> = r.records.iter().map(|rec| rec.id).collect();
+            let inside = known
+                .iter()
+                .filter(|(id, start)| {
+                    start.is_some_and(|s| part.start_ms < s && s < part.end_ms) && !served.contains(*id)
+                })
+                .count();
+            let seen = (served.len() + inside + r.rejected.len()) as u64;
+            for rec in &r.records {
+                known.entry(rec.id).or_insert(rec.record.start_ms);
+            }
+            let (total, stopped) = (r.total, r.stopped);
+            fetched.push((Read { query, window: part, targeted: false }, r.records));
+            self.check_held(fetched)?;
+            let step = match total {
+                Some(total) => settle_step(part, total, seen, page_size),
+                // No `total`: a probe that ended by itself (a short page, or no data) read it all.
+                None if stopped.is_none() => SettleStep::Covered,
+                None => SettleStep::Reread,
+            };
+            match step {
+                SettleStep::Covered => {}
+                SettleStep::Split(a, b) => parts.extend([b, a]),
+                SettleStep::Reread => self.reread_whole(query, part, fetched, requests).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `part` of the settled window until every call CEC counts there has been seen, three times
+    /// at most; giving up is one [`IncompleteRead`].
+    async fn reread_whole(
+        &self,
+        query: TaskQuery,
+        part: Window,
+        fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
+        requests: &mut u64,
+    ) -> Result<(), PollError> {
+        let read = Read { query, window: part, targeted: false };
         let mut seen = hashbrown::HashSet::new();
         // Each read is logged as a `WindowFetched` event; only giving up is worth a warning.
         let mut reason = crate::cec::client::Incomplete::ShortOfTotal;
         for _ in 0..3 {
-            let r = self.read(query, settled).await?;
+            let r = self.read(query, part).await?;
             *requests += r.requests;
             reason = r.incomplete().unwrap_or(reason);
             seen.extend(r.records.iter().map(|rec| rec.id));
@@ -413,8 +484,15 @@ impl<S: Source> Poller<S> {
                 return Ok(());
             }
         }
-        IncompleteRead { query, window: settled, reason }.emit(&self.shared.telemetry);
+        IncompleteRead { query, window: part, reason }.emit(&self.shared.telemetry);
         Ok(())
+    }
+
+    /// One page of `query` over `window` ([`Source::probe`]), noted like a read.
+    async fn probe(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        let r = self.source.probe(query, window).await?;
+        WindowFetched { query, window, read: &r }.emit(&self.shared.telemetry);
+        Ok(r)
     }
 
     fn publish(&self) {
@@ -1018,6 +1096,103 @@ mod tests {
         assert_eq!(p.budget().limit_ms(), Some(4 * half));
         p.poll_at(cursor + 180_000).await.unwrap();
         assert_eq!(p.budget().limit_ms(), None, "8 days is past the 7-day limit: no shrink left");
+    }
+
+    /// A busy ITA tenant over the backfill hour: one call a second, each started at half a second past
+    /// it, so no start lies on a window's edge. The main read's `total` moves while it is paged (one
+    /// call joins the live end) and it may skip one call; a probe serves the first page in a fixed
+    /// order that is not by time. Every read and probe is logged.
+    struct Busy {
+        skip: Option<u64>,
+        log: std::sync::Mutex<Vec<(&'static str, Window)>>,
+    }
+
+    impl Busy {
+        const START: i64 = T0 - 3_600_000;
+
+        fn calls(w: Window) -> Vec<ParsedRecord> {
+            let mut v: Vec<ParsedRecord> = (0..3_600u64)
+                .map(|i| rec(i + 1, CallState::Ended, Self::START + 500 + 1_000 * i as i64))
+                .chain([rec(9_999, CallState::Ended, T0 - 100)])
+                .filter(|r| r.record.start_ms.is_some_and(|s| (w.start_ms..=w.end_ms).contains(&s)))
+                .collect();
+            v.sort_by_key(|r| r.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            v
+        }
+    }
+
+    impl Source for Busy {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let first = self.log.lock().unwrap().is_empty();
+            self.log.lock().unwrap().push(("read", w));
+            let all = Self::calls(w);
+            let total = all.len() as u64;
+            let mut records = all;
+            if first {
+                // The joiner came after its page was served, and the skipped call fell between pages.
+                records.retain(|r| r.id.0 != 9_999 && Some(r.id.0) != self.skip);
+            }
+            Ok(WindowRead {
+                requests: total.div_ceil(100).max(1),
+                records,
+                total: Some(total),
+                rejected: Vec::new(),
+                total_unchanged: !first,
+                stopped: None,
+            })
+        }
+
+        async fn probe(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            self.log.lock().unwrap().push(("probe", w));
+            let all = Self::calls(w);
+            let total = all.len() as u64;
+            let records = all.into_iter().take(100).collect();
+            Ok(WindowRead { records, requests: 1, total: Some(total), total_unchanged: true, ..WindowRead::default() })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_total_that_moved_at_the_live_end_costs_one_probe_of_the_settled_part() {
+        let busy = Busy { skip: None, log: Default::default() };
+        let mut p = Poller::new(busy, ita_config(), State::default(), Arc::new(Shared::default()), None);
+        let report = p.poll_at(T0).await.unwrap();
+        // 3 601 calls: 37 pages, then one page of the settled part tells all 3 480 of them were seen.
+        assert_eq!(report.requests, 37 + 1);
+        let settled = Window { start_ms: Busy::START, end_ms: T0 - 120_001 };
+        assert_eq!(*p.source().log.lock().unwrap(), [("read", report.plan.main), ("probe", settled)]);
+        assert_eq!(p.state().aggregates.total_calls(), 3_600, "the joiner is the next poll's");
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 3_601);
+    }
+
+    #[tokio::test]
+    async fn a_call_skipped_in_the_settled_part_is_found_by_probing_halves() {
+        // Call 1 001 started at START + 1 000.5 s, deep in the settled part; the main read skipped it.
+        let busy = Busy { skip: Some(1_001), log: Default::default() };
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(busy, ita_config(), State::default(), shared.clone(), None);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 3_600, "counted once, the joiner left to the next poll");
+        let log = p.source().log.lock().unwrap().clone();
+        // Halving the 3 480 s settled part, probing each half, down to the 435 s part that misses the
+        // call: 5 pages there cost less than halving on (3 more levels of 2 probes), so it is read again.
+        let at = |start: i64, end: i64| Window { start_ms: Busy::START + start, end_ms: Busy::START + end };
+        let expected = [
+            ("read", report.plan.main),
+            ("probe", at(0, 3_479_999)),
+            ("probe", at(0, 1_739_999)),
+            ("probe", at(0, 869_999)),
+            ("probe", at(870_000, 1_739_999)),
+            ("probe", at(870_000, 1_304_999)),
+            ("read", at(870_000, 1_304_999)),
+            ("probe", at(1_305_000, 1_739_999)),
+            ("probe", at(1_740_000, 3_479_999)),
+        ];
+        assert_eq!(log, expected);
+        // 37 pages of the main read, 7 probes and 5 pages again, where re-reading the settled part
+        // whole would have cost 35.
+        assert_eq!(report.requests, 37 + 7 + 5);
+        assert_eq!(shared.telemetry.snapshot().incomplete_reads, 0);
     }
 
     #[test]
