@@ -11,16 +11,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{start_in_window, PollSummary, Retention, State};
-use super::plan::{plan, settle_step, PlanConfig, PollPlan, Read, SettleStep, WindowBudget};
+use super::plan::{plan, settle_step, Catchup, PlanConfig, PollPlan, Read, SettleStep, WindowBudget};
 use crate::cec::client::{CecClient, WindowRead};
 use crate::cec::record::{CallId, TaskQuery, TaskType};
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
-    CatchupSkipped, DurationsTooLong, FieldInvalid, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned,
-    OpenCallsEvicted, PollCommitted, PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordLinesSuppressed,
-    RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
+    CatchingUp, CatchupSkipped, DurationsTooLong, FieldInvalid, IncompleteRead, InternalEvent, LateRecords,
+    OpenCallsAbandoned, OpenCallsEvicted, PollCommitted, PollFailed, ReasonCodesFolded, ReasonCodesRefolded,
+    RecordLinesSuppressed, RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded,
+    WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -50,8 +51,8 @@ pub struct PollerConfig {
 
 /// The most call records one poll holds before it commits (about 46 MB at 184 bytes a record). One
 /// read holds at most `--cec.max-pages-per-window` × `--cec.page-size` (100 000 by default), and a poll
-/// may make many reads (two task-type queries, up to three re-reads of a settled part each, targeted
-/// reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
+/// may make many reads (two task-type queries, checks of a settled part each with up to three re-reads
+/// of the parts that miss calls, targeted reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
 /// window ([`WindowBudget`]), so memory stays bounded and the counts exact.
 pub const MAX_RECORDS_PER_POLL: usize = 250_000;
 
@@ -146,6 +147,8 @@ pub struct Poller<S: Source = CecClient> {
     attempted: Option<Window>,
     /// [`MAX_RECORDS_PER_POLL`]; lower in tests.
     max_records: usize,
+    /// The catch-up under way, if any: one progress line per committed window.
+    catchup: Catchup,
 }
 
 /// A committed poll.
@@ -188,6 +191,7 @@ impl<S: Source> Poller<S> {
             budget: WindowBudget::default(),
             attempted: None,
             max_records: MAX_RECORDS_PER_POLL,
+            catchup: Catchup::default(),
         };
         p.publish();
         p
@@ -281,6 +285,13 @@ impl<S: Source> Poller<S> {
         let telemetry = &self.shared.telemetry;
         if let Some((from_ms, to_ms)) = skipped {
             CatchupSkipped { from_ms, to_ms }.emit(telemetry);
+        }
+        // The rest of a catch-up is estimated at the window length the next polls will use.
+        let records = fetched.iter().map(|(_, r)| r.len() as u64).sum();
+        let next_cfg = self.budget.apply(&self.cfg.plan);
+        let at = Instant::now().into_std();
+        if let Some(progress) = self.catchup.committed(&next_cfg, now, &plan, records, started.into_std(), at) {
+            CatchingUp { progress }.emit(telemetry);
         }
         // Each fetch of a record with unusable fields counts, as each fetch of a rejected record does;
         // not one rejected for its start (it is `out_of_window`, not a call with a bad field).
@@ -1193,6 +1204,64 @@ mod tests {
         // whole would have cost 35.
         assert_eq!(report.requests, 37 + 7 + 5);
         assert_eq!(shared.telemetry.snapshot().incomplete_reads, 0);
+    }
+
+    /// One ended ITA call every six hours, from ten days before T0, each a second past its hour.
+    struct EverySixHours;
+
+    impl Source for EverySixHours {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let records = (0..40u64)
+                .map(|k| rec(k + 1, CallState::Ended, T0 - 10 * 86_400_000 + k as i64 * 21_600_000 + 1_000))
+                .filter(|r| r.record.start_ms.is_some_and(|s| (w.start_ms..=w.end_ms).contains(&s)))
+                .collect();
+            Ok(one_page(records))
+        }
+    }
+
+    #[test]
+    fn a_ten_day_catch_up_logs_each_window_and_the_history_left() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let shared = Arc::new(Shared::default());
+        let cfg = PollerConfig { max_catchup_ms: 30 * 86_400_000, ..ita_config() };
+        let mut p = Poller::new(EverySixHours, cfg, State::default(), shared.clone(), None);
+        // The pace depends on this machine's speed: checked to be a whole number above 0 and masked;
+        // the time left at that pace is under a second for these few records.
+        let mut poll = |now: i64| {
+            let (behind, lines) = crate::logging::capture(tracing::Level::INFO, || {
+                rt.block_on(async { p.poll_at(now).await.unwrap().plan.behind })
+            });
+            let masked = lines.iter().map(|l| {
+                let (head, rest) = l.split_once(" records_per_s=").expect(l);
+                let (rate, tail) = rest.split_once(' ').expect(l);
+                assert!(rate.parse::<u64>().is_ok_and(|r| r > 0), "{l}");
+                format!("{head} records_per_s=N {tail}")
+            });
+            (behind, masked.collect::<Vec<_>>())
+        };
+        // Ten days ago the exporter ran in step with the clock: no catch-up, no line.
+        assert_eq!(poll(T0 - 10 * 86_400_000), (false, vec![]));
+        assert_eq!(shared.telemetry.snapshot().catchup_remaining_seconds, 0.0);
+        // Back after ten days: a window of 7 days less a minute (28 calls), then the rest (12 calls).
+        let (behind, lines) = poll(T0);
+        assert!(behind);
+        assert_eq!(
+            lines,
+            ["level=info msg=\"catching up\" window=1 windows=2 from=2027-01-05T07:58:00.000Z \
+              to=2027-01-12T07:57:00.000Z records=28 records_per_s=N remaining_s=259380.0 eta=0s"]
+        );
+        assert_eq!(shared.telemetry.snapshot().catchup_remaining_seconds, 259_380.0);
+        let (behind, lines) = poll(T0);
+        assert!(!behind);
+        assert_eq!(
+            lines,
+            ["level=info msg=\"catching up\" window=2 windows=2 from=2027-01-12T07:55:00.000Z \
+              to=2027-01-15T08:00:00.000Z records=40 records_per_s=N remaining_s=0.0 eta=0s"]
+        );
+        assert_eq!(shared.telemetry.snapshot().catchup_remaining_seconds, 0.0);
+        // Caught up: the next poll is quiet again.
+        assert_eq!(poll(T0 + 30_000), (false, vec![]));
+        assert_eq!(p.state().aggregates.total_calls(), 40);
     }
 
     #[test]
