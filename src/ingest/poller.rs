@@ -1115,6 +1115,8 @@ mod tests {
     /// order that is not by time. Every read and probe is logged.
     struct Busy {
         skip: Option<u64>,
+        /// Calls that every later read and probe claims in `total` beyond what it serves (a lying gateway).
+        phantom: u64,
         log: std::sync::Mutex<Vec<(&'static str, Window)>>,
     }
 
@@ -1137,7 +1139,7 @@ mod tests {
             let first = self.log.lock().unwrap().is_empty();
             self.log.lock().unwrap().push(("read", w));
             let all = Self::calls(w);
-            let total = all.len() as u64;
+            let total = all.len() as u64 + if first { 0 } else { self.phantom };
             let mut records = all;
             if first {
                 // The joiner came after its page was served, and the skipped call fell between pages.
@@ -1156,7 +1158,7 @@ mod tests {
         async fn probe(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
             self.log.lock().unwrap().push(("probe", w));
             let all = Self::calls(w);
-            let total = all.len() as u64;
+            let total = all.len() as u64 + self.phantom;
             let records = all.into_iter().take(100).collect();
             Ok(WindowRead { records, requests: 1, total: Some(total), total_unchanged: true, ..WindowRead::default() })
         }
@@ -1164,7 +1166,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_total_that_moved_at_the_live_end_costs_one_probe_of_the_settled_part() {
-        let busy = Busy { skip: None, log: Default::default() };
+        let busy = Busy { skip: None, phantom: 0, log: Default::default() };
         let mut p = Poller::new(busy, ita_config(), State::default(), Arc::new(Shared::default()), None);
         let report = p.poll_at(T0).await.unwrap();
         // 3 601 calls: 37 pages, then one page of the settled part tells all 3 480 of them were seen.
@@ -1179,7 +1181,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_skipped_in_the_settled_part_is_found_by_probing_halves() {
         // Call 1 001 started at START + 1 000.5 s, deep in the settled part; the main read skipped it.
-        let busy = Busy { skip: Some(1_001), log: Default::default() };
+        let busy = Busy { skip: Some(1_001), phantom: 0, log: Default::default() };
         let shared = Arc::new(Shared::default());
         let mut p = Poller::new(busy, ita_config(), State::default(), shared.clone(), None);
         let report = p.poll_at(T0).await.unwrap();
@@ -1204,6 +1206,27 @@ mod tests {
         // whole would have cost 35.
         assert_eq!(report.requests, 37 + 7 + 5);
         assert_eq!(shared.telemetry.snapshot().incomplete_reads, 0);
+    }
+
+    #[tokio::test]
+    async fn a_total_that_always_claims_one_call_more_costs_at_most_a_few_pages_more_than_three_rereads() {
+        // A lying gateway: every read and probe after the main read claims one call more than it serves.
+        let busy = Busy { skip: None, phantom: 1, log: Default::default() };
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(busy, ita_config(), State::default(), shared.clone(), None);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 3_600);
+        let log = p.source().log.lock().unwrap().clone();
+        let probes = log.iter().filter(|(k, _)| *k == "probe").count();
+        let rereads: Vec<Window> = log.iter().skip(1).filter(|(k, _)| *k == "read").map(|(_, w)| *w).collect();
+        // Every part looks one call short, so halving stops where a part is 5 pages (435 s): 15
+        // probes, then each of the 8 parts is read three times (5 pages each) and given up.
+        assert_eq!(probes, 15, "{log:?}");
+        assert_eq!(rereads.len(), 8 * 3);
+        assert!(rereads.iter().all(|w| w.end_ms - w.start_ms == 434_999), "{rereads:?}");
+        assert_eq!(shared.telemetry.snapshot().incomplete_reads, 8);
+        // Reading the 35-page settled part whole three times would have cost 105 requests: 120 + 15.
+        assert_eq!(report.requests, 37 + 15 + 8 * 3 * 5);
     }
 
     /// One ended ITA call every six hours, from ten days before T0, each a second past its hour.
