@@ -20,6 +20,7 @@ use crate::cec::window::Window;
 use crate::cec::wire::{Field, ParsedRecord, RejectReason, Rejection};
 use crate::cec::{ApiError, ApiObserver, Endpoint, Retry};
 use crate::ingest::ledger::PollSummary;
+use crate::ingest::plan::CatchupProgress;
 use crate::ingest::poller::PollError;
 use crate::metrics::telemetry::{FailureKind, LastFailure, RecordLine, Telemetry, RECORD_LINES_PER_POLL};
 
@@ -331,6 +332,34 @@ impl InternalEvent for StateCommitFailed<'_> {
     fn emit(&self, t: &Telemetry) {
         tracing::debug!(error = %self.error, "state commit failed; the poll is undone");
         t.update(|d| d.state_commit_failures += 1);
+    }
+}
+
+/// One more main window of a catch-up (an outage or a backfill longer than a window) committed. Sets
+/// `cec_exporter_catchup_remaining_seconds` to the history still to read (0 with the window that
+/// reaches now); one info line per window: which of how many, its range, the records read so far and
+/// their rate, and the time left at the pace so far.
+#[derive(Clone, Copy, Debug)]
+pub struct CatchingUp {
+    pub progress: CatchupProgress,
+}
+
+impl InternalEvent for CatchingUp {
+    fn emit(&self, t: &Telemetry) {
+        let p = &self.progress;
+        let remaining_s = p.remaining_ms as f64 / 1000.0;
+        t.update(|d| d.catchup_remaining_seconds = remaining_s);
+        tracing::info!(
+            window = p.window,
+            windows = p.windows,
+            from = %crate::logging::rfc3339_ms(p.main.start_ms),
+            to = %crate::logging::rfc3339_ms(p.main.end_ms),
+            records = p.records,
+            records_per_s = p.records_per_second.round() as u64,
+            remaining_s,
+            eta = %humantime::format_duration(Duration::from_secs(p.eta.as_secs())),
+            "catching up"
+        );
     }
 }
 
@@ -974,6 +1003,34 @@ mod tests {
             "level=warn msg=\"the outage is longer than --poll.max-catchup: calls that started in this stretch are not counted\" \
              from=1970-01-01T00:00:10.000Z to=1970-01-01T01:00:10.000Z skipped_s=3600.0"
         );
+    }
+
+    #[test]
+    fn catching_up_is_one_line_per_window_and_sets_the_history_left() {
+        let day = 86_400_000;
+        let progress = CatchupProgress {
+            window: 1,
+            windows: 2,
+            main: Window { start_ms: 0, end_ms: 7 * day - 60_000 },
+            records: 600_000,
+            records_per_second: 9_999.6,
+            remaining_ms: 3 * day + 60_000,
+            eta: Duration::from_millis(3_725_900),
+        };
+        let (d, lines) = emit(&CatchingUp { progress });
+        assert_eq!(d, TelemetryData { catchup_remaining_seconds: 259_260.0, ..Default::default() });
+        assert_eq!(
+            one_line(&lines, "info"),
+            "level=info msg=\"catching up\" window=1 windows=2 from=1970-01-01T00:00:00.000Z \
+             to=1970-01-07T23:59:00.000Z records=600000 records_per_s=10000 remaining_s=259260.0 eta=\"1h 2m 5s\""
+        );
+        // The window that reaches now: nothing left.
+        let last = CatchupProgress { window: 2, remaining_ms: 0, eta: Duration::ZERO, ..progress };
+        let t = Telemetry::default();
+        t.update(|d| d.catchup_remaining_seconds = 259_260.0);
+        let (d, lines) = emit_on(t, &CatchingUp { progress: last });
+        assert_eq!(d.catchup_remaining_seconds, 0.0);
+        assert!(one_line(&lines, "info").ends_with(" remaining_s=0.0 eta=0s"), "{lines:?}");
     }
 
     #[test]

@@ -191,6 +191,18 @@ impl CecClient {
     /// `total` is read (one request when the window is empty). A retryable failure is retried up to
     /// `retries` times with backoff; any failure left fails the whole read.
     pub async fn read_window(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        self.read_pages(query, window, self.cfg.max_pages_per_window).await
+    }
+
+    /// The first page of `query` over `window` only: one request that tells CEC's `total` for the
+    /// window (and reads all of it when it fits one page). Stopped at [`Stop::PageLimit`] when more
+    /// pages remain. Used to check a settled window without paging it again.
+    pub async fn read_first_page(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        self.read_pages(query, window, 1).await
+    }
+
+    /// [`CecClient::read_window`], stopping at [`Stop::PageLimit`] after `max_pages` pages.
+    async fn read_pages(&self, query: TaskQuery, window: Window, max_pages: u32) -> Result<WindowRead, ApiError> {
         let mut out = WindowRead { total_unchanged: true, ..WindowRead::default() };
         let limit = self.cfg.page_size;
         let mut offset: u64 = 0;
@@ -199,7 +211,7 @@ impl CecClient {
         let mut seen: hashbrown::HashSet<CallId> = hashbrown::HashSet::new();
         let mut pages: u32 = 0;
         loop {
-            if pages >= self.cfg.max_pages_per_window {
+            if pages >= max_pages {
                 out.stopped = Some(Stop::PageLimit);
                 break;
             }
@@ -666,6 +678,24 @@ mod tests {
         let rejected = Rejection { reason: RejectReason::NotAnObject, field: None, serial: None };
         assert_eq!(read.rejected, [Skipped { rejection: rejected, page_offset: 2 }]);
         assert_eq!((read.requests, read.total, read.complete()), (2, Some(3), true));
+    }
+
+    #[tokio::test]
+    async fn a_first_page_read_is_one_request_that_tells_the_total() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let two = [r#"{"callSerialNo":"1","state":3}"#, r#"{"callSerialNo":"2","state":3}"#];
+        script.query.lock().unwrap().extend([page(5, &two), page(2, &two)]);
+        let (c, _) = client(&fake_cec(script.clone()).await, 2, 0);
+        // More pages remain: one request, stopped at the page limit, `total` as CEC said.
+        let read = c.read_first_page(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.total, read.records.len()), (1, Some(5), 2));
+        assert_eq!(read.stopped, Some(Stop::PageLimit));
+        // The window fits one page: that page is all of it, a complete read.
+        let read = c.read_first_page(TaskQuery::ITA, W).await.unwrap();
+        assert_eq!((read.requests, read.total, read.stopped, read.complete()), (1, Some(2), None, true));
+        let offsets: Vec<_> = script.bodies.lock().unwrap().iter().map(|b| b["offset"].clone()).collect();
+        assert_eq!(offsets, ["0", "0"]);
     }
 
     #[tokio::test]

@@ -9,6 +9,11 @@
 //!   window*: a few seconds around its start, merged with its neighbours, so one long call costs one
 //!   small request per poll instead of re-reading every record since it started.
 //!
+//! When the main window's answer changed while it was paged, [`settle_step`] decides how its settled
+//! part is checked: by one page that tells CEC's `total` there, halving only where calls are missing,
+//! instead of paging the whole part again. [`Catchup`] follows a catch-up window by window, for its
+//! progress line and the `cec_exporter_catchup_remaining_seconds` gauge.
+//!
 //! A poll past `--poll.deadline` (or past the records one poll may hold) fails whole, and a catch-up
 //! window too big to read within it would fail the same way forever. [`WindowBudget`] shrinks the main window after such a failure and grows it back
 //! after polls that finished well inside the deadline. It only decides where a main window *ends*: the
@@ -113,6 +118,126 @@ pub fn plan(
     let settled_end = end.saturating_sub(cfg.lookback_ms) - 1;
     let settled = (settled_end >= start).then_some(Window { start_ms: start, end_ms: settled_end });
     PollPlan { main, reads, behind: end < now_ms, settled }
+}
+
+/// What to do with a part of the settled window after one page of it was read (a *probe*, which tells
+/// CEC's `total` for that part), when the main window's answer changed while it was paged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleStep {
+    /// Every call CEC counts there has been seen: nothing was skipped in this part.
+    Covered,
+    /// Calls are missing: probe each half, so only the halves that miss calls are read on.
+    Split(Window, Window),
+    /// Calls are missing and halving would cost about as much as reading the part again: read every
+    /// page of it again (the probe already was all of it when it fits one page).
+    Reread,
+}
+
+/// Decides how to go on with `part` of the settled window: CEC counts `total` calls there, and `seen`
+/// distinct calls are known to lie in it (from the main read and the probe; malformed entries
+/// included). Nothing new starts in a settled part, so its `total` holds still, and a missing call lies
+/// in one of its halves: finding `m` missing calls by halving costs about `2·m·log2(pages)` one-page
+/// probes, against `pages` requests to read the part again, so the cheaper of the two is taken. This
+/// is how a backfill whose `total` moved (calls joining the live end of the window) costs one request
+/// per query instead of a second read of the whole settled part.
+pub fn settle_step(part: Window, total: u64, seen: u64, page_size: u32) -> SettleStep {
+    if seen >= total {
+        return SettleStep::Covered;
+    }
+    let page = u64::from(page_size.max(1));
+    let pages = total.div_ceil(page);
+    let missing = total - seen;
+    // ⌈log2(pages)⌉ levels of two probes each, per missing call.
+    let depth = u64::from(u64::BITS - (pages.max(1) - 1).leading_zeros());
+    let halving = missing.saturating_mul(2).saturating_mul(depth);
+    if pages <= 1 || halving >= pages || part.end_ms - part.start_ms < 1 {
+        return SettleStep::Reread;
+    }
+    let mid = part.start_ms + (part.end_ms - part.start_ms) / 2;
+    SettleStep::Split(
+        Window { start_ms: part.start_ms, end_ms: mid },
+        Window { start_ms: mid + 1, end_ms: part.end_ms },
+    )
+}
+
+/// A catch-up as it goes: from the first committed main window that ended before now (an outage, a
+/// long backfill) to the one that reaches now. Fed each committed poll, it says where the catch-up
+/// stands, so an operator watching a restart knows how long it will take; a poll in step with the
+/// clock outside a catch-up is no progress to report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Catchup {
+    /// Windows committed in this catch-up; 0 when none is under way.
+    windows: u32,
+    /// Records read in it so far (re-reads included: what CEC had to serve).
+    records: u64,
+    /// Where its first window started, epoch ms.
+    from_ms: i64,
+    /// When its first poll started.
+    started: Option<std::time::Instant>,
+}
+
+/// Where a catch-up stands after one more committed window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CatchupProgress {
+    /// This window's number in the catch-up, from 1.
+    pub window: u32,
+    /// The windows it will take in all: those done plus those the rest needs at the current window
+    /// length (an estimate: the window shrinks after polls past `--poll.deadline`).
+    pub windows: u32,
+    /// The main window just committed.
+    pub main: Window,
+    /// Records read since the catch-up started.
+    pub records: u64,
+    /// Records read per second of wall time since it started.
+    pub records_per_second: f64,
+    /// History still to read: from this window's end to now, ms (0 once caught up).
+    pub remaining_ms: i64,
+    /// Wall time left at the pace so far (history read per second of wall time).
+    pub eta: std::time::Duration,
+}
+
+impl Catchup {
+    /// A poll that started at `started` committed `plan` at `now_ms` (at the instant `at`), having read
+    /// `records` records; `cfg` is what it was planned with (its window length after the budget). The
+    /// progress when the poll was part of a catch-up, which then ends if the poll reached now.
+    pub fn committed(
+        &mut self,
+        cfg: &PlanConfig,
+        now_ms: i64,
+        plan: &PollPlan,
+        records: u64,
+        started: std::time::Instant,
+        at: std::time::Instant,
+    ) -> Option<CatchupProgress> {
+        if self.windows == 0 {
+            if !plan.behind {
+                return None;
+            }
+            *self = Catchup { windows: 0, records: 0, from_ms: plan.main.start_ms, started: Some(started) };
+        }
+        self.windows += 1;
+        self.records += records;
+        let elapsed = at.saturating_duration_since(self.started.unwrap_or(started));
+        let remaining_ms = if plan.behind { now_ms.saturating_sub(plan.main.end_ms).max(0) } else { 0 };
+        // Each further window reads its length of history, less the lookback it re-reads.
+        let step = cfg.max_window_ms.min(MAX_WINDOW_MS).saturating_sub(cfg.lookback_ms).max(1);
+        let left = u32::try_from((remaining_ms as u64).div_ceil(step as u64)).unwrap_or(u32::MAX);
+        let covered_ms = plan.main.end_ms.saturating_sub(self.from_ms).max(1);
+        let secs = elapsed.as_secs_f64();
+        let progress = CatchupProgress {
+            window: self.windows,
+            windows: self.windows.saturating_add(left),
+            main: plan.main,
+            records: self.records,
+            records_per_second: if secs > 0.0 { self.records as f64 / secs } else { 0.0 },
+            remaining_ms,
+            eta: elapsed.mul_f64(remaining_ms as f64 / covered_ms as f64),
+        };
+        if !plan.behind {
+            *self = Catchup::default();
+        }
+        Some(progress)
+    }
 }
 
 /// The least a main window may be shrunk to beyond the lookback: each poll still advances the cursor
@@ -321,6 +446,91 @@ mod tests {
                 Window { start_ms: NOW - 741_000, end_ms: NOW - 739_000 },
             ]
         );
+    }
+
+    #[test]
+    fn a_settled_part_is_checked_by_halves_only_where_calls_are_missing() {
+        let w = Window { start_ms: 0, end_ms: 3_299_999 };
+        // 33 000 calls, 330 pages: all seen, nothing to read.
+        assert_eq!(settle_step(w, 33_000, 33_000, 100), SettleStep::Covered);
+        assert_eq!(settle_step(w, 33_000, 33_001, 100), SettleStep::Covered, "more seen (a call gone) is covered");
+        // One missing: halve (about 2 × 9 probes instead of 330 pages).
+        assert_eq!(
+            settle_step(w, 33_000, 32_999, 100),
+            SettleStep::Split(
+                Window { start_ms: 0, end_ms: 1_649_999 },
+                Window { start_ms: 1_650_000, end_ms: 3_299_999 }
+            )
+        );
+        // 18 missing: 18 × 2 × 9 = 324 < 330 still halves; 19 would cost more than reading it again.
+        assert!(matches!(settle_step(w, 33_000, 33_000 - 18, 100), SettleStep::Split(..)));
+        assert_eq!(settle_step(w, 33_000, 33_000 - 19, 100), SettleStep::Reread);
+        // A part that fits one page was read whole by its probe and is still short: read again.
+        assert_eq!(settle_step(w, 100, 99, 100), SettleStep::Reread);
+        // Two pages: one probe each half (2) is no cheaper than two pages.
+        assert_eq!(settle_step(w, 200, 199, 100), SettleStep::Reread);
+        // A single millisecond cannot be halved.
+        assert_eq!(settle_step(Window { start_ms: 5, end_ms: 5 }, 1_000, 999, 100), SettleStep::Reread);
+        // Halves tile the part: adjacent, no overlap.
+        let SettleStep::Split(a, b) = settle_step(Window { start_ms: 10, end_ms: 13 }, 5_000, 4_999, 100) else {
+            panic!("split expected")
+        };
+        assert_eq!((a, b), (Window { start_ms: 10, end_ms: 11 }, Window { start_ms: 12, end_ms: 13 }));
+    }
+
+    #[test]
+    fn a_catch_up_reports_each_window_with_its_pace_and_what_is_left() {
+        use std::time::{Duration, Instant};
+        let cfg = cfg();
+        let t0 = Instant::now();
+        let mut c = Catchup::default();
+        // In step with the clock: no catch-up, nothing to report.
+        let steady = plan(&cfg, NOW, Some(NOW - 30_000), &Q, [], |_| None);
+        assert_eq!(c.committed(&cfg, NOW, &steady, 500, t0, t0 + Duration::from_secs(1)), None);
+        // Ten days behind: a first window of 7 days (less the minute CEC's limit keeps), then the rest.
+        let cursor = NOW - 10 * DAY;
+        let p1 = plan(&cfg, NOW, Some(cursor), &Q, [], |_| None);
+        let first = c.committed(&cfg, NOW, &p1, 600_000, t0, t0 + Duration::from_secs(60)).unwrap();
+        let remaining_ms = NOW - p1.main.end_ms;
+        assert_eq!(
+            first,
+            CatchupProgress {
+                window: 1,
+                windows: 2,
+                main: p1.main,
+                records: 600_000,
+                records_per_second: 10_000.0,
+                remaining_ms,
+                // 60 s for 7 days of history: the 3 days left at that pace.
+                eta: Duration::from_secs(60).mul_f64(remaining_ms as f64 / MAX_WINDOW_MS as f64),
+            }
+        );
+        assert_eq!(first.eta.as_secs(), 25);
+        let p2 = plan(&cfg, NOW, Some(p1.main.end_ms), &Q, [], |_| None);
+        assert!(!p2.behind);
+        let t1 = t0 + Duration::from_secs(60);
+        let last = c.committed(&cfg, NOW, &p2, 300_000, t1, t1 + Duration::from_secs(30)).unwrap();
+        assert_eq!((last.window, last.windows, last.records), (2, 2, 900_000));
+        assert_eq!((last.remaining_ms, last.eta, last.records_per_second), (0, Duration::ZERO, 10_000.0));
+        // Caught up: the next poll in step with the clock is quiet again, and a new outage starts afresh.
+        assert_eq!(c.committed(&cfg, NOW, &steady, 10, t0, t0), None);
+        let again = c.committed(&cfg, NOW, &p1, 5, t0, t0).unwrap();
+        assert_eq!((again.window, again.records, again.records_per_second), (1, 5, 0.0));
+    }
+
+    #[test]
+    fn a_shrunk_window_makes_the_catch_up_take_more_windows() {
+        use std::time::Instant;
+        let mut b = WindowBudget::default();
+        let cfg = cfg();
+        b.overran(&cfg, Window { start_ms: 0, end_ms: DAY });
+        // Half a day per window, less the 2 min lookback each re-reads: 3 days behind is 7 windows.
+        let applied = b.apply(&cfg);
+        let p = plan(&applied, NOW, Some(NOW - 3 * DAY), &Q, [], |_| None);
+        let t = Instant::now();
+        let first = Catchup::default().committed(&applied, NOW, &p, 0, t, t).unwrap();
+        assert_eq!(first.remaining_ms, 3 * DAY + 120_000 - DAY / 2);
+        assert_eq!((first.window, first.windows), (1, 7));
     }
 
     const DAY: i64 = 86_400_000;

@@ -11,16 +11,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{start_in_window, PollSummary, Retention, State};
-use super::plan::{plan, PlanConfig, PollPlan, Read, WindowBudget};
+use super::plan::{plan, settle_step, Catchup, PlanConfig, PollPlan, Read, SettleStep, WindowBudget};
 use crate::cec::client::{CecClient, WindowRead};
-use crate::cec::record::{TaskQuery, TaskType};
+use crate::cec::record::{CallId, TaskQuery, TaskType};
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
 use crate::cec::ApiError;
 use crate::events::{
-    CatchupSkipped, DurationsTooLong, FieldInvalid, IncompleteRead, InternalEvent, LateRecords, OpenCallsAbandoned,
-    OpenCallsEvicted, PollCommitted, PollFailed, ReasonCodesFolded, ReasonCodesRefolded, RecordLinesSuppressed,
-    RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded, WindowFetched,
+    CatchingUp, CatchupSkipped, DurationsTooLong, FieldInvalid, IncompleteRead, InternalEvent, LateRecords,
+    OpenCallsAbandoned, OpenCallsEvicted, PollCommitted, PollFailed, ReasonCodesFolded, ReasonCodesRefolded,
+    RecordLinesSuppressed, RecordsOutOfWindow, StateCommitFailed, StateCommitted, StateReloadFailed, StateReloaded,
+    WindowFetched,
 };
 use crate::metrics::expose::Published;
 use crate::metrics::telemetry::Telemetry;
@@ -50,8 +51,8 @@ pub struct PollerConfig {
 
 /// The most call records one poll holds before it commits (about 46 MB at 184 bytes a record). One
 /// read holds at most `--cec.max-pages-per-window` × `--cec.page-size` (100 000 by default), and a poll
-/// may make many reads (two task-type queries, up to three re-reads of a settled part each, targeted
-/// reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
+/// may make many reads (two task-type queries, checks of a settled part each with up to three re-reads
+/// of the parts that miss calls, targeted reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
 /// window ([`WindowBudget`]), so memory stays bounded and the counts exact.
 pub const MAX_RECORDS_PER_POLL: usize = 250_000;
 
@@ -101,11 +102,26 @@ pub trait Source: Send + Sync {
         query: TaskQuery,
         window: Window,
     ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send;
+
+    /// At least the first page of `query` over `window` (one request, as
+    /// [`CecClient::read_first_page`] reads it), for its `total`. Reading every page, the default, is
+    /// correct too, only dearer.
+    fn probe(
+        &self,
+        query: TaskQuery,
+        window: Window,
+    ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send {
+        self.read(query, window)
+    }
 }
 
 impl Source for CecClient {
     async fn read(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
         self.read_window(query, window).await
+    }
+
+    async fn probe(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        self.read_first_page(query, window).await
     }
 }
 
@@ -131,6 +147,8 @@ pub struct Poller<S: Source = CecClient> {
     attempted: Option<Window>,
     /// [`MAX_RECORDS_PER_POLL`]; lower in tests.
     max_records: usize,
+    /// The catch-up under way, if any: one progress line per committed window.
+    catchup: Catchup,
 }
 
 /// A committed poll.
@@ -173,6 +191,7 @@ impl<S: Source> Poller<S> {
             budget: WindowBudget::default(),
             attempted: None,
             max_records: MAX_RECORDS_PER_POLL,
+            catchup: Catchup::default(),
         };
         p.publish();
         p
@@ -266,6 +285,13 @@ impl<S: Source> Poller<S> {
         let telemetry = &self.shared.telemetry;
         if let Some((from_ms, to_ms)) = skipped {
             CatchupSkipped { from_ms, to_ms }.emit(telemetry);
+        }
+        // The rest of a catch-up is estimated at the window length the next polls will use.
+        let records = fetched.iter().map(|(_, r)| r.len() as u64).sum();
+        let next_cfg = self.budget.apply(&self.cfg.plan);
+        let at = Instant::now().into_std();
+        if let Some(progress) = self.catchup.committed(&next_cfg, now, &plan, records, started.into_std(), at) {
+            CatchingUp { progress }.emit(telemetry);
         }
         // Each fetch of a record with unusable fields counts, as each fetch of a rejected record does;
         // not one rejected for its start (it is `out_of_window`, not a call with a bad field).
@@ -389,7 +415,15 @@ impl<S: Source> Poller<S> {
 
     /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
     /// the settled part, which the next poll will not read again, may have been skipped. Nothing new
-    /// starts there; read it again until every call CEC counts there has been seen, three times at most.
+    /// starts there, so its `total` holds still: one page of it (a probe) tells how many calls CEC
+    /// counts there, and when every one of them was already seen, nothing more is read. Otherwise the
+    /// part is halved and each half probed, down to the parts that really miss calls, which are read
+    /// again ([`settle_step`] decides, by cost). A backfill whose `total` moved because calls joined its
+    /// live end thus costs one request per query instead of the settled part's every page.
+    ///
+    /// A call counts as seen in a part when its `startTime` lies strictly inside it (CEC's window ends
+    /// may be exclusive) or the part's probe served it; malformed entries only when its probe served
+    /// them. Either way a part can only look short of calls, never covered when it is not.
     async fn reread_settled(
         &self,
         query: TaskQuery,
@@ -397,12 +431,60 @@ impl<S: Source> Poller<S> {
         fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
         requests: &mut u64,
     ) -> Result<(), PollError> {
-        let read = Read { query, window: settled, targeted: false };
+        // The main read is the last one fetched.
+        let mut known: hashbrown::HashMap<CallId, Option<i64>> = fetched
+            .last()
+            .map(|(_, records)| records.iter().map(|r| (r.id, r.record.start_ms)).collect())
+            .unwrap_or_default();
+        let page_size = self.cfg.plan.page_size;
+        let mut parts = vec![settled];
+        while let Some(part) = parts.pop() {
+            let r = self.probe(query, part).await?;
+            *requests += r.requests;
+            let served: hashbrown::HashSet<CallId> = r.records.iter().map(|rec| rec.id).collect();
+            let inside = known
+                .iter()
+                .filter(|(id, start)| {
+                    start.is_some_and(|s| part.start_ms < s && s < part.end_ms) && !served.contains(*id)
+                })
+                .count();
+            let seen = (served.len() + inside + r.rejected.len()) as u64;
+            for rec in &r.records {
+                known.entry(rec.id).or_insert(rec.record.start_ms);
+            }
+            let (total, stopped) = (r.total, r.stopped);
+            fetched.push((Read { query, window: part, targeted: false }, r.records));
+            self.check_held(fetched)?;
+            let step = match total {
+                Some(total) => settle_step(part, total, seen, page_size),
+                // No `total`: a probe that ended by itself (a short page, or no data) read it all.
+                None if stopped.is_none() => SettleStep::Covered,
+                None => SettleStep::Reread,
+            };
+            match step {
+                SettleStep::Covered => {}
+                SettleStep::Split(a, b) => parts.extend([b, a]),
+                SettleStep::Reread => self.reread_whole(query, part, fetched, requests).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `part` of the settled window until every call CEC counts there has been seen, three times
+    /// at most; giving up is one [`IncompleteRead`].
+    async fn reread_whole(
+        &self,
+        query: TaskQuery,
+        part: Window,
+        fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
+        requests: &mut u64,
+    ) -> Result<(), PollError> {
+        let read = Read { query, window: part, targeted: false };
         let mut seen = hashbrown::HashSet::new();
         // Each read is logged as a `WindowFetched` event; only giving up is worth a warning.
         let mut reason = crate::cec::client::Incomplete::ShortOfTotal;
         for _ in 0..3 {
-            let r = self.read(query, settled).await?;
+            let r = self.read(query, part).await?;
             *requests += r.requests;
             reason = r.incomplete().unwrap_or(reason);
             seen.extend(r.records.iter().map(|rec| rec.id));
@@ -413,8 +495,15 @@ impl<S: Source> Poller<S> {
                 return Ok(());
             }
         }
-        IncompleteRead { query, window: settled, reason }.emit(&self.shared.telemetry);
+        IncompleteRead { query, window: part, reason }.emit(&self.shared.telemetry);
         Ok(())
+    }
+
+    /// One page of `query` over `window` ([`Source::probe`]), noted like a read.
+    async fn probe(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
+        let r = self.source.probe(query, window).await?;
+        WindowFetched { query, window, read: &r }.emit(&self.shared.telemetry);
+        Ok(r)
     }
 
     fn publish(&self) {
@@ -1018,6 +1107,184 @@ mod tests {
         assert_eq!(p.budget().limit_ms(), Some(4 * half));
         p.poll_at(cursor + 180_000).await.unwrap();
         assert_eq!(p.budget().limit_ms(), None, "8 days is past the 7-day limit: no shrink left");
+    }
+
+    /// A busy ITA tenant over the backfill hour: one call a second, each started at half a second past
+    /// it, so no start lies on a window's edge. The main read's `total` moves while it is paged (one
+    /// call joins the live end) and it may skip one call; a probe serves the first page in a fixed
+    /// order that is not by time. Every read and probe is logged.
+    struct Busy {
+        skip: Option<u64>,
+        /// Calls that every later read and probe claims in `total` beyond what it serves (a lying gateway).
+        phantom: u64,
+        log: std::sync::Mutex<Vec<(&'static str, Window)>>,
+    }
+
+    impl Busy {
+        const START: i64 = T0 - 3_600_000;
+
+        fn calls(w: Window) -> Vec<ParsedRecord> {
+            let mut v: Vec<ParsedRecord> = (0..3_600u64)
+                .map(|i| rec(i + 1, CallState::Ended, Self::START + 500 + 1_000 * i as i64))
+                .chain([rec(9_999, CallState::Ended, T0 - 100)])
+                .filter(|r| r.record.start_ms.is_some_and(|s| (w.start_ms..=w.end_ms).contains(&s)))
+                .collect();
+            v.sort_by_key(|r| r.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            v
+        }
+    }
+
+    impl Source for Busy {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let first = self.log.lock().unwrap().is_empty();
+            self.log.lock().unwrap().push(("read", w));
+            let all = Self::calls(w);
+            let total = all.len() as u64 + if first { 0 } else { self.phantom };
+            let mut records = all;
+            if first {
+                // The joiner came after its page was served, and the skipped call fell between pages.
+                records.retain(|r| r.id.0 != 9_999 && Some(r.id.0) != self.skip);
+            }
+            Ok(WindowRead {
+                requests: total.div_ceil(100).max(1),
+                records,
+                total: Some(total),
+                rejected: Vec::new(),
+                total_unchanged: !first,
+                stopped: None,
+            })
+        }
+
+        async fn probe(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            self.log.lock().unwrap().push(("probe", w));
+            let all = Self::calls(w);
+            let total = all.len() as u64 + self.phantom;
+            let records = all.into_iter().take(100).collect();
+            Ok(WindowRead { records, requests: 1, total: Some(total), total_unchanged: true, ..WindowRead::default() })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_total_that_moved_at_the_live_end_costs_one_probe_of_the_settled_part() {
+        let busy = Busy { skip: None, phantom: 0, log: Default::default() };
+        let mut p = Poller::new(busy, ita_config(), State::default(), Arc::new(Shared::default()), None);
+        let report = p.poll_at(T0).await.unwrap();
+        // 3 601 calls: 37 pages, then one page of the settled part tells all 3 480 of them were seen.
+        assert_eq!(report.requests, 37 + 1);
+        let settled = Window { start_ms: Busy::START, end_ms: T0 - 120_001 };
+        assert_eq!(*p.source().log.lock().unwrap(), [("read", report.plan.main), ("probe", settled)]);
+        assert_eq!(p.state().aggregates.total_calls(), 3_600, "the joiner is the next poll's");
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 3_601);
+    }
+
+    #[tokio::test]
+    async fn a_call_skipped_in_the_settled_part_is_found_by_probing_halves() {
+        // Call 1 001 started at START + 1 000.5 s, deep in the settled part; the main read skipped it.
+        let busy = Busy { skip: Some(1_001), phantom: 0, log: Default::default() };
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(busy, ita_config(), State::default(), shared.clone(), None);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 3_600, "counted once, the joiner left to the next poll");
+        let log = p.source().log.lock().unwrap().clone();
+        // Halving the 3 480 s settled part, probing each half, down to the 435 s part that misses the
+        // call: 5 pages there cost less than halving on (3 more levels of 2 probes), so it is read again.
+        let at = |start: i64, end: i64| Window { start_ms: Busy::START + start, end_ms: Busy::START + end };
+        let expected = [
+            ("read", report.plan.main),
+            ("probe", at(0, 3_479_999)),
+            ("probe", at(0, 1_739_999)),
+            ("probe", at(0, 869_999)),
+            ("probe", at(870_000, 1_739_999)),
+            ("probe", at(870_000, 1_304_999)),
+            ("read", at(870_000, 1_304_999)),
+            ("probe", at(1_305_000, 1_739_999)),
+            ("probe", at(1_740_000, 3_479_999)),
+        ];
+        assert_eq!(log, expected);
+        // 37 pages of the main read, 7 probes and 5 pages again, where re-reading the settled part
+        // whole would have cost 35.
+        assert_eq!(report.requests, 37 + 7 + 5);
+        assert_eq!(shared.telemetry.snapshot().incomplete_reads, 0);
+    }
+
+    #[tokio::test]
+    async fn a_total_that_always_claims_one_call_more_costs_at_most_a_few_pages_more_than_three_rereads() {
+        // A lying gateway: every read and probe after the main read claims one call more than it serves.
+        let busy = Busy { skip: None, phantom: 1, log: Default::default() };
+        let shared = Arc::new(Shared::default());
+        let mut p = Poller::new(busy, ita_config(), State::default(), shared.clone(), None);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 3_600);
+        let log = p.source().log.lock().unwrap().clone();
+        let probes = log.iter().filter(|(k, _)| *k == "probe").count();
+        let rereads: Vec<Window> = log.iter().skip(1).filter(|(k, _)| *k == "read").map(|(_, w)| *w).collect();
+        // Every part looks one call short, so halving stops where a part is 5 pages (435 s): 15
+        // probes, then each of the 8 parts is read three times (5 pages each) and given up.
+        assert_eq!(probes, 15, "{log:?}");
+        assert_eq!(rereads.len(), 8 * 3);
+        assert!(rereads.iter().all(|w| w.end_ms - w.start_ms == 434_999), "{rereads:?}");
+        assert_eq!(shared.telemetry.snapshot().incomplete_reads, 8);
+        // Reading the 35-page settled part whole three times would have cost 105 requests: 120 + 15.
+        assert_eq!(report.requests, 37 + 15 + 8 * 3 * 5);
+    }
+
+    /// One ended ITA call every six hours, from ten days before T0, each a second past its hour.
+    struct EverySixHours;
+
+    impl Source for EverySixHours {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let records = (0..40u64)
+                .map(|k| rec(k + 1, CallState::Ended, T0 - 10 * 86_400_000 + k as i64 * 21_600_000 + 1_000))
+                .filter(|r| r.record.start_ms.is_some_and(|s| (w.start_ms..=w.end_ms).contains(&s)))
+                .collect();
+            Ok(one_page(records))
+        }
+    }
+
+    #[test]
+    fn a_ten_day_catch_up_logs_each_window_and_the_history_left() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let shared = Arc::new(Shared::default());
+        let cfg = PollerConfig { max_catchup_ms: 30 * 86_400_000, ..ita_config() };
+        let mut p = Poller::new(EverySixHours, cfg, State::default(), shared.clone(), None);
+        // The pace depends on this machine's speed: checked to be a whole number above 0 and masked;
+        // the time left at that pace is under a second for these few records.
+        let mut poll = |now: i64| {
+            let (behind, lines) = crate::logging::capture(tracing::Level::INFO, || {
+                rt.block_on(async { p.poll_at(now).await.unwrap().plan.behind })
+            });
+            let masked = lines.iter().map(|l| {
+                let (head, rest) = l.split_once(" records_per_s=").expect(l);
+                let (rate, tail) = rest.split_once(' ').expect(l);
+                assert!(rate.parse::<u64>().is_ok_and(|r| r > 0), "{l}");
+                format!("{head} records_per_s=N {tail}")
+            });
+            (behind, masked.collect::<Vec<_>>())
+        };
+        // Ten days ago the exporter ran in step with the clock: no catch-up, no line.
+        assert_eq!(poll(T0 - 10 * 86_400_000), (false, vec![]));
+        assert_eq!(shared.telemetry.snapshot().catchup_remaining_seconds, 0.0);
+        // Back after ten days: a window of 7 days less a minute (28 calls), then the rest (12 calls).
+        let (behind, lines) = poll(T0);
+        assert!(behind);
+        assert_eq!(
+            lines,
+            ["level=info msg=\"catching up\" window=1 windows=2 from=2027-01-05T07:58:00.000Z \
+              to=2027-01-12T07:57:00.000Z records=28 records_per_s=N remaining_s=259380.0 eta=0s"]
+        );
+        assert_eq!(shared.telemetry.snapshot().catchup_remaining_seconds, 259_380.0);
+        let (behind, lines) = poll(T0);
+        assert!(!behind);
+        assert_eq!(
+            lines,
+            ["level=info msg=\"catching up\" window=2 windows=2 from=2027-01-12T07:55:00.000Z \
+              to=2027-01-15T08:00:00.000Z records=40 records_per_s=N remaining_s=0.0 eta=0s"]
+        );
+        assert_eq!(shared.telemetry.snapshot().catchup_remaining_seconds, 0.0);
+        // Caught up: the next poll is quiet again.
+        assert_eq!(poll(T0 + 30_000), (false, vec![]));
+        assert_eq!(p.state().aggregates.total_calls(), 40);
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl Collector for SelfTelemetry {
             }
         }),
         (&f::CATCHUP_SKIPPED, |c, s| s.sample(&[], Value::F(c.telemetry.catchup_skipped_seconds))),
+        (&f::CATCHUP_REMAINING, |c, s| s.sample(&[], Value::F(c.telemetry.catchup_remaining_seconds))),
         (&f::INCOMPLETE_READS, |c, s| s.sample(&[], Value::U(c.telemetry.incomplete_reads))),
         (&f::LATE_RECORDS, |c, s| s.sample(&[], Value::U(c.telemetry.late_records))),
         (&f::MAX_RECORD_LATENESS, |c, s| s.sample(&[], Value::F(c.telemetry.max_lateness_seconds))),

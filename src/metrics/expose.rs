@@ -263,6 +263,7 @@ mod tests {
         t.state_commit_failures = 1;
         t.state_bytes = Some(1_572_864);
         t.catchup_skipped_seconds = 90.5;
+        t.catchup_remaining_seconds = 3_600.0;
         t.incomplete_reads = 1;
         t.late_records = 5;
         t.max_lateness_seconds = 12.75;

@@ -310,6 +310,13 @@ pub static WEB_CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
     None,
     &[],
 );
+pub static CATCHUP_REMAINING: Family = family(
+    "cec_exporter_catchup_remaining_seconds",
+    Kind::Gauge,
+    "History a catch-up (after an outage or for a backfill longer than one window) still has to read, from the last committed window's end to now; 0 when caught up.",
+    SECONDS,
+    &[],
+);
 pub static LOOKBACK: Family = family(
     "cec_exporter_lookback_seconds",
     Kind::Gauge,
@@ -319,7 +326,7 @@ pub static LOOKBACK: Family = family(
 );
 
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 35] = [
+pub static ALL: [&Family; 36] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -347,6 +354,7 @@ pub static ALL: [&Family; 35] = [
     &STATE_COMMIT_FAILURES,
     &STATE_BYTES,
     &CATCHUP_SKIPPED,
+    &CATCHUP_REMAINING,
     &INCOMPLETE_READS,
     &LATE_RECORDS,
     &MAX_RECORD_LATENESS,

@@ -50,6 +50,9 @@ pub struct TelemetryData {
     pub state_bytes: Option<u64>,
     /// Outage time beyond `--poll.max-catchup` that was skipped, seconds.
     pub catchup_skipped_seconds: f64,
+    /// History a catch-up still has to read, seconds (`cec_exporter_catchup_remaining_seconds`); 0
+    /// when caught up.
+    pub catchup_remaining_seconds: f64,
     /// Settled windows whose pages still did not cover CEC's answer after three reads.
     pub incomplete_reads: u64,
     /// API requests the last successful poll made.

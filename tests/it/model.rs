@@ -76,6 +76,19 @@ struct ModelCec {
 
 impl Source for ModelCec {
     async fn read(&self, query: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+        Ok(self.serve(query, w, usize::MAX))
+    }
+
+    /// One page, as the real client probes a settled window: the poller must find skipped records by
+    /// probing halves, and every call must still count once.
+    async fn probe(&self, query: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+        Ok(self.serve(query, w, 1))
+    }
+}
+
+impl ModelCec {
+    /// Up to `max_pages` pages of `query` over `w`, from offset 0.
+    fn serve(&self, query: TaskQuery, w: Window, max_pages: usize) -> WindowRead {
         let now = self.now.load(Ordering::Relaxed);
         let q = self.quirks;
         let mut order: Vec<&Call> = self
@@ -110,8 +123,8 @@ impl Source for ModelCec {
                 });
             }
             offset += page.len();
-            if offset >= total {
-                return Ok(out);
+            if offset >= total || out.requests as usize >= max_pages {
+                return out;
             }
             if (rng.below(1_000_000) as f64) < q.reorder * 1e6 {
                 // A record not served yet moves ahead of the offset: it is skipped by this read, and
