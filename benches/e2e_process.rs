@@ -225,13 +225,14 @@ fn main() {
         let m = |f: &dyn Fn(&Figures) -> f64| median(all.iter().map(f).collect());
         let per_record_us = m(&|f| f.exporter_cpu_s / f.records * 1e6);
         println!(
-            "{name}: {calls} calls, {records} records fetched, {requests} requests ({rpk:.2} per 1000 records, \
+            "{name}: {calls} calls ({counted} counted when they were), {records} records fetched, {requests} requests ({rpk:.2} per 1000 records, \
              {pages} pages of 100), {remembered} remembered; medians of {runs}: counted in {wall:.2} s; exporter CPU \
              {cpu:.2} s = {per_record_us:.2} µs per record ({per_call:.2} µs per call), simulator CPU {sim:.2} s = \
              {sim_per:.2} µs per record; RSS at start {rss0:.1} MiB, peak {rss1:.1} MiB, {per_remembered:.0} B above \
              the start per remembered call ({per_counted:.0} B per counted call); /metrics (OpenMetrics) {scrape:.3} ms",
             name = sc.name,
             calls = m(&|f| f.calls),
+            counted = m(&|f| f.counted),
             records = m(&|f| f.records),
             requests = m(&|f| f.requests),
             rpk = m(&|f| f.requests / f.records * 1000.0),
