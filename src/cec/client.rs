@@ -396,7 +396,9 @@ impl CecClient {
         }
         // Streamed, so that an endless or lying body costs at most the cap.
         let mut resp = resp;
-        let mut body = bytes::BytesMut::new();
+        // Sized once from Content-Length (already checked against the cap), so a page is not copied
+        // through doubling buffers as its chunks arrive.
+        let mut body = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(0) as usize);
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {

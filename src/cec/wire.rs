@@ -686,6 +686,25 @@ enum Scalar<'a> {
 /// A value that could not be used.
 struct Bad;
 
+/// The value of `s` when it is 1 to 19 ASCII digits and nothing else (always within `u64`): what CEC
+/// sends for nearly every number it quotes, read in one pass. Anything else (`None`) takes the
+/// general path, with its trimming, overflow check and float fallback.
+fn short_digits(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &d in b {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
+}
+
 impl Scalar<'_> {
     /// A non-negative integer: a JSON integer, an integral float, or a decimal string. Empty string is
     /// absent.
@@ -702,6 +721,9 @@ impl Scalar<'_> {
                 }
             }
             Scalar::Str(s) => {
+                if let Some(n) = short_digits(s) {
+                    return Ok(Some(n));
+                }
                 let s = s.trim();
                 if s.is_empty() {
                     Ok(None)
@@ -753,6 +775,9 @@ impl Scalar<'_> {
             Scalar::Absent => Ok(None),
             Scalar::U(n) => Ok(Some(CallId(*n))),
             Scalar::Str(s) => {
+                if let Some(n) = short_digits(s) {
+                    return Ok(Some(CallId(n)));
+                }
                 let s = s.trim();
                 if s.is_empty() {
                     Ok(None)
@@ -856,39 +881,69 @@ impl<'de> DeserializeSeed<'de> for RecordSeed {
 }
 
 /// The keys the exporter reads; phone numbers and `callData` fall into `Other` and are never kept.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(field_identifier)]
+#[derive(Clone, Copy)]
 enum Key {
-    #[serde(rename = "callSerialNo")]
     Serial,
-    #[serde(rename = "state")]
     State,
-    #[serde(rename = "taskType")]
     TaskType,
-    #[serde(rename = "reasonCode")]
     ReasonCode,
-    #[serde(rename = "startTime")]
     Start,
-    #[serde(rename = "endTime")]
     End,
-    #[serde(rename = "alertingTime")]
     Alerting,
-    #[serde(rename = "talkingTime")]
     Talking,
-    #[serde(rename = "releaseTime")]
     Release,
-    #[serde(rename = "agentAlertingTime")]
     AgentAlerting,
-    #[serde(rename = "agentTalkingTime")]
     AgentTalking,
-    #[serde(rename = "agentReleaseTime")]
     AgentRelease,
-    #[serde(rename = "talkDuration")]
     Talk,
-    #[serde(rename = "agentTalkDuration")]
     AgentTalk,
-    #[serde(other)]
     Other,
+}
+
+impl Key {
+    /// The key named by `b` (the key's text, escapes resolved); anything else is `Other`.
+    fn from_bytes(b: &[u8]) -> Key {
+        match b {
+            b"callSerialNo" => Key::Serial,
+            b"state" => Key::State,
+            b"taskType" => Key::TaskType,
+            b"reasonCode" => Key::ReasonCode,
+            b"startTime" => Key::Start,
+            b"endTime" => Key::End,
+            b"alertingTime" => Key::Alerting,
+            b"talkingTime" => Key::Talking,
+            b"releaseTime" => Key::Release,
+            b"agentAlertingTime" => Key::AgentAlerting,
+            b"agentTalkingTime" => Key::AgentTalking,
+            b"agentReleaseTime" => Key::AgentRelease,
+            b"talkDuration" => Key::Talk,
+            b"agentTalkDuration" => Key::AgentTalk,
+            _ => Key::Other,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    /// Read as bytes: a record has some 18 keys, and comparing their bytes with the known names needs
+    /// no UTF-8 check first (with a derived identifier serde_json validates every key as `str`, a
+    /// tenth of the parse). A key that is not valid UTF-8 matches no name, so it is `Other` and
+    /// skipped, as the repair pass would have made it.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Key, E> {
+                Ok(Key::from_bytes(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(Key::from_bytes(v.as_bytes()))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
 struct RecordVisitor;
@@ -1006,6 +1061,36 @@ impl<'de> Visitor<'de> for RecordVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_digit_strings_read_in_one_pass_and_anything_else_takes_the_general_path() {
+        assert_eq!(short_digits("0"), Some(0));
+        assert_eq!(short_digits("007"), Some(7));
+        assert_eq!(short_digits("9999999999999999999"), Some(9_999_999_999_999_999_999));
+        for general in ["", " 12", "12 ", "+1", "-1", "1.0", "1e3", "18446744073709551615", "١٢"] {
+            assert_eq!(short_digits(general), None, "{general:?}");
+        }
+        // The general path still reads what the fast one leaves.
+        let str = |s: &'static str| Scalar::Str(Cow::Borrowed(s));
+        assert_eq!(str(" 12 ").as_u64().ok(), Some(Some(12)));
+        assert_eq!(str("18446744073709551615").as_u64().ok(), Some(Some(u64::MAX)));
+        assert_eq!(str("26.0").as_u64().ok(), Some(Some(26)));
+        assert_eq!(str("").as_u64().ok(), Some(None));
+        assert!(str("18446744073709551616").as_serial().is_err());
+        assert_eq!(str("1037058396471308289").as_serial().ok(), Some(Some(CallId(1_037_058_396_471_308_289))));
+    }
+
+    #[test]
+    fn a_key_is_matched_by_its_bytes_escapes_resolved_and_an_invalid_utf8_key_is_skipped() {
+        let page = parse_page(
+            b"{\"retCode\":\"0\",\"result\":{\"total\":1,\"callInfo\":[{\"call\\u0053erialNo\":\"42\",\"state\":3,\"st\xffate\":9}]}}",
+        )
+        .unwrap();
+        let rec = page.records[0].as_ref().unwrap();
+        assert_eq!(rec.id, CallId(42));
+        assert_eq!(rec.state, CallState::Ended);
+        assert!(rec.invalid.is_empty(), "nothing unusable");
+    }
 
     /// The vendor's own sample answer, verbatim.
     const VENDOR_SAMPLE: &str = r#"{
