@@ -110,10 +110,19 @@ pub fn write_value(w: &mut impl fmt::Write, v: &str) -> fmt::Result {
     w.write_char('"')
 }
 
-/// Epoch ms as an RFC 3339 time with milliseconds, for log lines.
+/// Epoch ms as an RFC 3339 time with milliseconds, for log lines (a time before 1970 shows as the epoch).
 pub fn rfc3339_ms(ms: i64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
-        .to_string()
+    humantime::format_rfc3339_millis(epoch_ms(ms)).to_string()
+}
+
+/// Epoch ms as an RFC 3339 time in whole seconds, for pages people read (a time before 1970 shows as
+/// the epoch).
+pub fn rfc3339_s(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(epoch_ms(ms)).to_string()
+}
+
+fn epoch_ms(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
 /// Runs `f` under a subscriber that writes the production logfmt at `max_level` and below into

@@ -93,11 +93,11 @@ impl Site {
             // The kind and time only: the error's text may quote the gateway (a retMsg excerpt, a
             // parser position), and this page is for anyone who can reach the port. The log has the text.
             (_, false) => match t.last_failure {
-                Some(f) => format!("last poll failed at {} ({})", rfc3339(f.at_ms), f.kind),
+                Some(f) => format!("last poll failed at {} ({})", crate::logging::rfc3339_s(f.at_ms), f.kind),
                 None => "last poll failed".to_owned(),
             },
         };
-        let last = t.last_success_ms.map_or("never".to_owned(), rfc3339);
+        let last = t.last_success_ms.map_or("never".to_owned(), crate::logging::rfc3339_s);
         let path = html_escape(&self.telemetry_path);
         format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>CEC Exporter</title></head><body>\n\
@@ -112,12 +112,6 @@ impl Site {
             failures = t.poll_failures,
         )
     }
-}
-
-/// Epoch ms as RFC 3339 UTC, whole seconds (a time before 1970 shows as the epoch).
-fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn html_escape(s: &str) -> String {
