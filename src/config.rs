@@ -246,6 +246,7 @@ impl Config {
                 tls: TlsConfig { extra_roots, insecure_skip_verify: args.cec_insecure_skip_verify },
             },
             poller: PollerConfig {
+                read_capacity: u64::from(args.cec_max_pages_per_window) * u64::from(page_size),
                 interval,
                 plan: PlanConfig {
                     backfill_ms: ms(args.poll_backfill),

@@ -174,7 +174,7 @@ impl InternalEvent for WindowFetched<'_> {
             task_query = %self.query,
             start_ms = self.window.start_ms,
             end_ms = self.window.end_ms,
-            records = r.records.len(),
+            records = r.served,
             rejected = r.rejected.len(),
             requests = r.requests,
             complete = r.complete(),
@@ -614,7 +614,6 @@ fn failure_kind(e: &PollError) -> FailureKind {
         PollError::Api(e) => FailureKind::Api(e.endpoint(), e.kind()),
         PollError::Store(_) => FailureKind::Store,
         PollError::Deadline(_) => FailureKind::Deadline,
-        PollError::TooManyRecords(_) => FailureKind::TooManyRecords,
     }
 }
 
@@ -861,7 +860,9 @@ mod tests {
             total: Some(4),
             total_unchanged: true,
             stopped: None,
-        };
+            ..WindowRead::default()
+        }
+        .counted();
         let (d, lines) = emit(&WindowFetched { query: TaskQuery::ITA, window: W, read: &read });
         assert_eq!(d, TelemetryData::default());
         assert_eq!(

@@ -70,12 +70,20 @@ pub struct CecClient {
     observer: Arc<dyn ApiObserver>,
 }
 
+/// Where a streamed read's records go, one page at a time, in the order CEC served them.
+pub type PageSink<'a> = dyn FnMut(Vec<ParsedRecord>) + Send + 'a;
+
 /// Records of one window and what reading it cost.
 #[derive(Clone, Debug, Default)]
 pub struct WindowRead {
     /// Every record that has an identity and a state, in the order CEC served them. A record whose
-    /// optional fields were unusable is here too, with those fields named in its `invalid`.
+    /// optional fields were unusable is here too, with those fields named in its `invalid`. Empty when
+    /// the read was streamed ([`CecClient::stream_window`]): the sink had them, page by page.
     pub records: Vec<ParsedRecord>,
+    /// Records with an identity served (repeats included), streamed or not.
+    pub served: u64,
+    /// Distinct calls among them.
+    pub calls: u64,
     /// Business requests made (retries included).
     pub requests: u64,
     /// `total` as the last page reported it.
@@ -102,6 +110,9 @@ pub enum Stop {
     NoProgress,
     /// The read reached `--cec.max-pages-per-window`.
     PageLimit,
+    /// The first page's `total` was more than the read was allowed to take on
+    /// ([`CecClient::stream_window`]'s `refuse_over`): the caller reads a shorter window instead.
+    TooBig,
 }
 
 /// Why a read is not complete: the reason its incomplete read is logged with.
@@ -139,15 +150,42 @@ pub struct Skipped {
 }
 
 impl WindowRead {
+    /// A read whose `records` are all there, with `served` and `calls` counted from them (a test
+    /// source's, or [`CecClient::read_window`]'s).
+    pub fn counted(mut self) -> WindowRead {
+        let ids: hashbrown::HashSet<_> = self.records.iter().map(|r| r.id).collect();
+        (self.served, self.calls) = (self.records.len() as u64, ids.len() as u64);
+        self
+    }
+
+    /// A streamed read's counts, for a source that hands its records over itself: `calls` distinct
+    /// calls, each served once.
+    pub fn with_counts(self, calls: u64) -> WindowRead {
+        WindowRead { served: calls, calls, ..self }
+    }
+
+    /// Hands the records to `sink` (as one page) and keeps only the counts: a collected read as a
+    /// streamed one. With `refuse_over`, a `total` above it hands nothing and stops as
+    /// [`Stop::TooBig`], as the client does after the first page.
+    pub fn stream_into(self, refuse_over: Option<u64>, sink: &mut PageSink<'_>) -> WindowRead {
+        let mut r = self.counted();
+        if let (Some(max), Some(total)) = (refuse_over, r.total) {
+            if total > max {
+                return WindowRead { stopped: Some(Stop::TooBig), served: 0, calls: 0, records: Vec::new(), ..r };
+            }
+        }
+        sink(std::mem::take(&mut r.records));
+        r
+    }
+
     /// Every entry CEC served, counted or skipped (repeats included).
     pub fn entries(&self) -> u64 {
-        (self.records.len() + self.rejected.len()) as u64
+        self.served + self.rejected.len() as u64
     }
 
     /// Distinct calls read (plus malformed entries, which have no identity).
     pub fn distinct(&self) -> u64 {
-        let ids: hashbrown::HashSet<_> = self.records.iter().map(|r| r.id).collect();
-        (ids.len() + self.rejected.len()) as u64
+        self.calls + self.rejected.len() as u64
     }
 
     /// The pages partitioned CEC's answer: `total` never moved and as many distinct entries came back
@@ -161,7 +199,8 @@ impl WindowRead {
     pub fn incomplete(&self) -> Option<Incomplete> {
         match (self.stopped, self.total) {
             (Some(Stop::NoProgress), _) => Some(Incomplete::NoProgress),
-            (Some(Stop::PageLimit), _) => Some(Incomplete::PageLimit),
+            // Reading on would have reached the page limit.
+            (Some(Stop::PageLimit | Stop::TooBig), _) => Some(Incomplete::PageLimit),
             (None, Some(_)) if !self.total_unchanged => Some(Incomplete::TotalChanged),
             (None, Some(total)) if self.distinct() < total => Some(Incomplete::ShortOfTotal),
             (None, _) => None,
@@ -191,18 +230,46 @@ impl CecClient {
     /// `total` is read (one request when the window is empty). A retryable failure is retried up to
     /// `retries` times with backoff; any failure left fails the whole read.
     pub async fn read_window(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
-        self.read_pages(query, window, self.cfg.max_pages_per_window).await
+        let mut records = Vec::new();
+        let r = self.read_pages(query, window, self.cfg.max_pages_per_window, None, &mut |p| records.extend(p)).await?;
+        Ok(WindowRead { records, ..r })
+    }
+
+    /// [`CecClient::read_window`], handing each page's records to `sink` as soon as it is parsed
+    /// instead of holding them: the read returned has no `records`, only their counts, so a read of any
+    /// length holds one page at a time (and the set of serial numbers it has seen, for
+    /// [`Stop::NoProgress`]). With `refuse_over`, a first page whose `total` is above it ends the read
+    /// at once ([`Stop::TooBig`]) with nothing handed over: one request tells the caller to read a
+    /// shorter window rather than page into the page limit.
+    pub async fn stream_window(
+        &self,
+        query: TaskQuery,
+        window: Window,
+        refuse_over: Option<u64>,
+        sink: &mut PageSink<'_>,
+    ) -> Result<WindowRead, ApiError> {
+        self.read_pages(query, window, self.cfg.max_pages_per_window, refuse_over, sink).await
     }
 
     /// The first page of `query` over `window` only: one request that tells CEC's `total` for the
     /// window (and reads all of it when it fits one page). Stopped at [`Stop::PageLimit`] when more
     /// pages remain. Used to check a settled window without paging it again.
     pub async fn read_first_page(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
-        self.read_pages(query, window, 1).await
+        let mut records = Vec::new();
+        let r = self.read_pages(query, window, 1, None, &mut |p| records.extend(p)).await?;
+        Ok(WindowRead { records, ..r })
     }
 
-    /// [`CecClient::read_window`], stopping at [`Stop::PageLimit`] after `max_pages` pages.
-    async fn read_pages(&self, query: TaskQuery, window: Window, max_pages: u32) -> Result<WindowRead, ApiError> {
+    /// Reads pages, handing each page's records to `sink`, stopping at [`Stop::PageLimit`] after
+    /// `max_pages` pages (and at [`Stop::TooBig`], see [`CecClient::stream_window`]).
+    async fn read_pages(
+        &self,
+        query: TaskQuery,
+        window: Window,
+        max_pages: u32,
+        refuse_over: Option<u64>,
+        sink: &mut PageSink<'_>,
+    ) -> Result<WindowRead, ApiError> {
         let mut out = WindowRead { total_unchanged: true, ..WindowRead::default() };
         let limit = self.cfg.page_size;
         let mut offset: u64 = 0;
@@ -232,18 +299,30 @@ impl CecClient {
                     return Err(e);
                 }
             };
+            // The page was served and parsed (and is counted so) even when it is refused below.
             self.observer.page(query, offset, &page.records);
+            if let (Some(max), Some(total), 0) = (refuse_over, page.total, offset) {
+                if total > max {
+                    out.total = page.total;
+                    out.stopped = Some(Stop::TooBig);
+                    break;
+                }
+            }
             let n = page.records.len() as u64;
             let mut new_calls = 0;
+            let mut records = Vec::with_capacity(page.records.len());
             for r in page.records {
                 match r {
                     Ok(rec) => {
                         new_calls += usize::from(seen.insert(rec.id));
-                        out.records.push(rec)
+                        records.push(rec)
                     }
                     Err(rejection) => out.rejected.push(Skipped { rejection, page_offset: offset }),
                 }
             }
+            out.served += records.len() as u64;
+            out.calls = seen.len() as u64;
+            sink(records);
             offset += n;
             match first_total {
                 None => first_total = Some(page.total),
@@ -701,6 +780,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_streamed_read_hands_over_each_page_as_it_arrives_and_keeps_only_counts() {
+        let script = Arc::new(Script::default());
+        script.token.lock().unwrap().push_back(TOKEN_OK);
+        let (one, two, three) = (
+            r#"{"callSerialNo":"1","state":3}"#,
+            r#"{"callSerialNo":"2","state":3}"#,
+            r#"{"callSerialNo":"3","state":1}"#,
+        );
+        script.query.lock().unwrap().extend([page(4, &[one, two]), page(4, &[two, three]), page(9, &[one, two])]);
+        let (c, rec) = client(&fake_cec(script.clone()).await, 2, 0);
+        let mut pages: Vec<Vec<u64>> = Vec::new();
+        let read = c
+            .stream_window(TaskQuery::ITA, W, Some(4), &mut |p| pages.push(p.iter().map(|r| r.id.0).collect()))
+            .await
+            .unwrap();
+        assert_eq!(pages, [vec![1, 2], vec![2, 3]], "in the order served, a repeat included");
+        assert!(read.records.is_empty());
+        assert_eq!((read.requests, read.served, read.calls, read.entries(), read.distinct()), (2, 4, 3, 4, 3));
+        assert_eq!(read.incomplete(), Some(Incomplete::ShortOfTotal), "3 distinct calls of 4");
+        // A first page claiming more than the caller takes on: one request, nothing handed over, and the
+        // page was still served and reported.
+        pages.clear();
+        let read =
+            c.stream_window(TaskQuery::ITA, W, Some(4), &mut |p| pages.push(vec![p.len() as u64])).await.unwrap();
+        assert_eq!((read.requests, read.total, read.stopped, read.served), (1, Some(9), Some(Stop::TooBig), 0));
+        assert!(pages.is_empty());
+        assert_eq!(rec.0.lock().unwrap().last().unwrap(), "page 4 offset=0 entries=2 skipped=0");
+    }
+
+    #[tokio::test]
     async fn a_page_is_reported_as_it_arrives_even_when_a_later_page_fails_the_read() {
         let script = Arc::new(Script::default());
         script.token.lock().unwrap().push_back(TOKEN_OK);
@@ -940,12 +1049,15 @@ mod tests {
             record: Default::default(),
             invalid: Default::default(),
         };
-        let read = |total, unchanged, stopped, ids: &[u64]| WindowRead {
-            records: ids.iter().map(|&i| rec(i)).collect(),
-            total,
-            total_unchanged: unchanged,
-            stopped,
-            ..WindowRead::default()
+        let read = |total, unchanged, stopped, ids: &[u64]| {
+            WindowRead {
+                records: ids.iter().map(|&i| rec(i)).collect(),
+                total,
+                total_unchanged: unchanged,
+                stopped,
+                ..WindowRead::default()
+            }
+            .counted()
         };
         // (read, why it is incomplete)
         let cases = [
@@ -955,6 +1067,7 @@ mod tests {
             (read(Some(2), false, None, &[1, 2]), Some(Incomplete::TotalChanged)),
             (read(Some(9), false, Some(Stop::PageLimit), &[1]), Some(Incomplete::PageLimit)),
             (read(Some(9), true, Some(Stop::NoProgress), &[1]), Some(Incomplete::NoProgress)),
+            (read(Some(9), true, Some(Stop::TooBig), &[]), Some(Incomplete::PageLimit)),
         ];
         for (r, why) in cases {
             assert_eq!((r.incomplete(), r.complete()), (why, why.is_none()), "{r:?}");

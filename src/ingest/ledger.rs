@@ -7,7 +7,7 @@
 //! lookback is not admitted at all ([`start_in_window`]).
 //!
 //! At most `--poll.max-open-calls` open calls are remembered: beyond it the oldest (by the latest their
-//! start can be) are given up ([`Ledger::cap_open`], by every [`State::apply`] and by the poller on
+//! start can be) are given up ([`Ledger::cap_open`], by every [`State::finish`] and by the poller on
 //! restore), as calls older than `--poll.max-call-duration` are, so a gateway inventing open calls cannot
 //! grow memory or the store without limit. A given-up call is simply no longer remembered: if it later
 //! shows up ended, it is admitted like a call never seen — counted once if its start is still at or after
@@ -164,7 +164,7 @@ impl Ledger {
     }
 
     /// Gives up the oldest open calls (by the latest their start can be; ties by serial number) until at
-    /// most `max` remain, exactly as [`State::apply`] gives up calls older than `--poll.max-call-duration`:
+    /// most `max` remain, exactly as [`State::finish`] gives up calls older than `--poll.max-call-duration`:
     /// they are forgotten, never counted. Returns how many were given up. Linear in the open calls (a
     /// selection, not a sort), and releases the map's memory when most of it is no longer needed.
     pub fn cap_open(&mut self, max: usize) -> u64 {
@@ -209,7 +209,7 @@ pub struct PollSummary {
     pub already_counted: u64,
     pub before_floor: u64,
     /// Open calls given up because they may have started more than `--poll.max-call-duration` ago (see
-    /// [`State::apply`]).
+    /// [`State::finish`]).
     pub abandoned: u64,
     /// Open calls given up because more than `--poll.max-open-calls` were open (the oldest first, see
     /// [`Ledger::cap_open`]); not included in `abandoned`.
@@ -313,51 +313,60 @@ impl State {
         }
     }
 
-    /// Applies a whole poll: admits every record in the order read (skipping one whose start lies outside
-    /// its window, see [`start_in_window`], and reading a talk time longer than `retention.max_call_ms` as
-    /// absent: no call lasts longer than the exporter waits for it to end), moves the cursor to the end of the
-    /// main window, raises the floor to a lookback before what has been read (bounded by the newest start
-    /// CEC has shown), gives up open calls that may have started more than `retention.max_call_ms`
-    /// ago, then the oldest open calls beyond `retention.max_open_calls` ([`Ledger::cap_open`]). One poll
-    /// holds at most the poller's record cap, so memory peaks at the cap plus one poll's new calls. Infallible: the caller only calls it once every read of the poll has succeeded. Counted calls
-    /// below the floor are forgotten by [`State::committed`], once the poll is durable.
-    pub fn apply<'a>(
+    /// Admits one page of records returned by `read`, in the order read: a record whose start lies
+    /// outside its window is skipped (see [`start_in_window`]), and a talk time longer than
+    /// `retention.max_call_ms` is read as absent (no call lasts longer than the exporter waits for it to
+    /// end). `invalid` is handed each admitted record that has unusable fields (a re-read's included:
+    /// each fetch counts). The poller calls this for each page as it arrives and keeps no page, so a
+    /// poll's memory is the calls it remembers, not the records it read; [`State::rollback`] undoes a
+    /// poll that then fails.
+    pub fn admit_page(
         &mut self,
-        plan: &PollPlan,
-        reads: impl IntoIterator<Item = (&'a Read, &'a [ParsedRecord])>,
-        now_ms: i64,
+        read: &Read,
+        records: &[ParsedRecord],
         retention: Retention,
-    ) -> PollSummary {
-        let mut s = PollSummary::default();
-        for (read, records) in reads {
-            for rec in records {
-                if !start_in_window(rec, read, retention.lookback_ms) {
-                    s.out_of_window += 1;
-                    continue;
-                }
-                let max_s = retention.max_call_ms as f64 / 1000.0;
-                let talk_too_long = rec.record.talk_s.is_some_and(|t| t > max_s);
-                let agent_too_long = rec.record.agent_talk_s.is_some_and(|t| t > max_s);
-                if !(talk_too_long || agent_too_long) || rec.state != CallState::Ended {
-                    self.admit(rec, read, &mut s);
-                    continue;
-                }
-                let mut fixed = rec.clone();
-                if talk_too_long {
-                    fixed.record.talk_s = None;
-                    s.talk_too_long += 1;
-                }
-                if agent_too_long {
-                    fixed.record.agent_talk_s = None;
-                    s.agent_talk_too_long += 1;
-                }
-                // Counted only when admitted: a call already counted (a re-read) is not flagged again.
-                if self.admit(&fixed, read, &mut s) != Admission::Counted {
-                    s.talk_too_long -= u64::from(talk_too_long);
-                    s.agent_talk_too_long -= u64::from(agent_too_long);
-                }
+        s: &mut PollSummary,
+        mut invalid: impl FnMut(&ParsedRecord),
+    ) {
+        let max_s = retention.max_call_ms as f64 / 1000.0;
+        for rec in records {
+            if !start_in_window(rec, read, retention.lookback_ms) {
+                s.out_of_window += 1;
+                continue;
+            }
+            if !rec.invalid.is_empty() {
+                invalid(rec);
+            }
+            let talk_too_long = rec.record.talk_s.is_some_and(|t| t > max_s);
+            let agent_too_long = rec.record.agent_talk_s.is_some_and(|t| t > max_s);
+            if !(talk_too_long || agent_too_long) || rec.state != CallState::Ended {
+                self.admit(rec, read, s);
+                continue;
+            }
+            let mut fixed = rec.clone();
+            if talk_too_long {
+                fixed.record.talk_s = None;
+                s.talk_too_long += 1;
+            }
+            if agent_too_long {
+                fixed.record.agent_talk_s = None;
+                s.agent_talk_too_long += 1;
+            }
+            // Counted only when admitted: a call already counted (a re-read) is not flagged again.
+            if self.admit(&fixed, read, s) != Admission::Counted {
+                s.talk_too_long -= u64::from(talk_too_long);
+                s.agent_talk_too_long -= u64::from(agent_too_long);
             }
         }
+    }
+
+    /// Ends a poll whose every read was admitted ([`State::admit_page`]): moves the cursor to the end
+    /// of the main window, raises the floor to a lookback before what has been read (bounded by the
+    /// newest start CEC has shown), gives up open calls that may have started more than
+    /// `retention.max_call_ms` ago, then the oldest open calls beyond `retention.max_open_calls`
+    /// ([`Ledger::cap_open`]). Counted calls below the floor are forgotten by [`State::committed`], once
+    /// the poll is durable.
+    pub fn finish(&mut self, plan: &PollPlan, now_ms: i64, retention: Retention, s: &mut PollSummary) {
         let l = &mut self.ledger;
         l.s.cursor_ms = Some(plan.main.end_ms);
         l.s.covered_from_ms = Some(l.s.covered_from_ms.map_or(plan.main.start_ms, |c| c.min(plan.main.start_ms)));
@@ -368,6 +377,21 @@ impl State {
         l.open.retain(|_, o| o.hi_ms >= oldest);
         s.abandoned = (before - l.open.len()) as u64;
         s.evicted = l.cap_open(retention.max_open_calls);
+    }
+
+    /// A whole poll at once: [`State::admit_page`] for every read in order, then [`State::finish`].
+    pub fn apply<'a>(
+        &mut self,
+        plan: &PollPlan,
+        reads: impl IntoIterator<Item = (&'a Read, &'a [ParsedRecord])>,
+        now_ms: i64,
+        retention: Retention,
+    ) -> PollSummary {
+        let mut s = PollSummary::default();
+        for (read, records) in reads {
+            self.admit_page(read, records, retention, &mut s, |_| {});
+        }
+        self.finish(plan, now_ms, retention, &mut s);
         s
     }
 
@@ -376,8 +400,8 @@ impl State {
         Checkpoint { aggregates: self.aggregates.clone(), open: self.ledger.open.clone(), s: self.ledger.s }
     }
 
-    /// Undoes everything since `cp` (a poll whose commit failed): the calls it counted are uncounted, so
-    /// the next poll counts them again, once.
+    /// Undoes everything since `cp` (a poll whose reads or commit failed): the calls it counted are
+    /// uncounted, so the next poll counts them again, once.
     pub fn rollback(&mut self, cp: Checkpoint) {
         let l = &mut self.ledger;
         for (id, _) in l.fresh.drain(..) {

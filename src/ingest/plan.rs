@@ -269,29 +269,56 @@ impl WindowBudget {
         cfg.lookback_ms.saturating_add(MIN_ADVANCE_MS)
     }
 
-    /// A poll reading the main window `main` ran past the deadline (or held more records than a poll
-    /// may, `ingest::poller::MAX_RECORDS_PER_POLL`): the next main window is at most half
-    /// as long (never below [`WindowBudget::floor_ms`]). Halving the window that failed, not the previous
-    /// limit, makes the first shrink of a seven-day catch-up count.
+    /// A poll reading the main window `main` ran past the deadline: the next main window is at most
+    /// half as long (never below [`WindowBudget::floor_ms`]). Halving the window that failed, not the
+    /// previous limit, makes the first shrink of a seven-day catch-up count.
     pub fn overran(&mut self, cfg: &PlanConfig, main: Window) {
         let len = main.end_ms.saturating_sub(main.start_ms);
         let limit = (len / 2).max(Self::floor_ms(cfg));
         self.limit_ms = (limit < cfg.max_window_ms).then_some(limit);
     }
 
-    /// A poll committed after its reads took `elapsed` of `deadline`. When they took at most half of
-    /// it, a window twice as long would likely still fit: the limit doubles, and goes once it reaches
-    /// the configured one. A slower success keeps the limit, so a gateway that can serve only so much
-    /// per deadline is not pushed into failing every other poll.
-    pub fn succeeded(&mut self, cfg: &PlanConfig, elapsed: std::time::Duration, deadline: std::time::Duration) {
+    /// The first page of a read of `main` said CEC holds `total` records there, more than one read
+    /// takes on (`capacity`: `--cec.max-pages-per-window` pages of `--cec.page-size`): the window is
+    /// shrunk in proportion, to hold about [`FILL`] of a read, never below [`WindowBudget::floor_ms`].
+    /// Returns whether it shrank (at the floor it cannot, and the read pages up to the page limit).
+    pub fn too_big(&mut self, cfg: &PlanConfig, main: Window, total: u64, capacity: u64) -> bool {
+        let len = main.end_ms.saturating_sub(main.start_ms);
+        let fits = (len as f64 * FILL * capacity as f64 / total.max(1) as f64) as i64;
+        let limit = fits.min(len - 1).max(Self::floor_ms(cfg));
+        if limit >= len {
+            return false;
+        }
+        self.limit_ms = (limit < cfg.max_window_ms).then_some(limit);
+        true
+    }
+
+    /// A poll committed after its reads took `elapsed` of `deadline`, its fullest main read holding
+    /// `fill` of what one read takes on. When the reads took at most half the deadline and a window
+    /// twice as long would still hold at most [`FILL`] of a read, the limit doubles, and goes once it
+    /// reaches the configured one. A slower or fuller success keeps the limit, so a gateway that can
+    /// serve only so much per deadline (or a tenant that busy) is not pushed into failing, or into
+    /// refusing a first page, every other poll.
+    pub fn succeeded(
+        &mut self,
+        cfg: &PlanConfig,
+        elapsed: std::time::Duration,
+        deadline: std::time::Duration,
+        fill: f64,
+    ) {
         let Some(limit) = self.limit_ms else { return };
-        if elapsed.saturating_mul(2) > deadline {
+        if elapsed.saturating_mul(2) > deadline || 2.0 * fill > FILL {
             return;
         }
         let grown = limit.saturating_mul(2);
         self.limit_ms = (grown < cfg.max_window_ms).then_some(grown);
     }
 }
+
+/// How full of records a main window is planned to be, as a share of what one read takes on
+/// (`--cec.max-pages-per-window` × `--cec.page-size`), once CEC said a window holds more: room for the
+/// calls that join a live window while it is paged.
+pub const FILL: f64 = 0.8;
 
 #[cfg(test)]
 mod tests {
@@ -578,22 +605,47 @@ mod tests {
         let cfg = cfg();
         let deadline = Duration::from_secs(300);
         let mut b = WindowBudget::default();
-        b.succeeded(&cfg, Duration::ZERO, deadline);
+        b.succeeded(&cfg, Duration::ZERO, deadline, 0.0);
         assert_eq!(b, WindowBudget::default(), "no limit, nothing to grow");
         b.overran(&cfg, Window { start_ms: 0, end_ms: MAX_WINDOW_MS / 4 });
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8));
-        b.succeeded(&cfg, Duration::from_secs(151), deadline);
+        b.succeeded(&cfg, Duration::from_secs(151), deadline, 0.0);
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8), "over half the deadline: kept");
-        b.succeeded(&cfg, Duration::from_secs(150), deadline);
+        b.succeeded(&cfg, Duration::from_secs(1), deadline, 0.41);
+        assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 8), "twice the window would be over 80 % full: kept");
+        b.succeeded(&cfg, Duration::from_secs(150), deadline, 0.4);
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 4));
-        b.succeeded(&cfg, Duration::from_secs(1), deadline);
+        b.succeeded(&cfg, Duration::from_secs(1), deadline, 0.0);
         assert_eq!(b.limit_ms(), Some(MAX_WINDOW_MS / 2));
-        b.succeeded(&cfg, Duration::from_secs(1), deadline);
+        b.succeeded(&cfg, Duration::from_secs(1), deadline, 0.0);
         assert_eq!(b.limit_ms(), None, "back to the configured limit");
         // A configured limit below the floor is never exceeded.
         let tiny = PlanConfig { max_window_ms: 100_000, ..cfg };
         b.overran(&tiny, Window { start_ms: 0, end_ms: 100_000 });
         assert_eq!((b.limit_ms(), b.apply(&tiny).max_window_ms), (None, 100_000));
+    }
+
+    #[test]
+    fn a_window_holding_more_than_a_read_takes_on_shrinks_in_proportion_down_to_the_floor() {
+        let cfg = cfg();
+        let mut b = WindowBudget::default();
+        let day = Window { start_ms: 0, end_ms: DAY };
+        // 250 000 records where a read takes 100 000: 0.8 × 100 000 / 250 000 of the day.
+        assert!(b.too_big(&cfg, day, 250_000, 100_000));
+        assert_eq!(b.limit_ms(), Some(DAY * 8 / 25));
+        assert_eq!(
+            plan(&b.apply(&cfg), NOW, Some(NOW - DAY), &Q, [], |_| None).main.end_ms,
+            NOW - DAY - 120_000 + DAY * 8 / 25
+        );
+        // Barely over: still strictly shorter.
+        assert!(b.too_big(&cfg, day, 100_001, 100_000));
+        assert_eq!(b.limit_ms(), Some(69_119_308));
+        // A lying total of 10^12: down to the floor (lookback + 1 min), and there no further.
+        assert!(b.too_big(&cfg, day, 1_000_000_000_000, 100_000));
+        assert_eq!(b.limit_ms(), Some(180_000));
+        let floor = Window { start_ms: 0, end_ms: 180_000 };
+        assert!(!b.too_big(&cfg, floor, 1_000_000_000_000, 100_000));
+        assert_eq!(b.limit_ms(), Some(180_000));
     }
 
     #[test]
@@ -615,7 +667,7 @@ mod tests {
                 b.overran(&cfg, p.main);
                 continue;
             }
-            b.succeeded(&cfg, Duration::ZERO, Duration::from_secs(1));
+            b.succeeded(&cfg, Duration::ZERO, Duration::from_secs(1), 0.0);
             cursor = p.main.end_ms;
             if !p.behind {
                 break;

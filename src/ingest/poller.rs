@@ -1,7 +1,9 @@
-//! The background loop: every interval, plan the windows, read every page of every read, and only when
-//! all of them succeeded admit the records and publish the new state. A failed poll leaves no trace: it
-//! is one [`PollFailed`] event (one line, its counters), and is retried after a backoff. A scrape never
-//! waits for a poll. Everything worth a line or a counter is emitted as an event of [`crate::events`];
+//! The background loop: every interval, plan the windows, read every page of every read, admitting each
+//! page's records as it arrives (streaming admission: no page is kept, so a poll's memory is the calls
+//! the ledger remembers, not the length of its windows), and only when every read succeeded finish the
+//! poll, commit it and publish the new state. A failed poll is undone ([`State::rollback`]) and leaves
+//! no trace: it is one [`PollFailed`] event (one line, its counters), and is retried after a backoff. A
+//! scrape never waits for a poll and never sees a poll half-admitted (it reads what was published). Everything worth a line or a counter is emitted as an event of [`crate::events`];
 //! the poller itself neither logs failures nor touches counters.
 
 use std::sync::{Arc, RwLock};
@@ -10,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::ledger::{start_in_window, PollSummary, Retention, State};
+use super::ledger::{PollSummary, Retention, State};
 use super::plan::{plan, settle_step, Catchup, PlanConfig, PollPlan, Read, SettleStep, WindowBudget};
-use crate::cec::client::{CecClient, WindowRead};
+use crate::cec::client::{CecClient, PageSink, Stop, WindowRead};
 use crate::cec::record::{CallId, TaskQuery, TaskType};
 use crate::cec::window::Window;
 use crate::cec::wire::ParsedRecord;
@@ -47,14 +49,11 @@ pub struct PollerConfig {
     /// Codes outside the known tables that get their own series, per task type
     /// (`--metrics.max-unknown-reason-codes`); later ones fold into `reason_code="other"`.
     pub max_unknown_reason_codes: usize,
+    /// The most records one read takes on: `--cec.max-pages-per-window` × `--cec.page-size`. A main
+    /// window whose first page says CEC holds more is shrunk before it is paged
+    /// ([`WindowBudget::too_big`]).
+    pub read_capacity: u64,
 }
-
-/// The most call records one poll holds before it commits (about 46 MB at 184 bytes a record). One
-/// read holds at most `--cec.max-pages-per-window` × `--cec.page-size` (100 000 by default), and a poll
-/// may make many reads (two task-type queries, checks of a settled part each with up to three re-reads
-/// of the parts that miss calls, targeted reads): past this the poll fails like one past its deadline, and the next one reads a shorter main
-/// window ([`WindowBudget`]), so memory stays bounded and the counts exact.
-pub const MAX_RECORDS_PER_POLL: usize = 250_000;
 
 /// Why a poll failed; either way it left no trace and is retried later.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +65,6 @@ pub enum PollError {
     /// The reads did not finish within `--poll.deadline` (CEC stalled, or kept serving pages).
     #[error("poll deadline exceeded: the reads took longer than --poll.deadline ({})", humantime::format_duration(*.0))]
     Deadline(Duration),
-    /// The reads returned more records than one poll holds ([`MAX_RECORDS_PER_POLL`]).
-    #[error("poll read more than {0} records before committing; the next poll reads a shorter window")]
-    TooManyRecords(usize),
 }
 
 impl PollError {
@@ -76,7 +72,7 @@ impl PollError {
         match self {
             PollError::Api(e) => e.retryable(),
             PollError::Store(e) => e.retryable(),
-            PollError::Deadline(_) | PollError::TooManyRecords(_) => true,
+            PollError::Deadline(_) => true,
         }
     }
 }
@@ -113,6 +109,19 @@ pub trait Source: Send + Sync {
     ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send {
         self.read(query, window)
     }
+
+    /// [`Source::read`], handing the records to `sink` page by page as they arrive and returning only
+    /// their counts, as [`CecClient::stream_window`] does (`refuse_over` included). The default reads
+    /// everything first and hands it over as one page: right, only without the memory bound.
+    fn stream(
+        &self,
+        query: TaskQuery,
+        window: Window,
+        refuse_over: Option<u64>,
+        sink: &mut PageSink<'_>,
+    ) -> impl std::future::Future<Output = Result<WindowRead, ApiError>> + Send {
+        async move { Ok(self.read(query, window).await?.stream_into(refuse_over, sink)) }
+    }
 }
 
 impl Source for CecClient {
@@ -122,6 +131,16 @@ impl Source for CecClient {
 
     async fn probe(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
         self.read_first_page(query, window).await
+    }
+
+    async fn stream(
+        &self,
+        query: TaskQuery,
+        window: Window,
+        refuse_over: Option<u64>,
+        sink: &mut PageSink<'_>,
+    ) -> Result<WindowRead, ApiError> {
+        self.stream_window(query, window, refuse_over, sink).await
     }
 }
 
@@ -145,8 +164,6 @@ pub struct Poller<S: Source = CecClient> {
     budget: WindowBudget,
     /// The main window the current (or last) poll set out to read, for the budget when it times out.
     attempted: Option<Window>,
-    /// [`MAX_RECORDS_PER_POLL`]; lower in tests.
-    max_records: usize,
     /// The catch-up under way, if any: one progress line per committed window.
     catchup: Catchup,
 }
@@ -190,7 +207,6 @@ impl<S: Source> Poller<S> {
             reconcile: false,
             budget: WindowBudget::default(),
             attempted: None,
-            max_records: MAX_RECORDS_PER_POLL,
             catchup: Catchup::default(),
         };
         p.publish();
@@ -215,12 +231,12 @@ impl<S: Source> Poller<S> {
         self.poll_at(now_ms()).await
     }
 
-    /// One poll as if the clock read `now` (epoch ms): every read, then one commit. On error nothing
-    /// changed. The reads run under `--poll.deadline`: a CEC that stalls or pages without end fails the
-    /// poll there, before anything was admitted, and the next poll's main window is halved
-    /// ([`WindowBudget`]) so a catch-up too big for the deadline still makes progress. Per-record
-    /// warnings are limited per poll; the poll ends with one summary line per kind that went past the
-    /// limit ([`RecordLinesSuppressed`]), whether it succeeded or not.
+    /// One poll as if the clock read `now` (epoch ms): every read, admitted page by page, then one
+    /// commit. On error nothing changed: the admitted pages are undone ([`State::rollback`]). The reads
+    /// run under `--poll.deadline`: a CEC that stalls or pages without end fails the poll there, and
+    /// the next poll's main window is halved ([`WindowBudget`]) so a catch-up too big for the deadline
+    /// still makes progress. Per-record warnings are limited per poll; the poll ends with one summary
+    /// line per kind that went past the limit ([`RecordLinesSuppressed`]), whether it succeeded or not.
     pub async fn poll_at(&mut self, now: i64) -> Result<PollReport, PollError> {
         let result = self.poll_unclosed(now).await;
         RecordLinesSuppressed::close_poll(&self.shared.telemetry);
@@ -237,26 +253,41 @@ impl<S: Source> Poller<S> {
         let deadline = self.cfg.deadline;
         let started = Instant::now();
         self.attempted = None;
-        let fetched = match tokio::time::timeout(deadline, self.fetch(now, cursor)).await {
+        let folded_before: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum();
+        // Pages are admitted as they arrive: whatever fails from here on rolls back to this.
+        let checkpoint = self.state.checkpoint();
+        let skipped = self.state.ledger.skip_to(limit);
+        let mut reading = Reading {
+            source: &self.source,
+            state: &mut self.state,
+            telemetry: &self.shared.telemetry,
+            cfg: &self.cfg,
+            density: &mut self.density,
+            budget: &mut self.budget,
+            attempted: &mut self.attempted,
+            summary: PollSummary::default(),
+            records: 0,
+            requests: 0,
+            fill: 0.0,
+        };
+        let fetched = match tokio::time::timeout(deadline, reading.fetch(now, cursor)).await {
             Ok(fetched) => fetched,
             Err(_) => Err(PollError::Deadline(deadline)),
         };
-        let (plan, fetched, requests) = match fetched {
-            Ok(fetched) => fetched,
-            Err(e @ (PollError::Deadline(_) | PollError::TooManyRecords(_))) => {
-                if let Some(main) = self.attempted {
+        let (mut summary, records, requests, fill) = (reading.summary, reading.records, reading.requests, reading.fill);
+        let plan = match fetched {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.state.rollback(checkpoint);
+                if let (PollError::Deadline(_), Some(main)) = (&e, self.attempted) {
                     self.budget.overran(&self.cfg.plan, main);
                 }
                 return Err(e);
             }
-            Err(e) => return Err(e),
         };
         let fetch_took = started.elapsed();
-        let folded_before: u64 = TaskType::ALL.iter().map(|&t| self.state.aggregates.folded(t)).sum();
-        let checkpoint = self.store.is_some().then(|| self.state.checkpoint());
-        let skipped = self.state.ledger.skip_to(limit);
-        let summary = self.state.apply(&plan, fetched.iter().map(|(r, v)| (r, v.as_slice())), now, self.cfg.retention);
-        if let (Some(store), Some(cp)) = (self.store.as_mut(), checkpoint) {
+        self.state.finish(&plan, now, self.cfg.retention, &mut summary);
+        if let Some(store) = self.store.as_mut() {
             // redb's commit is blocking file I/O with an fsync: keep it off the async workers' queue.
             let whole = self.reconcile;
             let result = tokio::task::block_in_place(|| {
@@ -273,7 +304,7 @@ impl<S: Source> Poller<S> {
                     StateCommitted { bytes: store.size() }.emit(telemetry)
                 }
                 Err(e) => {
-                    self.state.rollback(cp);
+                    self.state.rollback(checkpoint);
                     self.reconcile = true;
                     StateCommitFailed { error: &e }.emit(telemetry);
                     return Err(e.into());
@@ -281,25 +312,16 @@ impl<S: Source> Poller<S> {
             }
         }
         self.state.committed();
-        self.budget.succeeded(&self.cfg.plan, fetch_took, deadline);
+        self.budget.succeeded(&self.cfg.plan, fetch_took, deadline, fill);
         let telemetry = &self.shared.telemetry;
         if let Some((from_ms, to_ms)) = skipped {
             CatchupSkipped { from_ms, to_ms }.emit(telemetry);
         }
         // The rest of a catch-up is estimated at the window length the next polls will use.
-        let records = fetched.iter().map(|(_, r)| r.len() as u64).sum();
         let next_cfg = self.budget.apply(&self.cfg.plan);
         let at = Instant::now().into_std();
         if let Some(progress) = self.catchup.committed(&next_cfg, now, &plan, records, started.into_std(), at) {
             CatchingUp { progress }.emit(telemetry);
-        }
-        // Each fetch of a record with unusable fields counts, as each fetch of a rejected record does;
-        // not one rejected for its start (it is `out_of_window`, not a call with a bad field).
-        let lookback_ms = self.cfg.retention.lookback_ms;
-        for (read, records) in &fetched {
-            for record in records.iter().filter(|r| !r.invalid.is_empty() && start_in_window(r, read, lookback_ms)) {
-                FieldInvalid { query: read.query, record }.emit(telemetry);
-            }
         }
         if summary.evicted > 0 {
             OpenCallsEvicted { count: summary.evicted, cap: self.cfg.retention.max_open_calls }.emit(telemetry);
@@ -321,54 +343,6 @@ impl<S: Source> Poller<S> {
         }
         self.publish();
         Ok(PollReport { plan, summary, requests })
-    }
-
-    /// Every read of a poll at `now` from `cursor`: the plan and what each read returned, and the
-    /// requests made. Changes nothing but the densities, so dropping it half-way (the deadline) is safe.
-    async fn fetch(
-        &mut self,
-        now: i64,
-        cursor: Option<i64>,
-    ) -> Result<(PollPlan, Vec<(Read, Vec<ParsedRecord>)>, u64), PollError> {
-        let mut fetched: Vec<(Read, Vec<ParsedRecord>)> = Vec::new();
-        let mut requests = 0;
-        // Main windows first; the targeted reads are planned after them, with the record density the
-        // main windows just showed (so even the first poll after a restart merges them well).
-        let mut plan = self.plan(now, cursor);
-        self.attempted = Some(plan.main);
-        for read in plan.reads.clone().iter().filter(|r| !r.targeted) {
-            let r = self.read(read.query, read.window).await?;
-            requests += r.requests;
-            let complete = r.complete();
-            let d = r.records.len() as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
-            match self.density.iter_mut().find(|(q, _)| *q == read.query) {
-                Some(slot) => slot.1 = d,
-                None => self.density.push((read.query, d)),
-            }
-            fetched.push((*read, r.records));
-            self.check_held(&fetched)?;
-            if let (false, Some(settled)) = (complete, plan.settled) {
-                self.reread_settled(read.query, settled, &mut fetched, &mut requests).await?;
-            }
-        }
-        plan.reads = self.plan(now, cursor).reads;
-        for read in plan.reads.iter().filter(|r| r.targeted) {
-            let r = self.read(read.query, read.window).await?;
-            requests += r.requests;
-            fetched.push((*read, r.records));
-            self.check_held(&fetched)?;
-        }
-        Ok((plan, fetched, requests))
-    }
-
-    /// Fails the poll once its reads hold more than `max_records` records: checked after each read, so
-    /// a poll holds at most that plus one read's worth.
-    fn check_held(&self, fetched: &[(Read, Vec<ParsedRecord>)]) -> Result<(), PollError> {
-        let held: usize = fetched.iter().map(|(_, r)| r.len()).sum();
-        if held > self.max_records {
-            return Err(PollError::TooManyRecords(self.max_records));
-        }
-        Ok(())
     }
 
     /// After a failed commit, makes memory hold exactly what the store holds before anything else
@@ -397,115 +371,6 @@ impl<S: Source> Poller<S> {
         }
     }
 
-    /// Every page of `query` over `window`. What the pages served and skipped was reported page by page
-    /// by the client ([`crate::cec::ApiObserver::page`]); this only notes the finished read.
-    async fn read(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
-        let r = self.source.read(query, window).await?;
-        WindowFetched { query, window, read: &r }.emit(&self.shared.telemetry);
-        Ok(r)
-    }
-
-    /// The plan of a poll at `now` from `cursor`, the ledger's open calls and the densities known so far,
-    /// its main window no longer than the budget allows.
-    fn plan(&self, now: i64, cursor: Option<i64>) -> PollPlan {
-        plan(&self.budget.apply(&self.cfg.plan), now, cursor, &self.cfg.queries, self.state.ledger.open_spans(), |q| {
-            self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d)
-        })
-    }
-
-    /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
-    /// the settled part, which the next poll will not read again, may have been skipped. Nothing new
-    /// starts there, so its `total` holds still: one page of it (a probe) tells how many calls CEC
-    /// counts there, and when every one of them was already seen, nothing more is read. Otherwise the
-    /// part is halved and each half probed, down to the parts that really miss calls, which are read
-    /// again ([`settle_step`] decides, by cost). A backfill whose `total` moved because calls joined its
-    /// live end thus costs one request per query instead of the settled part's every page.
-    ///
-    /// A call counts as seen in a part when its `startTime` lies strictly inside it (CEC's window ends
-    /// may be exclusive) or the part's probe served it; malformed entries only when its probe served
-    /// them. Either way a part can only look short of calls, never covered when it is not.
-    async fn reread_settled(
-        &self,
-        query: TaskQuery,
-        settled: Window,
-        fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
-        requests: &mut u64,
-    ) -> Result<(), PollError> {
-        // The main read is the last one fetched.
-        let mut known: hashbrown::HashMap<CallId, Option<i64>> = fetched
-            .last()
-            .map(|(_, records)| records.iter().map(|r| (r.id, r.record.start_ms)).collect())
-            .unwrap_or_default();
-        let page_size = self.cfg.plan.page_size;
-        let mut parts = vec![settled];
-        while let Some(part) = parts.pop() {
-            let r = self.probe(query, part).await?;
-            *requests += r.requests;
-            let served: hashbrown::HashSet<CallId> = r.records.iter().map(|rec| rec.id).collect();
-            let inside = known
-                .iter()
-                .filter(|(id, start)| {
-                    start.is_some_and(|s| part.start_ms < s && s < part.end_ms) && !served.contains(*id)
-                })
-                .count();
-            let seen = (served.len() + inside + r.rejected.len()) as u64;
-            for rec in &r.records {
-                known.entry(rec.id).or_insert(rec.record.start_ms);
-            }
-            let (total, stopped) = (r.total, r.stopped);
-            fetched.push((Read { query, window: part, targeted: false }, r.records));
-            self.check_held(fetched)?;
-            let step = match total {
-                Some(total) => settle_step(part, total, seen, page_size),
-                // No `total`: a probe that ended by itself (a short page, or no data) read it all.
-                None if stopped.is_none() => SettleStep::Covered,
-                None => SettleStep::Reread,
-            };
-            match step {
-                SettleStep::Covered => {}
-                SettleStep::Split(a, b) => parts.extend([b, a]),
-                SettleStep::Reread => self.reread_whole(query, part, fetched, requests).await?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads `part` of the settled window until every call CEC counts there has been seen, three times
-    /// at most; giving up is one [`IncompleteRead`].
-    async fn reread_whole(
-        &self,
-        query: TaskQuery,
-        part: Window,
-        fetched: &mut Vec<(Read, Vec<ParsedRecord>)>,
-        requests: &mut u64,
-    ) -> Result<(), PollError> {
-        let read = Read { query, window: part, targeted: false };
-        let mut seen = hashbrown::HashSet::new();
-        // Each read is logged as a `WindowFetched` event; only giving up is worth a warning.
-        let mut reason = crate::cec::client::Incomplete::ShortOfTotal;
-        for _ in 0..3 {
-            let r = self.read(query, part).await?;
-            *requests += r.requests;
-            reason = r.incomplete().unwrap_or(reason);
-            seen.extend(r.records.iter().map(|rec| rec.id));
-            let covered = r.total.is_none_or(|t| (seen.len() + r.rejected.len()) as u64 >= t);
-            fetched.push((read, r.records));
-            self.check_held(fetched)?;
-            if covered {
-                return Ok(());
-            }
-        }
-        IncompleteRead { query, window: part, reason }.emit(&self.shared.telemetry);
-        Ok(())
-    }
-
-    /// One page of `query` over `window` ([`Source::probe`]), noted like a read.
-    async fn probe(&self, query: TaskQuery, window: Window) -> Result<WindowRead, ApiError> {
-        let r = self.source.probe(query, window).await?;
-        WindowFetched { query, window, read: &r }.emit(&self.shared.telemetry);
-        Ok(r)
-    }
-
     fn publish(&self) {
         let p = Published {
             aggregates: self.state.aggregates.clone(),
@@ -521,7 +386,8 @@ impl<S: Source> Poller<S> {
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
-            // Dropping a poll half-way is safe: nothing changes before its last read has succeeded.
+            // Dropping a poll half-way leaves pages admitted in memory but nothing committed or published,
+            // and the poller stops with it.
             let result = tokio::select! {
                 r = self.poll_once() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
@@ -578,6 +444,204 @@ impl<S: Source> Poller<S> {
     }
 }
 
+/// The poller lent to one poll's reads: reads (or probes) a window and admits each page into the
+/// state as it arrives, tallying what the poll did. Dropped half-way (the deadline), it leaves pages
+/// admitted that the caller rolls back.
+struct Reading<'p, S: Source> {
+    source: &'p S,
+    state: &'p mut State,
+    telemetry: &'p Telemetry,
+    cfg: &'p PollerConfig,
+    density: &'p mut Vec<(TaskQuery, f64)>,
+    budget: &'p mut WindowBudget,
+    attempted: &'p mut Option<Window>,
+    summary: PollSummary,
+    /// Records served by every read and probe of the poll (re-reads included).
+    records: u64,
+    requests: u64,
+    /// The largest share of [`PollerConfig::read_capacity`] one main read held.
+    fill: f64,
+}
+
+/// Most times one poll shrinks its main window for a first page whose `total` is more than a read
+/// takes on: a gateway whose `total` lies can cost at most this many extra requests a poll.
+const MAX_RESHAPES: u32 = 4;
+
+impl<S: Source> Reading<'_, S> {
+    /// Every read of a poll at `now` from `cursor`, each page admitted as it arrives; the plan read.
+    async fn fetch(&mut self, now: i64, cursor: Option<i64>) -> Result<PollPlan, PollError> {
+        // Main windows first; the targeted reads are planned after them, with the record density the
+        // main windows just showed (so even the first poll after a restart merges them well), and for the
+        // calls still open after them (one that ended in the main window needs no read of its own).
+        let capacity = self.cfg.read_capacity;
+        let mut reshapes = 0;
+        let mut plan = 'reshape: loop {
+            let plan = self.plan(now, cursor);
+            *self.attempted = Some(plan.main);
+            let shrinkable = plan.main.end_ms - plan.main.start_ms > WindowBudget::floor_ms(&self.cfg.plan);
+            let refuse_over = (shrinkable && reshapes < MAX_RESHAPES).then_some(capacity);
+            for read in plan.reads.iter().filter(|r| !r.targeted) {
+                // What the main read served, for checking its settled part should it prove incomplete.
+                let mut served: Vec<(CallId, Option<i64>)> = Vec::new();
+                let keep = plan.settled.is_some();
+                let r = self
+                    .read(*read, refuse_over, |rec| {
+                        if keep {
+                            served.push((rec.id, rec.record.start_ms))
+                        }
+                    })
+                    .await?;
+                if let (Some(Stop::TooBig), Some(total)) = (r.stopped, r.total) {
+                    if self.budget.too_big(&self.cfg.plan, plan.main, total, capacity) {
+                        reshapes += 1;
+                        continue 'reshape;
+                    }
+                }
+                self.fill = self.fill.max(r.entries() as f64 / capacity.max(1) as f64);
+                let d = r.served as f64 / (read.window.end_ms - read.window.start_ms + 1) as f64;
+                match self.density.iter_mut().find(|(q, _)| *q == read.query) {
+                    Some(slot) => slot.1 = d,
+                    None => self.density.push((read.query, d)),
+                }
+                if let (false, Some(settled)) = (r.complete(), plan.settled) {
+                    self.reread_settled(read.query, settled, served).await?;
+                }
+            }
+            break plan;
+        };
+        plan.reads = self.plan(now, cursor).reads;
+        for read in plan.reads.iter().filter(|r| r.targeted) {
+            self.read(*read, None, |_| {}).await?;
+        }
+        Ok(plan)
+    }
+
+    /// The plan of a poll at `now` from `cursor`, the ledger's open calls and the densities known so far,
+    /// its main window no longer than the budget allows.
+    fn plan(&self, now: i64, cursor: Option<i64>) -> PollPlan {
+        let density = |q| self.density.iter().find(|(dq, _)| *dq == q).map(|(_, d)| *d);
+        plan(
+            &self.budget.apply(&self.cfg.plan),
+            now,
+            cursor,
+            &self.cfg.queries,
+            self.state.ledger.open_spans(),
+            density,
+        )
+    }
+
+    /// Every page of `read`, each admitted as it arrives (and shown to `seen` first). What the pages
+    /// served and skipped was reported page by page by the client ([`crate::cec::ApiObserver::page`]);
+    /// this notes the finished read.
+    async fn read(
+        &mut self,
+        read: Read,
+        refuse_over: Option<u64>,
+        mut seen: impl FnMut(&ParsedRecord) + Send,
+    ) -> Result<WindowRead, PollError> {
+        let (state, summary, telemetry, retention) =
+            (&mut *self.state, &mut self.summary, self.telemetry, self.cfg.retention);
+        let mut sink = |page: Vec<ParsedRecord>| {
+            page.iter().for_each(&mut seen);
+            state.admit_page(&read, &page, retention, summary, |record| {
+                FieldInvalid { query: read.query, record }.emit(telemetry)
+            });
+        };
+        let r = self.source.stream(read.query, read.window, refuse_over, &mut sink).await?;
+        self.note(read, &r);
+        Ok(r)
+    }
+
+    /// One page of `query` over `window` ([`Source::probe`]), admitted like a read's.
+    async fn probe(&mut self, query: TaskQuery, window: Window) -> Result<WindowRead, PollError> {
+        let r = self.source.probe(query, window).await?.counted();
+        let read = Read { query, window, targeted: false };
+        let telemetry = self.telemetry;
+        self.state.admit_page(&read, &r.records, self.cfg.retention, &mut self.summary, |record| {
+            FieldInvalid { query, record }.emit(telemetry)
+        });
+        self.note(read, &r);
+        Ok(r)
+    }
+
+    fn note(&mut self, read: Read, r: &WindowRead) {
+        self.requests += r.requests;
+        self.records += r.served;
+        WindowFetched { query: read.query, window: read.window, read: r }.emit(self.telemetry);
+    }
+
+    /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
+    /// the settled part, which the next poll will not read again, may have been skipped. Nothing new
+    /// starts there, so its `total` holds still: one page of it (a probe) tells how many calls CEC
+    /// counts there, and when every one of them was already seen, nothing more is read. Otherwise the
+    /// part is halved and each half probed, down to the parts that really miss calls, which are read
+    /// again ([`settle_step`] decides, by cost). A backfill whose `total` moved because calls joined its
+    /// live end thus costs one request per query instead of the settled part's every page.
+    ///
+    /// A call counts as seen in a part when its `startTime` lies strictly inside it (CEC's window ends
+    /// may be exclusive) and the main read (`served`: its serial numbers and starts) returned it, or the
+    /// part's probe served it; malformed entries only when its probe served them. Either way a part can
+    /// only look short of calls, never covered when it is not.
+    async fn reread_settled(
+        &mut self,
+        query: TaskQuery,
+        settled: Window,
+        served: Vec<(CallId, Option<i64>)>,
+    ) -> Result<(), PollError> {
+        let mut known: hashbrown::HashMap<CallId, Option<i64>> = served.into_iter().collect();
+        let page_size = self.cfg.plan.page_size;
+        let mut parts = vec![settled];
+        while let Some(part) = parts.pop() {
+            let r = self.probe(query, part).await?;
+            let probed: hashbrown::HashSet<CallId> = r.records.iter().map(|rec| rec.id).collect();
+            let inside = known
+                .iter()
+                .filter(|(id, start)| {
+                    start.is_some_and(|s| part.start_ms < s && s < part.end_ms) && !probed.contains(*id)
+                })
+                .count();
+            let seen = (probed.len() + inside + r.rejected.len()) as u64;
+            for rec in &r.records {
+                known.entry(rec.id).or_insert(rec.record.start_ms);
+            }
+            let step = match r.total {
+                Some(total) => settle_step(part, total, seen, page_size),
+                // No `total`: a probe that ended by itself (a short page, or no data) read it all.
+                None if r.stopped.is_none() => SettleStep::Covered,
+                None => SettleStep::Reread,
+            };
+            match step {
+                SettleStep::Covered => {}
+                SettleStep::Split(a, b) => parts.extend([b, a]),
+                SettleStep::Reread => self.reread_whole(query, part).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `part` of the settled window until every call CEC counts there has been seen, three times
+    /// at most; giving up is one [`IncompleteRead`].
+    async fn reread_whole(&mut self, query: TaskQuery, part: Window) -> Result<(), PollError> {
+        let read = Read { query, window: part, targeted: false };
+        let mut seen = hashbrown::HashSet::new();
+        // Each read is logged as a `WindowFetched` event; only giving up is worth a warning.
+        let mut reason = crate::cec::client::Incomplete::ShortOfTotal;
+        for _ in 0..3 {
+            let r = self
+                .read(read, None, |rec| {
+                    seen.insert(rec.id);
+                })
+                .await?;
+            reason = r.incomplete().unwrap_or(reason);
+            if r.total.is_none_or(|t| (seen.len() + r.rejected.len()) as u64 >= t) {
+                return Ok(());
+            }
+        }
+        IncompleteRead { query, window: part, reason }.emit(self.telemetry);
+        Ok(())
+    }
+}
+
 /// Wait after `failures` consecutive failed polls: the interval, doubled per further failure, capped
 /// at five minutes (or the interval when that is longer).
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
@@ -616,6 +680,74 @@ mod tests {
         }
     }
 
+    /// A CEC whose ALL_BUT_ITA reads serve two ended calls, one open call and one with a bad field,
+    /// page by page, while its ITA reads fail when `ita_down` is set: a poll that fails after it
+    /// admitted pages.
+    struct HalfDown {
+        ita_down: AtomicBool,
+        pages: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl Source for HalfDown {
+        async fn read(&self, _: TaskQuery, _: Window) -> Result<WindowRead, ApiError> {
+            unreachable!("the poller streams")
+        }
+
+        async fn stream(
+            &self,
+            query: TaskQuery,
+            w: Window,
+            _: Option<u64>,
+            sink: &mut PageSink<'_>,
+        ) -> Result<WindowRead, ApiError> {
+            if query == TaskQuery::ITA {
+                if self.ita_down.load(Ordering::Relaxed) {
+                    return Err(ApiError::Status {
+                        endpoint: Endpoint::QueryCallDetailRecord,
+                        status: 503,
+                        retry_after: None,
+                    });
+                }
+                return Ok(one_page(Vec::new()).stream_into(None, sink));
+            }
+            let mut bad = rec(4, CallState::Ended, T0 - 1_000);
+            bad.invalid.insert(Field::TalkDuration);
+            let all = [rec(1, CallState::Ended, T0 - 3_000), rec(2, CallState::Calling, T0 - 2_000), bad];
+            let all: Vec<_> = all.into_iter().filter(|r| r.record.start_ms.is_some_and(|s| w.start_ms <= s)).collect();
+            for page in all.chunks(2) {
+                self.pages.lock().unwrap().push(page.len());
+                sink(page.to_vec());
+            }
+            Ok(WindowRead { total: Some(all.len() as u64), requests: 2, total_unchanged: true, ..Default::default() }
+                .with_counts(all.len() as u64))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_failing_after_pages_were_admitted_leaves_no_trace_and_the_next_counts_them_once() {
+        let cfg = PollerConfig { queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA], ..ita_config() };
+        let shared = Arc::new(Shared::default());
+        let source = HalfDown { ita_down: AtomicBool::new(true), pages: Default::default() };
+        let mut p = Poller::new(source, cfg, State::default(), shared.clone(), None);
+        let before = p.state().clone();
+        let err = p.poll_at(T0).await.unwrap_err();
+        assert_eq!(err.to_string(), "query_call_detail_record: HTTP 503");
+        assert_eq!(*p.source().pages.lock().unwrap(), [2, 1], "both pages were handed over and admitted");
+        assert_eq!(*p.state(), before, "ledger, open calls, cursor, floor and aggregates as before the poll");
+        assert_eq!(shared.published().aggregates.total_calls(), 0, "nothing was published");
+        // The unusable field was counted when its page was read: each fetch counts, as a rejected
+        // record's does.
+        assert_eq!(shared.telemetry.snapshot().fields_invalid, [(Field::TalkDuration, 1)].into());
+        p.source().ita_down.store(false, Ordering::Relaxed);
+        let report = p.poll_at(T0).await.unwrap();
+        assert_eq!((report.summary.counted, report.summary.tracked), (2, 1));
+        assert_eq!(p.state().aggregates.total_calls(), 2);
+        assert_eq!(p.state().ledger.open_len(), 1);
+        assert_eq!(shared.telemetry.snapshot().fields_invalid, [(Field::TalkDuration, 2)].into());
+        p.poll_at(T0 + 30_000).await.unwrap();
+        assert_eq!(p.state().aggregates.total_calls(), 2, "re-read, not counted again");
+    }
+
     /// Polls every 30 s for ITA calls, catching up at most an hour.
     fn ita_config() -> PollerConfig {
         PollerConfig {
@@ -626,6 +758,7 @@ mod tests {
             max_catchup_ms: 3_600_000,
             deadline: Duration::from_secs(300),
             max_unknown_reason_codes: 32,
+            read_capacity: 100_000,
         }
     }
 
@@ -666,6 +799,7 @@ mod tests {
                 rejected: vec![Skipped { rejection, page_offset: 0 }],
                 total_unchanged: true,
                 stopped: None,
+                ..WindowRead::default()
             })
         }
     }
@@ -695,6 +829,7 @@ mod tests {
             total_unchanged: true,
             rejected: Vec::new(),
             stopped: None,
+            ..WindowRead::default()
         }
     }
 
@@ -1060,32 +1195,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_poll_holding_too_many_records_fails_and_the_next_reads_a_shorter_window_exactly() {
-        // 100 records held at most: a day of calls (144) is too many, half a day (72) fits.
+    async fn a_main_window_holding_more_than_a_read_takes_on_is_shrunk_by_its_first_page_and_counts_exactly() {
+        // A read takes on 100 records: a day of calls (145, both ends included) is more. The first
+        // page says so, and the same poll reads a window holding about 80 instead; nothing fails.
         let day = 86_400_000;
-        let cfg = PollerConfig { max_catchup_ms: 3 * day, ..ita_config() };
+        let cfg = PollerConfig { max_catchup_ms: 3 * day, read_capacity: 100, ..ita_config() };
         let source = Slow { from: T0 - day, to: T0 };
         let mut p = Poller::new(source, cfg, State::default(), Arc::new(Shared::default()), None);
-        p.max_records = 100;
         p.poll_at(T0 - day).await.unwrap();
-        let err = p.poll_at(T0).await.unwrap_err();
-        assert!(matches!(err, PollError::TooManyRecords(100)), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "poll read more than 100 records before committing; the next poll reads a shorter window"
-        );
-        assert!(err.retryable());
-        assert_eq!(p.state().aggregates.total_calls(), 1, "nothing admitted");
-        let mut windows = Vec::new();
+        let mut polls = Vec::new();
         loop {
             let report = p.poll_at(T0).await.unwrap();
-            windows.push((report.plan.main.end_ms - report.plan.main.start_ms) / 60_000);
+            let minutes = (report.plan.main.end_ms - report.plan.main.start_ms) / 60_000;
+            polls.push((minutes, report.requests, report.summary.counted));
             if !report.plan.behind {
                 break;
             }
         }
-        assert_eq!(windows, [721, 723], "half of the day (plus lookback) that failed, then the rest");
+        // 0.8 × 100 / 145 of the 1 442-minute window (two requests: the refused first page, then the
+        // read); the rest, 65 calls, fits one read, from a lookback before the cursor. The limit stays:
+        // twice that window would hold more than 80 % of a read.
+        assert_eq!(polls, [(795, 2, 79), (648, 1, 65)]);
         assert_eq!(p.state().aggregates.total_calls(), 144 + 1, "every call of the day once");
+        assert_eq!(p.budget().limit_ms(), Some(47_735_172));
     }
 
     #[tokio::test]
@@ -1152,6 +1284,7 @@ mod tests {
                 rejected: Vec::new(),
                 total_unchanged: !first,
                 stopped: None,
+                ..WindowRead::default()
             })
         }
 

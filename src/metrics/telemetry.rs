@@ -88,18 +88,15 @@ pub enum FailureKind {
     Store,
     /// The reads took longer than `--poll.deadline`.
     Deadline,
-    /// The reads returned more records than one poll holds.
-    TooManyRecords,
 }
 
 impl std::fmt::Display for FailureKind {
-    /// Label values only: `query_call_detail_record ret_code`, `state_store`, `deadline`, `too_many_records`.
+    /// Label values only: `query_call_detail_record ret_code`, `state_store`, `deadline`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureKind::Api(endpoint, kind) => write!(f, "{} {}", endpoint.label(), kind.label()),
             FailureKind::Store => f.write_str("state_store"),
             FailureKind::Deadline => f.write_str("deadline"),
-            FailureKind::TooManyRecords => f.write_str("too_many_records"),
         }
     }
 }
