@@ -325,7 +325,12 @@ impl CecClient {
             sink(records);
             offset += n;
             match first_total {
-                None => first_total = Some(page.total),
+                None => {
+                    first_total = Some(page.total);
+                    // Sized once for what the read will see (at most what it may read), not grown by doubling.
+                    let expected = page.total.unwrap_or(0).min(u64::from(max_pages) * u64::from(limit));
+                    seen.reserve(usize::try_from(expected).unwrap_or(0).saturating_sub(seen.len()));
+                }
                 Some(t) if t != page.total => out.total_unchanged = false,
                 Some(_) => {}
             }

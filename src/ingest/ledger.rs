@@ -257,11 +257,12 @@ impl State {
     /// Admits one record returned by `read`, tallying what happened in `summary`.
     pub fn admit(&mut self, rec: &ParsedRecord, read: &Read, summary: &mut PollSummary) -> Admission {
         let ledger = &mut self.ledger;
-        if ledger.counted.contains_key(&rec.id) {
+        // One hash of the serial number for the check and, when it ends, the insert.
+        let hashbrown::hash_map::Entry::Vacant(slot) = ledger.counted.entry(rec.id) else {
             summary.already_counted += 1;
             return Admission::AlreadyCounted;
-        }
-        let tracked = ledger.open.get(&rec.id).copied();
+        };
+        let tracked = if ledger.open.is_empty() { None } else { ledger.open.get(&rec.id).copied() };
         // Where the call's start lies: its startTime, else narrowed by every window that returned it.
         let (lo, hi) = match (rec.record.start_ms, tracked) {
             (Some(s), _) => (s, s),
@@ -299,8 +300,10 @@ impl State {
             _ => read.query.attribute(rec.record.task_type),
         };
         if rec.state == CallState::Ended {
-            ledger.open.remove(&rec.id);
-            ledger.counted.insert(rec.id, hi);
+            if tracked.is_some() {
+                ledger.open.remove(&rec.id);
+            }
+            slot.insert(hi);
             ledger.fresh.push((rec.id, hi));
             self.aggregates.observe(rec.id, task_type, &rec.record);
             summary.counted += 1;
