@@ -614,6 +614,7 @@ fn failure_kind(e: &PollError) -> FailureKind {
         PollError::Api(e) => FailureKind::Api(e.endpoint(), e.kind()),
         PollError::Store(_) => FailureKind::Store,
         PollError::Deadline(_) => FailureKind::Deadline,
+        PollError::TooManyCalls(_) => FailureKind::TooManyCalls,
     }
 }
 

@@ -327,8 +327,9 @@ impl CecClient {
             match first_total {
                 None => {
                     first_total = Some(page.total);
-                    // Sized once for what the read will see (at most what it may read), not grown by doubling.
-                    let expected = page.total.unwrap_or(0).min(u64::from(max_pages) * u64::from(limit));
+                    // Sized for what the read will likely see, not grown by doubling; a first page's
+                    // `total` is the gateway's claim, so it sizes at most eight pages up front.
+                    let expected = page.total.unwrap_or(0).min(u64::from(max_pages.min(8)) * u64::from(limit));
                     seen.reserve(usize::try_from(expected).unwrap_or(0).saturating_sub(seen.len()));
                 }
                 Some(t) if t != page.total => out.total_unchanged = false,

@@ -7,8 +7,8 @@
 //! lookback is not admitted at all ([`start_in_window`]).
 //!
 //! At most `--poll.max-open-calls` open calls are remembered: beyond it the oldest (by the latest their
-//! start can be) are given up ([`Ledger::cap_open`], by every [`State::finish`] and by the poller on
-//! restore), as calls older than `--poll.max-call-duration` are, so a gateway inventing open calls cannot
+//! start can be) are given up ([`Ledger::cap_open`]: by every [`State::finish`], within a poll by
+//! [`State::admit_page`] once the map holds twice the cap, and by the poller on restore), as calls older than `--poll.max-call-duration` are, so a gateway inventing open calls cannot
 //! grow memory or the store without limit. A given-up call is simply no longer remembered: if it later
 //! shows up ended, it is admitted like a call never seen — counted once if its start is still at or after
 //! the floor, else not at all ([`Admission::BeforeFloor`]). It was never counted before, so giving up can
@@ -192,7 +192,8 @@ pub struct State {
     pub aggregates: Aggregates,
 }
 
-/// What a poll may change besides adding counted calls, kept to undo a poll whose commit failed.
+/// What a poll may change besides adding counted calls, kept to undo a poll whose reads or commit
+/// failed (its pages were admitted as they arrived).
 #[derive(Debug)]
 pub struct Checkpoint {
     aggregates: Aggregates,
@@ -206,6 +207,8 @@ pub struct PollSummary {
     pub counted: u64,
     /// Records of open calls taken (first sight or a later state).
     pub tracked: u64,
+    /// Of those, calls seen open for the first time (not remembered before).
+    pub first_seen_open: u64,
     pub already_counted: u64,
     pub before_floor: u64,
     /// Open calls given up because they may have started more than `--poll.max-call-duration` ago (see
@@ -239,6 +242,14 @@ pub fn start_in_window(rec: &ParsedRecord, read: &Read, lookback_ms: i64) -> boo
     rec.record.start_ms.is_none_or(|s| {
         read.window.start_ms.saturating_sub(lookback_ms) <= s && s <= read.window.end_ms.saturating_add(lookback_ms)
     })
+}
+
+/// Gives back a map's memory once it holds less than half of what it has room for (a backfill's
+/// calls forgotten below the floor, a failed poll's calls uncounted): hashbrown never shrinks by itself.
+fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 2 * m.len().max(1_024) {
+        m.shrink_to_fit();
+    }
 }
 
 /// Limits of what the ledger keeps.
@@ -312,6 +323,7 @@ impl State {
             let query = tracked.map_or(read.query, |o| o.query);
             ledger.open.insert(rec.id, OpenCall { lo_ms: lo, hi_ms: hi, state: rec.state, task_type, query });
             summary.tracked += 1;
+            summary.first_seen_open += u64::from(tracked.is_none());
             Admission::Tracked
         }
     }
@@ -361,6 +373,11 @@ impl State {
                 s.agent_talk_too_long -= u64::from(agent_too_long);
             }
         }
+        // The cap holds within a poll too, give or take the cap: pages of invented open calls (every
+        // targeted read may bring a read's worth) cannot grow the map until the poll ends.
+        if self.ledger.open.len() > retention.max_open_calls.saturating_mul(2).max(1_024) {
+            s.evicted += self.ledger.cap_open(retention.max_open_calls);
+        }
     }
 
     /// Ends a poll whose every read was admitted ([`State::admit_page`]): moves the cursor to the end
@@ -379,7 +396,7 @@ impl State {
         let oldest = now_ms.saturating_sub(retention.max_call_ms);
         l.open.retain(|_, o| o.hi_ms >= oldest);
         s.abandoned = (before - l.open.len()) as u64;
-        s.evicted = l.cap_open(retention.max_open_calls);
+        s.evicted += l.cap_open(retention.max_open_calls);
     }
 
     /// A whole poll at once: [`State::admit_page`] for every read in order, then [`State::finish`].
@@ -407,9 +424,11 @@ impl State {
     /// uncounted, so the next poll counts them again, once.
     pub fn rollback(&mut self, cp: Checkpoint) {
         let l = &mut self.ledger;
-        for (id, _) in l.fresh.drain(..) {
+        // Taken, not drained: a failed catch-up poll must not pin its capacity.
+        for (id, _) in std::mem::take(&mut l.fresh) {
             l.counted.remove(&id);
         }
+        shrink_when_sparse(&mut l.counted);
         l.open = cp.open;
         l.s = cp.s;
         self.aggregates = cp.aggregates;
@@ -422,6 +441,7 @@ impl State {
         l.fresh = Vec::new();
         let floor = l.s.floor_ms;
         l.counted.retain(|_, hi| *hi >= floor);
+        shrink_when_sparse(&mut l.counted);
     }
 }
 
@@ -511,6 +531,24 @@ mod tests {
         s.committed();
         assert_eq!((sum.counted, sum.before_floor), (1, 1));
         assert_eq!(ita_answered(&s), 2, "calls 2 and 3");
+    }
+
+    #[test]
+    fn a_page_of_invented_open_calls_is_capped_within_the_poll() {
+        let ret = Retention { max_open_calls: 1_000, ..RET };
+        let mut s = State::default();
+        let queries = [TaskQuery::ITA];
+        let p = plan(&CFG, T0, None, &queries, std::iter::empty(), |_| None);
+        let mut sum = PollSummary::default();
+        for page in 0..3u64 {
+            let flood: Vec<_> = (0..1_500).map(|i| rec(page * 10_000 + i, CallState::Calling, T0 - 1_000)).collect();
+            s.admit_page(&p.reads[0], &flood, ret, &mut sum, |_| {});
+            assert!(s.ledger.open_len() <= 2_000, "page {page}: {} open", s.ledger.open_len());
+        }
+        // 1 500, then 3 000 → capped to 1 000, then 2 500 → capped to 1 000.
+        assert_eq!((sum.tracked, sum.first_seen_open, sum.evicted, s.ledger.open_len()), (4_500, 4_500, 3_500, 1_000));
+        s.finish(&p, T0, ret, &mut sum);
+        assert_eq!((sum.evicted, s.ledger.open_len()), (3_500, 1_000));
     }
 
     #[test]

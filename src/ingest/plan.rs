@@ -14,9 +14,11 @@
 //! instead of paging the whole part again. [`Catchup`] follows a catch-up window by window, for its
 //! progress line and the `cec_exporter_catchup_remaining_seconds` gauge.
 //!
-//! A poll past `--poll.deadline` (or past the records one poll may hold) fails whole, and a catch-up
-//! window too big to read within it would fail the same way forever. [`WindowBudget`] shrinks the main window after such a failure and grows it back
-//! after polls that finished well inside the deadline. It only decides where a main window *ends*: the
+//! A poll past `--poll.deadline` (or past the new calls one poll takes on) fails whole, and a catch-up
+//! window too big to read within it would fail the same way forever. [`WindowBudget`] shrinks the main
+//! window after such a failure, and before one: when a main read's first page says CEC holds more
+//! records there than one read takes on ([`WindowBudget::too_big`]); it grows back after polls that
+//! finished well inside the deadline with room to spare. It only decides where a main window *ends*: the
 //! next one still starts a lookback before the last committed end, so no span is skipped, and the
 //! ledger's floor keeps re-read calls from being counted twice.
 
@@ -244,8 +246,9 @@ impl Catchup {
 /// by at least one minute of calls.
 pub const MIN_ADVANCE_MS: i64 = 60_000;
 
-/// How long the next poll's main window may be, after polls that ran past `--poll.deadline`. Starts
-/// (and ends up again) at no limit beyond [`PlanConfig::max_window_ms`].
+/// How long the next poll's main window may be, after polls that ran past `--poll.deadline` or took on
+/// too many new calls, and after first pages that said a window holds more than a read takes on.
+/// Starts (and ends up again) at no limit beyond [`PlanConfig::max_window_ms`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WindowBudget {
     /// The shrunk limit, ms; `None` is the configured one.

@@ -65,14 +65,25 @@ pub enum PollError {
     /// The reads did not finish within `--poll.deadline` (CEC stalled, or kept serving pages).
     #[error("poll deadline exceeded: the reads took longer than --poll.deadline ({})", humantime::format_duration(*.0))]
     Deadline(Duration),
+    /// The reads brought more new calls than one poll takes on ([`MAX_NEW_CALLS_PER_READ_CAPACITY`] ×
+    /// the read capacity): a gateway inventing calls, or a window far denser than planned.
+    #[error("poll read more than {0} calls not seen before; the next poll reads a shorter window")]
+    TooManyCalls(u64),
 }
+
+/// How many reads' worth of calls never seen before one poll takes on: a poll's main windows hold at
+/// most [`crate::ingest::plan::FILL`] of a read per query, so this leaves room for two queries, the
+/// settled part's re-reads and targeted reads, while a gateway inventing calls cannot make one poll
+/// grow the ledger (or the transaction that commits it) without bound. Past it the poll fails whole
+/// and the next one reads a halved window, as after `--poll.deadline`.
+pub const MAX_NEW_CALLS_PER_READ_CAPACITY: u64 = 8;
 
 impl PollError {
     pub fn retryable(&self) -> bool {
         match self {
             PollError::Api(e) => e.retryable(),
             PollError::Store(e) => e.retryable(),
-            PollError::Deadline(_) => true,
+            PollError::Deadline(_) | PollError::TooManyCalls(_) => true,
         }
     }
 }
@@ -160,7 +171,7 @@ pub struct Poller<S: Source = CecClient> {
     reconcile: bool,
     /// Whether folding of reason codes was already logged at warn since start (later polls log at info).
     folding_warned: bool,
-    /// How long the next main window may be after polls that ran past the deadline.
+    /// How long the next main window may be ([`WindowBudget`]: after failed or refused reads).
     budget: WindowBudget,
     /// The main window the current (or last) poll set out to read, for the budget when it times out.
     attempted: Option<Window>,
@@ -221,7 +232,8 @@ impl<S: Source> Poller<S> {
         &self.source
     }
 
-    /// How long the next main window may be (shrunk after polls past `--poll.deadline`).
+    /// How long the next main window may be (shrunk after polls past `--poll.deadline`, polls with too
+    /// many new calls, and first pages that said a window holds more than a read takes on).
     pub fn budget(&self) -> WindowBudget {
         self.budget
     }
@@ -279,7 +291,7 @@ impl<S: Source> Poller<S> {
             Ok(plan) => plan,
             Err(e) => {
                 self.state.rollback(checkpoint);
-                if let (PollError::Deadline(_), Some(main)) = (&e, self.attempted) {
+                if let (PollError::Deadline(_) | PollError::TooManyCalls(_), Some(main)) = (&e, self.attempted) {
                     self.budget.overran(&self.cfg.plan, main);
                 }
                 return Err(e);
@@ -356,12 +368,15 @@ impl<S: Source> Poller<S> {
             return;
         };
         match tokio::task::block_in_place(|| store.reload()) {
-            Ok(stored) => {
+            Ok(mut stored) => {
+                // Brought under this run's limits as at start-up (quietly: that was reported then), before
+                // comparing: the store holds what the file held, which a lowered reason-code cap or
+                // open-call cap had already narrowed in memory. Without this the cap would be lost until
+                // a restart, and reason_code="other" could go down.
+                stored.aggregates.set_reason_cap(self.cfg.max_unknown_reason_codes);
+                stored.ledger.cap_open(self.cfg.retention.max_open_calls);
                 let poll_was_durable = stored != self.state;
                 self.state = stored;
-                // Read back as stored: a store restored above the cap may still hold more than it. Quietly:
-                // these calls were given up (and counted) when the store was first restored.
-                self.state.ledger.cap_open(self.cfg.retention.max_open_calls);
                 self.reconcile = false;
                 let calls = self.state.aggregates.total_calls();
                 StateReloaded { calls, poll_was_durable }.emit(&self.shared.telemetry);
@@ -548,7 +563,7 @@ impl<S: Source> Reading<'_, S> {
             });
         };
         let r = self.source.stream(read.query, read.window, refuse_over, &mut sink).await?;
-        self.note(read, &r);
+        self.note(read, &r)?;
         Ok(r)
     }
 
@@ -560,14 +575,22 @@ impl<S: Source> Reading<'_, S> {
         self.state.admit_page(&read, &r.records, self.cfg.retention, &mut self.summary, |record| {
             FieldInvalid { query, record }.emit(telemetry)
         });
-        self.note(read, &r);
+        self.note(read, &r)?;
         Ok(r)
     }
 
-    fn note(&mut self, read: Read, r: &WindowRead) {
+    /// Tallies a finished read; fails the poll once it has taken on more new calls than a poll may
+    /// ([`MAX_NEW_CALLS_PER_READ_CAPACITY`]): checked after each read, which takes on at most a read's
+    /// capacity, so a poll holds at most one read more than the limit.
+    fn note(&mut self, read: Read, r: &WindowRead) -> Result<(), PollError> {
         self.requests += r.requests;
         self.records += r.served;
         WindowFetched { query: read.query, window: read.window, read: r }.emit(self.telemetry);
+        let limit = MAX_NEW_CALLS_PER_READ_CAPACITY.saturating_mul(self.cfg.read_capacity);
+        if self.summary.counted + self.summary.first_seen_open > limit {
+            return Err(PollError::TooManyCalls(limit));
+        }
+        Ok(())
     }
 
     /// The main window's pages did not partition CEC's answer (it changed while paged), so a record of
@@ -1427,5 +1450,221 @@ mod tests {
         assert_eq!(got, vec![30, 60, 120, 240, 300, 300]);
         assert_eq!(backoff(Duration::from_secs(600), 3), Duration::from_secs(600));
         assert_eq!(backoff(Duration::from_secs(1), 40), Duration::from_secs(300));
+    }
+
+    /// A gateway inventing 100 ended calls never seen before in every read.
+    struct Inventive {
+        next: std::sync::atomic::AtomicU64,
+    }
+
+    impl Source for Inventive {
+        async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+            let first = self.next.fetch_add(100, Ordering::Relaxed);
+            Ok(one_page((first..first + 100).map(|id| rec(id, CallState::Ended, w.end_ms - 1_000)).collect()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_taking_on_more_new_calls_than_eight_reads_hold_fails_whole_and_shrinks_the_window() {
+        // A read takes on 10 records, so a poll at most 80 new calls. Every read claims 100: the main
+        // window is refused and shrunk to the floor (lookback + 1 min), where it is read anyway, and the
+        // two queries bring 100 new calls each. The poll fails, leaves nothing, and the window stays at
+        // the floor.
+        let day = 86_400_000;
+        let cfg = PollerConfig {
+            queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
+            read_capacity: 10,
+            max_catchup_ms: 3 * day,
+            ..ita_config()
+        };
+        let mut p = Poller::new(Inventive { next: 1.into() }, cfg, State::default(), Arc::new(Shared::default()), None);
+        let before = p.state().clone();
+        let err = p.poll_at(T0).await.unwrap_err();
+        assert!(matches!(err, PollError::TooManyCalls(80)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "poll read more than 80 calls not seen before; the next poll reads a shorter window"
+        );
+        assert!(err.retryable());
+        assert_eq!(*p.state(), before);
+        assert_eq!(p.budget().limit_ms(), Some(WindowBudget::floor_ms(&CFG)));
+    }
+
+    mod streaming_review {
+        use super::*;
+        use crate::metrics::aggregate::OTHER_REASON;
+        use std::sync::atomic::AtomicU32;
+
+        /// Main reads serve 1 000 ended calls (so the density keeps targeted reads apart); every
+        /// targeted read serves `per_read` calls never seen before, still ringing, started inside it.
+        struct Unknown;
+
+        impl Source for Unknown {
+            async fn read(&self, _: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+                let mut a = rec(1, CallState::Ended, T0 - 1_000);
+                a.record.reason_code = Some(900);
+                let mut b = rec(2, CallState::Ended, T0 + 20_000);
+                b.record.reason_code = Some(901);
+                let recs = [a, b]
+                    .into_iter()
+                    .filter(|r| r.record.start_ms.is_some_and(|s| (w.start_ms..=w.end_ms).contains(&s)))
+                    .collect();
+                Ok(one_page(recs))
+            }
+        }
+
+        /// FINDING (pre-existing, reconcile after a failed commit): Poller::reconcile replaces the state
+        /// with Store::reload's, whose Aggregates::reason_cap is #[serde(skip)] = the default 32; it never
+        /// calls set_reason_cap. With --metrics.max-unknown-reason-codes 0, every unknown code after a
+        /// failed commit gets its own series.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+        async fn a_reconciled_state_keeps_the_configured_reason_code_cap() {
+            use crate::store::FailPoint;
+            let dir = tempfile::tempdir().unwrap();
+            let (mut store, _) = Store::open(dir.path(), false).unwrap();
+            store.fail_next_commit = Some(FailPoint::BeforeWrite);
+            let cfg = PollerConfig { max_unknown_reason_codes: 0, ..ita_config() };
+            let mut p = Poller::new(Unknown, cfg, State::default(), Arc::new(Shared::default()), Some(store));
+            assert!(p.poll_at(T0).await.is_err());
+            p.poll_at(T0 + 30_000).await.unwrap();
+            let ita = TaskType::ItaBidirectional.index();
+            let keys: Vec<u32> = p.state().aggregates.end_reasons[ita].keys().copied().collect();
+            assert_eq!(keys, [OTHER_REASON], "with a cap of 0 both unknown codes fold into reason_code=\"other\"");
+        }
+
+        /// ALL_BUT_ITA: one call an hour (call 20 still talking the first two times it is read); ITA: one
+        /// call every five minutes. A read takes on 100 records: the ITA main read is refused after the
+        /// ALL_BUT_ITA one of the same (longer) window was admitted, and the poll re-planned.
+        struct TwoQueries {
+            from: i64,
+            a_reads_of_20: AtomicU32,
+        }
+
+        impl Source for TwoQueries {
+            async fn read(&self, q: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+                let inside = |s: i64| (w.start_ms..=w.end_ms).contains(&s);
+                let recs: Vec<ParsedRecord> = if q == TaskQuery::ALL_BUT_ITA {
+                    (0..24u64)
+                        .map(|k| (k, self.from + k as i64 * 3_600_000 + 1_000))
+                        .filter(|&(_, s)| inside(s))
+                        .map(|(k, s)| {
+                            let state = if k == 20 && self.a_reads_of_20.fetch_add(1, Ordering::Relaxed) < 2 {
+                                CallState::Talking
+                            } else {
+                                CallState::Ended
+                            };
+                            rec(k + 1, state, s)
+                        })
+                        .collect()
+                } else {
+                    (0..288u64)
+                        .map(|k| (k, self.from + k as i64 * 300_000 + 500))
+                        .filter(|&(_, s)| inside(s))
+                        .map(|(k, s)| rec(10_000 + k, CallState::Ended, s))
+                        .collect()
+                };
+                Ok(one_page(recs))
+            }
+        }
+
+        /// CONFIRMS (passes): a reshape after another query's pages of the longer window were admitted
+        /// counts every call exactly once.
+        #[tokio::test]
+        async fn a_reshape_after_another_querys_pages_were_admitted_counts_exactly() {
+            let day = 86_400_000;
+            let cfg = PollerConfig {
+                queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
+                max_catchup_ms: 3 * day,
+                read_capacity: 100,
+                ..ita_config()
+            };
+            let source = TwoQueries { from: T0 - day, a_reads_of_20: 0.into() };
+            let mut p = Poller::new(source, cfg, State::default(), Arc::new(Shared::default()), None);
+            p.poll_at(T0 - day).await.unwrap();
+            let mut polls = 0;
+            loop {
+                polls += 1;
+                let r = p.poll_at(T0).await.unwrap();
+                if !r.plan.behind {
+                    break;
+                }
+            }
+            assert!(polls > 2);
+            p.poll_at(T0 + 30_000).await.unwrap();
+            assert_eq!(p.state().aggregates.total_calls(), 24 + 288);
+            assert_eq!(p.state().ledger.open_len(), 0);
+        }
+
+        /// ALL_BUT_ITA as Flaky; ITA never answers once `hang` is set.
+        struct HangsOnIta {
+            hang: AtomicBool,
+        }
+
+        impl Source for HangsOnIta {
+            async fn read(&self, q: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
+                if q == TaskQuery::ITA && self.hang.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+                let id = if q == TaskQuery::ITA { 2 } else { 1 };
+                let s = T0 + 10_000;
+                let recs = if (w.start_ms..=w.end_ms).contains(&s) {
+                    vec![rec(id, CallState::Ended, s), rec(id + 10, CallState::Talking, s)]
+                } else {
+                    vec![]
+                };
+                Ok(one_page(recs))
+            }
+        }
+
+        /// CONFIRMS (passes): the deadline dropping the fetch after pages of one query were admitted
+        /// rolls back everything, and the next poll counts them once.
+        #[tokio::test]
+        async fn a_deadline_after_admitted_pages_leaves_no_trace() {
+            let cfg = PollerConfig {
+                queries: vec![TaskQuery::ALL_BUT_ITA, TaskQuery::ITA],
+                deadline: Duration::from_millis(100),
+                ..ita_config()
+            };
+            let mut p = Poller::new(
+                HangsOnIta { hang: AtomicBool::new(false) },
+                cfg,
+                State::default(),
+                Arc::new(Shared::default()),
+                None,
+            );
+            p.poll_at(T0).await.unwrap();
+            let before = p.state().clone();
+            p.source().hang.store(true, Ordering::Relaxed);
+            assert!(matches!(p.poll_at(T0 + 30_000).await, Err(PollError::Deadline(_))));
+            assert_eq!(*p.state(), before);
+            p.source().hang.store(false, Ordering::Relaxed);
+            p.poll_at(T0 + 60_000).await.unwrap();
+            p.poll_at(T0 + 90_000).await.unwrap();
+            assert_eq!(p.state().aggregates.total_calls(), 2);
+            assert_eq!(p.state().ledger.open_len(), 2);
+        }
+        /// FINDING (pre-existing, same root cause): a restart with a lowered
+        /// --metrics.max-unknown-reason-codes folds stored codes into "other" in memory (Poller::new);
+        /// a failed commit then reconciles from the store, which still holds them unfolded: the
+        /// published reason_code="other" counter goes down (2 -> 0), a counter reset to Prometheus.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+        async fn a_reconcile_never_makes_the_other_reason_counter_go_down() {
+            use crate::store::FailPoint;
+            let dir = tempfile::tempdir().unwrap();
+            let (store, _) = Store::open(dir.path(), false).unwrap();
+            let mut p = Poller::new(Unknown, ita_config(), State::default(), Arc::new(Shared::default()), Some(store));
+            p.poll_at(T0 + 30_000).await.unwrap();
+            drop(p);
+            let (mut store, restored) = Store::open(dir.path(), false).unwrap();
+            store.fail_next_commit = Some(FailPoint::BeforeWrite);
+            let shared = Arc::new(Shared::default());
+            let cfg = PollerConfig { max_unknown_reason_codes: 0, ..ita_config() };
+            let mut p = Poller::new(Unknown, cfg, restored.unwrap(), shared.clone(), Some(store));
+            let ita = TaskType::ItaBidirectional;
+            assert_eq!(shared.published().aggregates.folded(ita), 2, "both codes folded at start");
+            assert!(p.poll_at(T0 + 60_000).await.is_err());
+            p.poll_at(T0 + 90_000).await.unwrap();
+            assert_eq!(shared.published().aggregates.folded(ita), 2, "reason_code=\"other\" must not decrease");
+        }
     }
 }

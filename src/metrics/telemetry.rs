@@ -88,15 +88,18 @@ pub enum FailureKind {
     Store,
     /// The reads took longer than `--poll.deadline`.
     Deadline,
+    /// The reads brought more new calls than one poll takes on.
+    TooManyCalls,
 }
 
 impl std::fmt::Display for FailureKind {
-    /// Label values only: `query_call_detail_record ret_code`, `state_store`, `deadline`.
+    /// Label values only: `query_call_detail_record ret_code`, `state_store`, `deadline`, `too_many_calls`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureKind::Api(endpoint, kind) => write!(f, "{} {}", endpoint.label(), kind.label()),
             FailureKind::Store => f.write_str("state_store"),
             FailureKind::Deadline => f.write_str("deadline"),
+            FailureKind::TooManyCalls => f.write_str("too_many_calls"),
         }
     }
 }

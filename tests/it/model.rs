@@ -4,15 +4,16 @@
 //! this host's clock (jumping forward, stepping back) do. Each call carries its own reason code, so
 //! "exactly once" is checked call by call, not as a total where a miss could hide a double count.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cec_exporter::cec::client::WindowRead;
+use cec_exporter::cec::client::{PageSink, Stop, WindowRead};
 use cec_exporter::cec::record::{CallId, CallRecord, CallState, TaskQuery, TaskType};
 use cec_exporter::cec::window::{Window, MAX_WINDOW_MS};
 use cec_exporter::cec::wire::ParsedRecord;
 use cec_exporter::cec::ApiError;
+use cec_exporter::cec::Endpoint;
 use cec_exporter::ingest::ledger::{Retention, State};
 use cec_exporter::ingest::plan::PlanConfig;
 use cec_exporter::ingest::poller::{Poller, PollerConfig, Shared, Source};
@@ -40,6 +41,11 @@ struct Quirks {
     ghosts: u64,
     /// `--poll.max-open-calls`.
     max_open_calls: usize,
+    /// Records one read takes on: a main window whose first page says more is re-planned shorter.
+    read_capacity: u64,
+    /// Every so many reads (0: never) fails after half its pages were handed over, during the first
+    /// 150 minutes: the poll is rolled back and read again.
+    fail_every: u64,
 }
 
 const BASE: Quirks = Quirks {
@@ -51,6 +57,8 @@ const BASE: Quirks = Quirks {
     clock: None,
     ghosts: 0,
     max_open_calls: 250_000,
+    read_capacity: 100_000,
+    fail_every: 0,
 };
 
 /// Serial numbers of invented calls start here (real ones are far below).
@@ -72,11 +80,52 @@ struct ModelCec {
     now: AtomicI64,
     quirks: Quirks,
     rng: Mutex<Rng>,
+    /// Reads streamed so far, to pick the ones that fail.
+    reads: AtomicU64,
 }
 
 impl Source for ModelCec {
     async fn read(&self, query: TaskQuery, w: Window) -> Result<WindowRead, ApiError> {
         Ok(self.serve(query, w, usize::MAX))
+    }
+
+    /// As the real client streams: pages of 100 handed over one by one, a first page refused when
+    /// `total` is more than the poller takes on, and (`fail_every`) a read failing half-way through
+    /// its pages, after the poller admitted them.
+    async fn stream(
+        &self,
+        query: TaskQuery,
+        w: Window,
+        refuse_over: Option<u64>,
+        sink: &mut PageSink<'_>,
+    ) -> Result<WindowRead, ApiError> {
+        let r = self.serve(query, w, usize::MAX);
+        if let (Some(max), Some(total)) = (refuse_over, r.total) {
+            if total > max {
+                return Ok(WindowRead { stopped: Some(Stop::TooBig), records: Vec::new(), requests: 1, ..r });
+            }
+        }
+        let n = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
+        let k = self.quirks.fail_every;
+        let fail = k > 0
+            && self.now.load(Ordering::Relaxed) < T0 + 150 * MIN
+            && n.wrapping_mul(0x9E37_79B9_7F4A_7C15).is_multiple_of(k);
+        let r = r.counted();
+        let (pages, mut records) = (r.records.len().div_ceil(100), r.records.into_iter());
+        for i in 0..pages {
+            if fail && i >= pages / 2 {
+                return Err(ApiError::Status {
+                    endpoint: Endpoint::QueryCallDetailRecord,
+                    status: 503,
+                    retry_after: None,
+                });
+            }
+            sink(records.by_ref().take(100).collect());
+        }
+        if fail {
+            return Err(ApiError::Status { endpoint: Endpoint::QueryCallDetailRecord, status: 503, retry_after: None });
+        }
+        Ok(WindowRead { records: Vec::new(), ..r })
     }
 
     /// One page, as the real client probes a settled window: the poller must find skipped records by
@@ -175,7 +224,13 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>, u64) {
             no_start: false,
         });
     }
-    let cec = ModelCec { calls, now: AtomicI64::new(T0), quirks, rng: Mutex::new(Rng::new(seed + 100)) };
+    let cec = ModelCec {
+        calls,
+        now: AtomicI64::new(T0),
+        quirks,
+        rng: Mutex::new(Rng::new(seed + 100)),
+        reads: AtomicU64::new(0),
+    };
     let cfg = PollerConfig {
         interval: Duration::from_millis(INTERVAL as u64),
         plan: PlanConfig {
@@ -195,7 +250,7 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>, u64) {
         deadline: Duration::from_secs(300),
         // Each call carries its own reason code, and the check reads each code's series.
         max_unknown_reason_codes: usize::MAX,
-        read_capacity: 100_000,
+        read_capacity: quirks.read_capacity,
     };
     let mut poller = Poller::new(cec, cfg, State::default(), Arc::new(Shared::default()), None);
     let mut now = T0;
@@ -206,7 +261,15 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>, u64) {
             _ => now,
         };
         poller.source().now.store(now, Ordering::Relaxed);
-        let report = poller.poll_at(clock).await.expect("the model never fails");
+        let report = match poller.poll_at(clock).await {
+            Ok(report) => report,
+            // A read failed half-way on purpose: the poll left no trace, the next one reads it again.
+            Err(_) if quirks.fail_every > 0 => {
+                now += INTERVAL;
+                continue;
+            }
+            Err(e) => panic!("the model never fails: {e}"),
+        };
         evicted += report.summary.evicted;
         let open = poller.state().ledger.open_len();
         assert!(open <= quirks.max_open_calls, "{open} open calls, cap {}", quirks.max_open_calls);
@@ -248,6 +311,15 @@ async fn each_call_counted_exactly_once(name: &str, quirks: Quirks) {
 #[tokio::test]
 async fn model_invented_open_calls_beyond_the_cap() {
     each_call_counted_exactly_once("ghosts", Quirks { ghosts: 3_000, max_open_calls: 400, ..BASE }).await;
+}
+
+/// Pages streamed into the ledger while reads fail half-way (one read in 7, for the first 150 minutes,
+/// so the poll is rolled back after admitting pages), and main windows refused by their first page and
+/// re-planned because a read takes on only 300 records: every call still counts exactly once.
+#[tokio::test]
+async fn model_reads_failing_half_way_and_windows_reshaped_by_their_first_page() {
+    each_call_counted_exactly_once("rollback and reshape", Quirks { read_capacity: 300, fail_every: 7, ..BASE }).await;
+    each_call_counted_exactly_once("reshape", Quirks { read_capacity: 300, reorder: 0.2, ..BASE }).await;
 }
 
 #[tokio::test]
