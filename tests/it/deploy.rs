@@ -468,8 +468,9 @@ fn the_prometheus_rule_holds_exactly_the_groups_of_the_rule_files() {
 
 /// Runs `l` against `sim_url` with every mount mapped into `dir`, the operator's settings (URL, key)
 /// pointed at the simulator, and the listen address on a free loopback port; checks it gets ready,
-/// writes its store at the state path on the volume, and exits 0 on SIGTERM.
-async fn run_launch(l: &Launch, sim_url: &str, extra_env: &[(&str, &str)]) {
+/// writes its store at the state path on the volume, and exits 0 on SIGTERM. With `trace`, the exporter
+/// runs under `strace -f` writing there.
+async fn run_launch(l: &Launch, sim_url: &str, extra_env: &[(&str, &str)], trace: Option<&Path>) {
     let dir = tempfile::tempdir().unwrap();
     let mut mapped: Vec<(String, PathBuf)> = Vec::new();
     for (i, m) in l.mounts.iter().enumerate() {
@@ -524,7 +525,15 @@ async fn run_launch(l: &Launch, sim_url: &str, extra_env: &[(&str, &str)]) {
         .expect("a state path");
     let port = free_port();
     let stderr_path = dir.path().join("stderr.log");
-    let mut child = bin()
+    let mut cmd = match trace {
+        Some(t) => {
+            let mut c = Command::new("strace");
+            c.args(["-f", "-qq", "-o"]).arg(t).arg("--").arg(env!("CARGO_BIN_EXE_cec-exporter"));
+            c
+        }
+        None => bin(),
+    };
+    let mut child = cmd
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(&args)
@@ -552,7 +561,13 @@ async fn run_launch(l: &Launch, sim_url: &str, extra_env: &[(&str, &str)]) {
     let store = Path::new(&state).join("cec-exporter.redb");
     assert!(store.is_file(), "{}: no store at {} (the state path on the volume)", l.file, store.display());
     assert!(!log().contains("level=warn"), "{}: a warning at start-up:\n{}", l.file, log());
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    // Under strace the exporter is strace's child: its pid starts every line of the trace (strace
+    // passes its exit status on).
+    let pid = match trace {
+        Some(t) => std::fs::read_to_string(t).unwrap().split_whitespace().next().unwrap().to_owned(),
+        None => child.id().to_string(),
+    };
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -571,15 +586,114 @@ async fn run_launch(l: &Launch, sim_url: &str, extra_env: &[(&str, &str)]) {
 async fn each_deployment_s_launch_gets_ready_keeps_its_state_on_the_volume_and_stops_on_sigterm() {
     let sim = Sim::start(Traffic::None).await;
     // docker run -e CEC_APP_SECRET_FILE=/run/secrets/cec-app-secret (the Dockerfile's header).
-    run_launch(&docker_launch(), &sim.url, &[("CEC_APP_SECRET_FILE", "/run/secrets/cec-app-secret")]).await;
-    run_launch(&systemd_launch(), &sim.url, &[]).await;
+    run_launch(&docker_launch(), &sim.url, &[("CEC_APP_SECRET_FILE", "/run/secrets/cec-app-secret")], None).await;
+    run_launch(&systemd_launch(), &sim.url, &[], None).await;
     // The manifests log JSON: check the text of "shutting down" in logfmt, as for the others.
-    run_launch(&kubernetes_launch(&raw_kubernetes_docs()), &sim.url, &[("CEC_LOG_FORMAT", "logfmt")]).await;
+    run_launch(&kubernetes_launch(&raw_kubernetes_docs()), &sim.url, &[("CEC_LOG_FORMAT", "logfmt")], None).await;
 }
 
 // ------------------------------------------------------------------------------------------------
 // With the tools
 // ------------------------------------------------------------------------------------------------
+
+/// The syscalls of `@group` as `systemd-analyze syscall-filter` lists them, nested groups expanded.
+fn syscall_group(group: &str) -> BTreeSet<String> {
+    let out = Command::new("systemd-analyze").args(["syscall-filter", group]).output().expect("systemd-analyze");
+    assert!(out.status.success(), "systemd-analyze syscall-filter {group}");
+    let mut set = BTreeSet::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines().skip(1) {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if t.starts_with('@') {
+            set.extend(syscall_group(t));
+        } else {
+            set.insert(t.to_owned());
+        }
+    }
+    set
+}
+
+/// What the unit's sandbox forbids, the exporter does not do: run with the unit's launch under
+/// `strace -f` (against the simulator, by host name, through a first poll, a commit, a scrape and
+/// SIGTERM), every syscall it makes is in `SystemCallFilter=@system-service` and none in
+/// `~@privileged @resources`; every socket is of `RestrictAddressFamilies=`; no mapping is writable and
+/// executable at once (`MemoryDenyWriteExecute=`); it opens nothing under /home or /root
+/// (`ProtectHome=`), no device but the ones `PrivateDevices=` keeps, and in /proc only its own process
+/// (`ProcSubset=pid`) or what it can do without (`/proc/sys`, read-only under `ProtectKernelTunables=`).
+/// No systemd runs here to enforce the unit itself; this checks the binary against what it declares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs strace and systemd-analyze (scripts/test.sh installs them and runs this test)"]
+async fn the_exporter_makes_no_syscall_and_opens_no_socket_the_unit_s_sandbox_forbids() {
+    let sim = Sim::start(Traffic::None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    // A host name, so name resolution (nsswitch, /etc/hosts) is part of the run.
+    let url = sim.url.replace("127.0.0.1", "localhost");
+    run_launch(&systemd_launch(), &url, &[], Some(&trace)).await;
+    let text = std::fs::read_to_string(&trace).unwrap();
+
+    let u = unit();
+    let filters = unit_get(&u, "SystemCallFilter");
+    assert_eq!(filters, ["@system-service", "~@privileged @resources"], "the filters this test reads");
+    let allowed = syscall_group("@system-service");
+    let denied: BTreeSet<String> = ["@privileged", "@resources"].iter().flat_map(|g| syscall_group(g)).collect();
+    assert!(allowed.contains("read") && denied.contains("setuid"), "groups parsed");
+    let mut used = BTreeSet::new();
+    let mut families = BTreeSet::new();
+    let mut opened = BTreeSet::new();
+    for line in text.lines() {
+        let Some((_, rest)) = line.split_once(' ') else { continue };
+        let rest = rest.trim_start();
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if name.is_empty() || !rest[name.len()..].starts_with('(') {
+            continue; // "+++ exited", "--- SIGTERM", "<... resumed>"
+        }
+        if name == "socket" {
+            families.insert(rest["socket(".len()..].split([',', ')']).next().unwrap().to_owned());
+        }
+        if name.starts_with("open") {
+            if let Some(path) = rest.split('"').nth(1) {
+                opened.insert(path.to_owned());
+            }
+        }
+        assert!(
+            !(rest.contains("PROT_WRITE") && rest.contains("PROT_EXEC")),
+            "a writable and executable mapping (MemoryDenyWriteExecute=yes would refuse it): {line}"
+        );
+        used.insert(name);
+    }
+    assert!(used.contains("accept4") && used.contains("fdatasync"), "the trace covers serving and a commit: {used:?}");
+    // execve is strace starting the binary, before any filter applies.
+    used.remove("execve");
+    let outside: Vec<_> = used.difference(&allowed).collect();
+    assert!(outside.is_empty(), "syscalls outside @system-service: {outside:?}");
+    let refused: Vec<_> = used.intersection(&denied).collect();
+    assert!(refused.is_empty(), "syscalls in ~@privileged @resources: {refused:?}");
+
+    let permitted: BTreeSet<String> =
+        unit_one(&u, "RestrictAddressFamilies").split_whitespace().map(str::to_owned).collect();
+    assert!(
+        families.contains("AF_INET") && families.is_subset(&permitted),
+        "socket families {families:?}, unit {permitted:?}"
+    );
+
+    let own_proc = |p: &str| p.starts_with("/proc/self/") || p.starts_with("/proc/thread-self/");
+    for p in &opened {
+        assert!(!p.starts_with("/home/") && !p.starts_with("/root/"), "ProtectHome=yes hides {p}");
+        if let Some(dev) = p.strip_prefix("/dev/") {
+            assert!(
+                ["null", "zero", "full", "random", "urandom", "tty"].contains(&dev),
+                "PrivateDevices=yes hides {p}"
+            );
+        }
+        if p.starts_with("/proc/") {
+            // glibc's malloc reads overcommit_memory and does without it when it is hidden.
+            assert!(own_proc(p) || p == "/proc/sys/vm/overcommit_memory", "ProcSubset=pid hides {p}");
+        }
+    }
+}
 
 /// `systemd-analyze verify` accepts the unit (a copy whose ExecStart is the built binary: verify
 /// refuses a missing executable), and `systemd-analyze security --offline=yes` rates its exposure at
