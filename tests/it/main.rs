@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cli;
+mod deploy;
 mod durable;
 mod exactly_once;
 mod exposition;
