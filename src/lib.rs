@@ -18,6 +18,7 @@ pub mod secret;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod tenants;
 pub mod web_config;
 
 use std::future::Future;
