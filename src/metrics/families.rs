@@ -365,6 +365,15 @@ pub static ALL: [&Family; 36] = [
     &LOOKBACK,
 ];
 
+/// The families that describe the process rather than a tenant: with `--config.file` they are written
+/// once, without a `tenant` label; every other family is written per tenant with one.
+pub static PROCESS: [&Family; 4] = [&BUILD_INFO, &HTTP_ACCEPT_ERRORS, &WEB_CONFIG_RELOADS, &WEB_CONFIG_LAST_RELOAD_SUCCESSFUL];
+
+/// Whether `family` is one of [`PROCESS`].
+pub fn is_process_wide(family: &Family) -> bool {
+    PROCESS.iter().any(|p| std::ptr::eq(*p, family))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
