@@ -352,14 +352,24 @@ tenants:
         let t = check(TWO).unwrap();
         assert_eq!(t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         let (a, b) = (&t[0].config, &t[1].config);
-        assert_eq!(a.client.query_url.as_str(), "https://gw.example/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord");
-        assert_eq!(b.client.query_url.as_str(), "https://other.example/base/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord");
+        assert_eq!(
+            a.client.query_url.as_str(),
+            "https://gw.example/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord"
+        );
+        assert_eq!(
+            b.client.query_url.as_str(),
+            "https://other.example/base/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord"
+        );
         assert_eq!((a.client.app_key.as_str(), b.client.app_key.as_str()), ("key-a", "key-b"));
         assert_eq!((a.client.app_secret.expose(), b.client.app_secret.expose()), ("secret-of-a", "secret-of-b"));
         // Own key, then the command line's --poll.interval (global has none).
         assert_eq!((a.poller.interval, b.poller.interval), (Duration::from_secs(10), Duration::from_secs(45)));
         assert_eq!((a.poller.plan.lookback_ms, b.poller.plan.lookback_ms), (120_000, 120_000), "global");
-        assert_eq!((a.client.timeout, b.client.timeout), (Duration::from_secs(7), Duration::from_secs(7)), "command line");
+        assert_eq!(
+            (a.client.timeout, b.client.timeout),
+            (Duration::from_secs(7), Duration::from_secs(7)),
+            "command line"
+        );
         assert_eq!(a.poller.queries, [crate::cec::record::TaskQuery::ITA]);
         assert_eq!(b.poller.queries, [crate::cec::record::TaskQuery::ALL_BUT_ITA, crate::cec::record::TaskQuery::ITA]);
         assert_eq!((a.client.page_size, b.client.page_size), (100, 50));

@@ -43,9 +43,9 @@ pub struct Published {
 /// Renders everything into `out`: every family of the table, in its order.
 pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryData, build: &BuildInfo) {
     let om = format == Format::OpenMetrics;
-    write_families::<Calls>(out, om, &[(None, p)], p);
+    write_families::<Calls>(out, om, &[(None, p)], None);
     let own = Own { telemetry: t, build, remembered_calls: p.remembered_calls };
-    write_families::<SelfTelemetry>(out, om, &[(None, &own)], &own);
+    write_families::<SelfTelemetry>(out, om, &[(None, &own)], None);
     if om {
         out.extend_from_slice(b"# EOF\n");
     }
@@ -72,25 +72,27 @@ pub fn render_tenants(
 ) {
     let om = format == Format::OpenMetrics;
     let calls: Vec<(Option<&str>, &Published)> = tenants.iter().map(|t| (Some(t.name), t.published)).collect();
-    write_families::<Calls>(out, om, &calls, &Published::default());
+    write_families::<Calls>(out, om, &calls, None);
     let own: Vec<Own<'_>> = tenants
         .iter()
         .map(|t| Own { telemetry: t.telemetry, build, remembered_calls: t.published.remembered_calls })
         .collect();
     let sources: Vec<(Option<&str>, &Own<'_>)> = tenants.iter().zip(&own).map(|(t, o)| (Some(t.name), o)).collect();
-    write_families::<SelfTelemetry>(out, om, &sources, &Own { telemetry: process, build, remembered_calls: 0 });
+    let process = Own { telemetry: process, build, remembered_calls: 0 };
+    write_families::<SelfTelemetry>(out, om, &sources, Some(&process));
     if om {
         out.extend_from_slice(b"# EOF\n");
     }
 }
 
 /// Writes each family of a collector: its header lines from the table, then its samples from each
-/// of `sources` (with its tenant label, if any), or once from `process` for a process-wide family.
+/// of `sources` (with its tenant label, if any). With tenants, `process` is the source of the
+/// process-wide families, written once from it instead.
 fn write_families<'s, C: Collector>(
     out: &mut Vec<u8>,
     om: bool,
     sources: &[(Option<&str>, &C::Source<'s>)],
-    process: &C::Source<'s>,
+    process: Option<&C::Source<'s>>,
 ) {
     for &(family, produce) in C::FAMILIES {
         let name = family.header_name(om);
@@ -98,7 +100,7 @@ fn write_families<'s, C: Collector>(
         if let (true, Some(unit)) = (om, family.unit) {
             let _ = writeln!(out, "# UNIT {name} {unit}");
         }
-        if super::families::is_process_wide(family) && sources.iter().any(|(t, _)| t.is_some()) {
+        if let (true, Some(process)) = (super::families::is_process_wide(family), process) {
             produce(process, &mut Samples { out, om, family, tenant: None });
             continue;
         }
@@ -175,7 +177,8 @@ impl Samples<'_> {
         out.extend_from_slice(self.family.name.as_bytes());
         out.extend_from_slice(suffix.as_bytes());
         let tenant = self.tenant.map(|t| ("tenant", t));
-        let pairs = tenant.into_iter().chain(names.iter().zip(values).map(|(n, v)| (*n, *v))).chain(le.map(|le| ("le", le)));
+        let pairs =
+            tenant.into_iter().chain(names.iter().zip(values).map(|(n, v)| (*n, *v))).chain(le.map(|le| ("le", le)));
         let mut first = true;
         for (name, v) in pairs {
             out.push(if first { b'{' } else { b',' });
@@ -653,5 +656,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert!(samples.iter().all(|l| families::PROCESS.iter().any(|f| l.starts_with(f.name))), "{samples:?}");
+        assert!(samples.contains(&"cec_exporter_build_info{version=\"1.2.3\",revision=\"abc\"} 1"), "{samples:?}");
+        assert!(samples.contains(&"cec_exporter_http_accept_errors_total 3"), "{samples:?}");
     }
 }

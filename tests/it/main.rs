@@ -10,4 +10,5 @@ mod faults;
 mod harness;
 mod model;
 mod observability;
+mod tenants;
 mod web;
