@@ -164,7 +164,9 @@ pub async fn run_tenants(
                 let telemetry = &process.telemetry;
                 match tenants::load(&path, &argv) {
                     Err(e) => events::ConfigReloadFailed { error: &e.to_string(), kept_previous: true }.emit(telemetry),
-                    Ok(all) => {
+                    Ok(mut all) => {
+                        // --state.reset is for start-up: a tenant started by a reload opens its store as it is.
+                        all.iter_mut().for_each(|t| t.config.state_reset = false);
                         let (applied, errors) = fleet.apply(&mine(all)).await;
                         match errors.first() {
                             None => events::ConfigReloaded { path: &path, applied: &applied }.emit(telemetry),
