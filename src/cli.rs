@@ -148,6 +148,23 @@ pub struct RunArgs {
     #[arg(long = "web.max-connections", env = "CEC_WEB_MAX_CONNECTIONS", global = true)]
     #[arg(default_value = "64", value_name = "N", value_parser = whole_number_in(1, 10_000))]
     pub web_max_connections: u32,
+    /// YAML file of tenants to poll, each with its own cec: and poll: keys (see the README's "Many
+    /// tenants"); re-read on SIGHUP. Without it, the cec and poll flags describe one tenant.
+    #[arg(long = "config.file", env = "CEC_CONFIG_FILE", global = true, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Check the configuration (--config.file and the secret files it names, or the flags) and exit: 0 when
+    /// it is valid, 2 with a message naming the problem.
+    #[arg(long = "config.check", global = true)]
+    pub config_check: bool,
+    /// Replicas the tenants of --config.file are split between (1 to 1000).
+    #[arg(long = "shard.count", env = "CEC_SHARD_COUNT", global = true)]
+    #[arg(default_value = "1", value_name = "N", value_parser = whole_number_in(1, 1000))]
+    pub shard_count: u32,
+    /// This replica's shard, 0 to --shard.count minus 1: it polls the tenants whose name hashes to it
+    /// (FNV-1a 64 of the name, modulo --shard.count).
+    #[arg(long = "shard.index", env = "CEC_SHARD_INDEX", global = true)]
+    #[arg(default_value = "0", value_name = "I", value_parser = whole_number_in(0, 999))]
+    pub shard_index: u32,
     /// Log level.
     #[arg(
         long = "log.level",

@@ -62,6 +62,10 @@ pub enum ConfigError {
     /// Not a `source`: its text is already in the message, and `{:#}` would print it twice.
     #[error("--web.config.file: {0}")]
     WebConfig(crate::web_config::WebConfigError),
+    #[error("--shard.index: must be less than --shard.count ({count})")]
+    ShardIndex { count: u32 },
+    #[error("--shard.count: shards split the tenants of --config.file; give one, or leave --shard.count at 1")]
+    ShardWithoutFile,
 }
 
 impl ConfigError {
@@ -78,6 +82,8 @@ impl ConfigError {
             ConfigError::DeadlineShorterThanTimeout { .. } => "--poll.deadline",
             ConfigError::CaFile { .. } => "--cec.ca-file",
             ConfigError::WebConfig(_) => "--web.config.file",
+            ConfigError::ShardIndex { .. } => "--shard.index",
+            ConfigError::ShardWithoutFile => "--shard.count",
         }
     }
 }
@@ -98,6 +104,52 @@ pub struct Config {
     pub web_config: Option<(PathBuf, crate::web_config::WebConfig)>,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
+}
+
+/// What the process serves with, whatever the tenants: the web server, the state root, the shard.
+#[derive(Clone, Debug)]
+pub struct Serving {
+    pub state_path: Option<PathBuf>,
+    pub state_reset: bool,
+    pub listen: SocketAddr,
+    pub telemetry_path: String,
+    pub limits: crate::server::Limits,
+    pub web_config: Option<(PathBuf, crate::web_config::WebConfig)>,
+    /// `(--shard.count, --shard.index)`.
+    pub shard: (u32, u32),
+}
+
+impl Serving {
+    /// The process's part of the flags, checked; reads the web config file, if one is given.
+    pub fn from_args(args: &RunArgs) -> Result<Serving, ConfigError> {
+        if args.state_reset && args.state_path.is_none() {
+            return Err(ConfigError::ResetWithoutStatePath);
+        }
+        if args.shard_index >= args.shard_count {
+            return Err(ConfigError::ShardIndex { count: args.shard_count });
+        }
+        if args.shard_count > 1 && args.config_file.is_none() {
+            return Err(ConfigError::ShardWithoutFile);
+        }
+        let web_config = match &args.web_config_file {
+            Some(path) => {
+                Some((path.clone(), crate::web_config::WebConfig::load(path).map_err(ConfigError::WebConfig)?))
+            }
+            None => None,
+        };
+        Ok(Serving {
+            state_path: args.state_path.clone(),
+            state_reset: args.state_reset,
+            listen: args.web_listen_address.unwrap_or(DEFAULT_LISTEN),
+            telemetry_path: args.web_telemetry_path.clone(),
+            limits: crate::server::Limits {
+                max_connections: args.web_max_connections as usize,
+                ..crate::server::Limits::default()
+            },
+            web_config,
+            shard: (args.shard_count, args.shard_index),
+        })
+    }
 }
 
 /// `url` with `path` appended, or `url` as is when `keep_path` and it already has a path.

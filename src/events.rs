@@ -754,6 +754,61 @@ impl InternalEvent for WebConfigReloadFailed<'_> {
     }
 }
 
+/// SIGHUP re-read `--config.file` and its tenants are in force: the added started, the removed
+/// stopped (their state kept on disk), the changed restarted, the rest left polling. Counts
+/// `cec_exporter_config_reloads_total{result="success"}` and sets
+/// `cec_exporter_config_last_reload_successful` to 1. An info line.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigReloaded<'a> {
+    pub path: &'a std::path::Path,
+    pub applied: &'a crate::fleet::Applied,
+}
+
+impl InternalEvent for ConfigReloaded<'_> {
+    fn emit(&self, t: &Telemetry) {
+        t.update(|d| {
+            d.config_reloads += 1;
+            d.config_last_reload_failed = false;
+        });
+        let a = self.applied;
+        tracing::info!(
+            path = %self.path.display(),
+            added = %a.added.join(","),
+            removed = %a.removed.join(","),
+            restarted = %a.restarted.join(","),
+            kept = a.kept,
+            "configuration reloaded"
+        );
+    }
+}
+
+/// SIGHUP found `--config.file` invalid (the previous tenants stay in force), or a tenant of the new
+/// file could not start (the others are in force). Counts
+/// `cec_exporter_config_reloads_total{result="failure"}` and sets
+/// `cec_exporter_config_last_reload_successful` to 0 until a reload succeeds. An error line naming the
+/// problem ([`crate::tenants::TenantsError`]'s or [`crate::fleet::StartError`]'s text).
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigReloadFailed<'a> {
+    pub error: &'a str,
+    /// Whether the previous configuration stays whole (the file was refused) or the new one is in
+    /// force but for the tenant named in the error.
+    pub kept_previous: bool,
+}
+
+impl InternalEvent for ConfigReloadFailed<'_> {
+    fn emit(&self, t: &Telemetry) {
+        t.update(|d| {
+            d.config_reload_failures += 1;
+            d.config_last_reload_failed = true;
+        });
+        if self.kept_previous {
+            tracing::error!(error = %self.error, "configuration not reloaded; the previous tenants stay in force");
+        } else {
+            tracing::error!(error = %self.error, "configuration reloaded, but a tenant could not start");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod fleet;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod secret;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod tenants;
 pub mod web_config;
 
 use std::future::Future;
@@ -74,7 +76,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let poll_task = tokio::spawn(poller.run(stop_rx));
     let telemetry = shared.telemetry.clone();
-    let site = Arc::new(server::Site { shared, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });
+    let site =
+        Arc::new(server::Site { shared, fleet: None, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });
     let web = cfg.web_config.clone().map(|(path, c)| Arc::new(server::ActiveWebConfig::new(path, c)));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -102,6 +105,91 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = poll_task.await;
     Ok(())
+}
+
+/// Runs the tenants of `--config.file` on `listener` until `shutdown` resolves: one poller per tenant
+/// of this shard (`serving.shard`), the server in front rendering them all with a `tenant` label. Each
+/// message on `reload` (a SIGHUP) re-reads `path` with the command line `argv`: a valid file is applied (added
+/// tenants start, removed ones stop and their series go, changed ones restart, the rest keep polling);
+/// an invalid one is refused with a line and a counter, the tenants in force staying. `tenants` is the
+/// file as read at start-up; a tenant of it that cannot start (its state store locked or unreadable)
+/// stops start-up.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_tenants(
+    serving: config::Serving,
+    path: std::path::PathBuf,
+    argv: Vec<std::ffi::OsString>,
+    tenants: Vec<tenants::Tenant>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    let (count, index) = serving.shard;
+    let mine = move |all: Vec<tenants::Tenant>| -> Vec<tenants::Tenant> {
+        all.into_iter().filter(|t| tenants::shard_of(&t.name, count) == index).collect()
+    };
+    let process = Arc::new(ingest::poller::Shared::default());
+    let fleet = Arc::new(fleet::Fleet::default());
+    let total = tenants.len();
+    let (_, errors) = fleet.apply(&mine(tenants)).await;
+    if let Some(e) = errors.into_iter().next() {
+        fleet.stop_all().await;
+        return Err(e.into());
+    }
+    let site = Arc::new(server::Site {
+        shared: process.clone(),
+        fleet: Some(fleet.clone()),
+        telemetry_path: serving.telemetry_path.clone(),
+        build: build_info(),
+    });
+    let web = serving.web_config.clone().map(|(path, c)| Arc::new(server::ActiveWebConfig::new(path, c)));
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tls = web.as_ref().is_some_and(|w| w.get().tls.is_some()),
+        basic_auth = web.as_ref().is_some_and(|w| w.get().auth.is_some()),
+        config_file = %path.display(),
+        tenants = fleet.tenants().len(),
+        tenants_in_file = total,
+        shard = %format!("{index}/{count}"),
+        "cec-exporter started"
+    );
+    let serve = server::serve(listener, site, serving.limits.clone(), web, shutdown);
+    tokio::pin!(serve);
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            _ = &mut serve => break Ok(()),
+            Some(()) = reload.recv() => {
+                let telemetry = &process.telemetry;
+                match tenants::load(&path, &argv) {
+                    Err(e) => events::ConfigReloadFailed { error: &e.to_string(), kept_previous: true }.emit(telemetry),
+                    Ok(mut all) => {
+                        // --state.reset is for start-up: a tenant started by a reload opens its store as it is.
+                        all.iter_mut().for_each(|t| t.config.state_reset = false);
+                        let (applied, errors) = fleet.apply(&mine(all)).await;
+                        match errors.first() {
+                            None => events::ConfigReloaded { path: &path, applied: &applied }.emit(telemetry),
+                            Some(_) => {
+                                for e in &errors {
+                                    events::ConfigReloadFailed { error: &e.to_string(), kept_previous: false }.emit(telemetry);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ = check.tick() => {
+                // A poller ends on its own only when it panicked: stop, so the supervisor restarts us.
+                if let Some(tenant) = fleet.crashed() {
+                    events::PollerStopped { why: "it panicked" }.emit(&process.telemetry);
+                    break Err(anyhow::anyhow!("the poller of tenant {tenant:?} stopped unexpectedly"));
+                }
+            }
+        }
+    };
+    fleet.stop_all().await;
+    result
 }
 
 /// `url` without its query and fragment, for the log: a gateway's URL may carry a signed query.

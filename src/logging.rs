@@ -44,9 +44,9 @@ pub enum LogFormat {
 /// Installs the global subscriber. Only this crate logs at `level`; dependencies log warnings and up.
 pub fn init(level: tracing::Level, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::new(format!("warn,cec_exporter={level}"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
     };
 }
@@ -59,7 +59,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         write!(w, "ts={ts} level={}", meta.level().as_str().to_ascii_lowercase())?;
@@ -68,6 +68,16 @@ where
         w.write_str(" msg=")?;
         write_value(&mut w, &v.msg)?;
         w.write_str(&v.rest)?;
+        // The fields of the spans around the event (with `--config.file`, the poller's `tenant=<name>`).
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        write!(w, " {fields}")?;
+                    }
+                }
+            }
+        }
         writeln!(w)
     }
 }

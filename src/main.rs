@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use cec_exporter::cli::{Cli, Command};
-use cec_exporter::config::Config;
+use cec_exporter::config::{Config, Serving};
 use cec_exporter::{demo, logging, simulate};
 
 fn main() -> std::process::ExitCode {
@@ -30,10 +30,28 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     logging::init(cli.run.log_level.into(), cli.run.log_format);
     match cli.command {
-        None | Some(Command::Run) => {
-            let cfg = Config::from_args(&cli.run, std::env::var("CEC_APP_SECRET").ok())?;
-            run_exporter(cfg).await
-        }
+        None | Some(Command::Run) => match cli.run.config_file.clone() {
+            Some(path) => {
+                let serving = Serving::from_args(&cli.run)?;
+                let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                let tenants = cec_exporter::tenants::load(&path, &argv)?;
+                if cli.run.config_check {
+                    let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+                    println!("{}: valid, {} tenants: {}", path.display(), names.len(), names.join(", "));
+                    return Ok(());
+                }
+                let listener = bind(serving.listen).await?;
+                cec_exporter::run_tenants(serving, path, argv, tenants, listener, shutdown_signal(), hangups()).await
+            }
+            None => {
+                let cfg = Config::from_args(&cli.run, std::env::var("CEC_APP_SECRET").ok())?;
+                if cli.run.config_check {
+                    println!("the command line is a valid configuration");
+                    return Ok(());
+                }
+                run_exporter(cfg).await
+            }
+        },
         Some(Command::Simulate(args)) => simulate::run(args, shutdown_signal()).await,
         Some(Command::Demo(args)) => demo::run(args, &cli.run, shutdown_signal()).await,
     }
@@ -56,9 +74,33 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run_exporter(cfg: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+async fn bind(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("--web.listen-address: cannot listen on {}", cfg.listen))?;
+        .with_context(|| format!("--web.listen-address: cannot listen on {listen}"))
+}
+
+async fn run_exporter(cfg: Config) -> anyhow::Result<()> {
+    let listener = bind(cfg.listen).await?;
     cec_exporter::run(cfg, listener, shutdown_signal()).await
+}
+
+/// A message for every SIGHUP (none off Unix, or when the handler cannot be installed).
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // A reload already waiting covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot install a SIGHUP handler; --config.file is read at start-up only"),
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }

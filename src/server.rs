@@ -29,12 +29,16 @@ use crate::metrics::telemetry::Telemetry;
 use crate::web_config::{BasicAuth, WebConfig};
 
 use crate::ingest::poller::Shared;
-use crate::metrics::expose::{render, BuildInfo};
+use crate::metrics::expose::{render, render_tenants, BuildInfo, TenantView};
 use crate::metrics::negotiate::Format;
 
 /// What the server shows.
 pub struct Site {
+    /// The single tenant's published state and telemetry; with tenants (`fleet`), only the process's
+    /// own telemetry (the web server's events, build).
     pub shared: Arc<Shared>,
+    /// The tenants of `--config.file`, when the exporter runs with one.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     pub telemetry_path: String,
     pub build: BuildInfo,
 }
@@ -57,10 +61,25 @@ impl Site {
         }
         if path == self.telemetry_path {
             let format = Format::negotiate(accept);
-            let published = self.shared.published();
-            let telemetry = self.shared.telemetry.snapshot();
             let mut out = Vec::with_capacity(64 * 1024);
-            render(&mut out, format, &published, &telemetry, &self.build);
+            match &self.fleet {
+                None => {
+                    let published = self.shared.published();
+                    let telemetry = self.shared.telemetry.snapshot();
+                    render(&mut out, format, &published, &telemetry, &self.build);
+                }
+                Some(fleet) => {
+                    let tenants = fleet.tenants();
+                    let state: Vec<_> =
+                        tenants.iter().map(|t| (t.shared.published(), t.shared.telemetry.snapshot())).collect();
+                    let views: Vec<TenantView<'_>> = tenants
+                        .iter()
+                        .zip(&state)
+                        .map(|(t, (p, d))| TenantView { name: &t.name, published: p, telemetry: d })
+                        .collect();
+                    render_tenants(&mut out, format, &views, &self.shared.telemetry.snapshot(), &self.build);
+                }
+            }
             return Response::builder()
                 .header(CONTENT_TYPE, format.content_type())
                 // The body depends on Accept: a cache in front must not serve one format for the other.
@@ -74,44 +93,78 @@ impl Site {
                 .body(Full::new(Bytes::from(self.landing())))
                 .expect("static response parts are valid"),
             "/-/healthy" => plain(StatusCode::OK, "Healthy.\n"),
-            "/-/ready" => {
-                if self.shared.telemetry.update(|d| d.ready) {
-                    plain(StatusCode::OK, "Ready.\n")
-                } else {
-                    plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready: no successful poll of CEC yet.\n")
+            "/-/ready" => match &self.fleet {
+                None if self.shared.telemetry.update(|d| d.ready) => plain(StatusCode::OK, "Ready.\n"),
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready: no successful poll of CEC yet.\n"),
+                // Every tenant has finished a poll, failed or not: one tenant's broken gateway must not
+                // take the replica, and every other tenant's series, out of service.
+                Some(fleet) => {
+                    let waiting =
+                        fleet.tenants().iter().filter(|t| t.shared.telemetry.update(|d| d.polls == 0)).count();
+                    if waiting == 0 {
+                        plain(StatusCode::OK, "Ready.\n")
+                    } else {
+                        let msg = format!("Not ready: {waiting} tenant(s) have not finished a poll of CEC yet.\n");
+                        plain(StatusCode::SERVICE_UNAVAILABLE, msg)
+                    }
                 }
-            }
+            },
             _ => plain(StatusCode::NOT_FOUND, "Not found.\n"),
         }
     }
 
     fn landing(&self) -> String {
-        let t = self.shared.telemetry.snapshot();
-        let status = match (t.polls, t.up) {
-            (0, _) => "no poll finished yet".to_owned(),
-            (_, true) => "last poll succeeded".to_owned(),
-            // The kind and time only: the error's text may quote the gateway (a retMsg excerpt, a
-            // parser position), and this page is for anyone who can reach the port. The log has the text.
-            (_, false) => match t.last_failure {
-                Some(f) => format!("last poll failed at {} ({})", crate::logging::rfc3339_s(f.at_ms), f.kind),
-                None => "last poll failed".to_owned(),
-            },
+        let items = match &self.fleet {
+            None => {
+                let (status, last, polls, failures) = status_of(&self.shared);
+                format!(
+                    "<li>Status: {status}</li>\n<li>Last successful poll: {last}</li>\n\
+                     <li>Polls: {polls}, failed: {failures}</li>\n"
+                )
+            }
+            Some(fleet) => {
+                let tenants = fleet.tenants();
+                let mut items = format!("<li>Tenants: {}</li>\n", tenants.len());
+                for t in &tenants {
+                    let (status, last, polls, failures) = status_of(&t.shared);
+                    // Names follow NAME_RULE ([a-z0-9_-]): nothing to escape, but escaped all the same.
+                    items.push_str(&format!(
+                        "<li>{}: {status}; last successful poll: {last}; polls: {polls}, failed: {failures}</li>\n",
+                        html_escape(&t.name)
+                    ));
+                }
+                items
+            }
         };
-        let last = t.last_success_ms.map_or("never".to_owned(), crate::logging::rfc3339_s);
         let path = html_escape(&self.telemetry_path);
         format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>CEC Exporter</title></head><body>\n\
              <h1>CEC Exporter</h1>\n<p>Prometheus exporter for Huawei Cloud CEC call detail records.</p>\n\
-             <ul>\n<li>Version: {version} (revision {revision})</li>\n<li>Status: {status}</li>\n\
-             <li>Last successful poll: {last}</li>\n<li>Polls: {polls}, failed: {failures}</li>\n</ul>\n\
+             <ul>\n<li>Version: {version} (revision {revision})</li>\n{items}</ul>\n\
              <p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
              </body></html>\n",
             version = self.build.version,
             revision = self.build.revision,
-            polls = t.polls,
-            failures = t.poll_failures,
         )
     }
+}
+
+/// A poller's status for the landing page: the status, the last successful poll, polls and failed
+/// polls.
+fn status_of(shared: &Shared) -> (String, String, u64, u64) {
+    let t = shared.telemetry.snapshot();
+    let status = match (t.polls, t.up) {
+        (0, _) => "no poll finished yet".to_owned(),
+        (_, true) => "last poll succeeded".to_owned(),
+        // The kind and time only: the error's text may quote the gateway (a retMsg excerpt, a
+        // parser position), and this page is for anyone who can reach the port. The log has the text.
+        (_, false) => match t.last_failure {
+            Some(f) => format!("last poll failed at {} ({})", crate::logging::rfc3339_s(f.at_ms), f.kind),
+            None => "last poll failed".to_owned(),
+        },
+    };
+    let last = t.last_success_ms.map_or("never".to_owned(), crate::logging::rfc3339_s);
+    (status, last, t.polls, t.poll_failures)
 }
 
 fn html_escape(s: &str) -> String {
@@ -419,6 +472,7 @@ mod tests {
     fn site() -> Site {
         Site {
             shared: Arc::new(Shared::default()),
+            fleet: None,
             telemetry_path: "/metrics".into(),
             build: BuildInfo { version: "0.1.0", revision: "r1" },
         }

@@ -181,6 +181,13 @@ impl Collector for SelfTelemetry {
                 s.sample(&[], Value::F(secs));
             }
         }),
+        (&f::CONFIG_RELOADS, |c, s| {
+            s.sample(&["success"], Value::U(c.telemetry.config_reloads));
+            s.sample(&["failure"], Value::U(c.telemetry.config_reload_failures));
+        }),
+        (&f::CONFIG_LAST_RELOAD_SUCCESSFUL, |c, s| {
+            s.sample(&[], Value::U(u64::from(!c.telemetry.config_last_reload_failed)))
+        }),
     ];
 }
 

@@ -43,22 +43,70 @@ pub struct Published {
 /// Renders everything into `out`: every family of the table, in its order.
 pub fn render(out: &mut Vec<u8>, format: Format, p: &Published, t: &TelemetryData, build: &BuildInfo) {
     let om = format == Format::OpenMetrics;
-    write_families::<Calls>(out, om, p);
-    write_families::<SelfTelemetry>(out, om, &Own { telemetry: t, build, remembered_calls: p.remembered_calls });
+    write_families::<Calls>(out, om, &[(None, p)], None);
+    let own = Own { telemetry: t, build, remembered_calls: p.remembered_calls };
+    write_families::<SelfTelemetry>(out, om, &[(None, &own)], None);
     if om {
         out.extend_from_slice(b"# EOF\n");
     }
 }
 
-/// Writes each family of a collector: its header lines from the table, then its samples.
-fn write_families<C: Collector>(out: &mut Vec<u8>, om: bool, source: &C::Source<'_>) {
+/// One tenant's published state and telemetry, for [`render_tenants`].
+pub struct TenantView<'a> {
+    /// The `tenant` label's value.
+    pub name: &'a str,
+    pub published: &'a Published,
+    pub telemetry: &'a TelemetryData,
+}
+
+/// Renders the families of several tenants (`--config.file`): each family's header once, then its
+/// samples for every tenant in the order given, each with `tenant="<name>"` as its first label. The
+/// process-wide families ([`super::families::PROCESS`]: build, web server) come once, without a
+/// tenant, from `process`. With no tenant, tenant families are headers without samples.
+pub fn render_tenants(
+    out: &mut Vec<u8>,
+    format: Format,
+    tenants: &[TenantView<'_>],
+    process: &TelemetryData,
+    build: &BuildInfo,
+) {
+    let om = format == Format::OpenMetrics;
+    let calls: Vec<(Option<&str>, &Published)> = tenants.iter().map(|t| (Some(t.name), t.published)).collect();
+    write_families::<Calls>(out, om, &calls, None);
+    let own: Vec<Own<'_>> = tenants
+        .iter()
+        .map(|t| Own { telemetry: t.telemetry, build, remembered_calls: t.published.remembered_calls })
+        .collect();
+    let sources: Vec<(Option<&str>, &Own<'_>)> = tenants.iter().zip(&own).map(|(t, o)| (Some(t.name), o)).collect();
+    let process = Own { telemetry: process, build, remembered_calls: 0 };
+    write_families::<SelfTelemetry>(out, om, &sources, Some(&process));
+    if om {
+        out.extend_from_slice(b"# EOF\n");
+    }
+}
+
+/// Writes each family of a collector: its header lines from the table, then its samples from each
+/// of `sources` (with its tenant label, if any). With tenants, `process` is the source of the
+/// process-wide families, written once from it instead.
+fn write_families<'s, C: Collector>(
+    out: &mut Vec<u8>,
+    om: bool,
+    sources: &[(Option<&str>, &C::Source<'s>)],
+    process: Option<&C::Source<'s>>,
+) {
     for &(family, produce) in C::FAMILIES {
         let name = family.header_name(om);
         let _ = write!(out, "# HELP {name} {}\n# TYPE {name} {}\n", family.help, family.kind.type_name());
         if let (true, Some(unit)) = (om, family.unit) {
             let _ = writeln!(out, "# UNIT {name} {unit}");
         }
-        produce(source, &mut Samples { out, om, family });
+        if let (true, Some(process)) = (super::families::is_process_wide(family), process) {
+            produce(process, &mut Samples { out, om, family, tenant: None });
+            continue;
+        }
+        for &(tenant, source) in sources {
+            produce(source, &mut Samples { out, om, family, tenant });
+        }
     }
 }
 
@@ -86,6 +134,8 @@ pub struct Samples<'a> {
     out: &'a mut Vec<u8>,
     om: bool,
     family: &'static Family,
+    /// Written as the first label, `tenant="…"`, when several tenants are rendered.
+    tenant: Option<&'a str>,
 }
 
 impl Samples<'_> {
@@ -126,7 +176,9 @@ impl Samples<'_> {
         let out = &mut *self.out;
         out.extend_from_slice(self.family.name.as_bytes());
         out.extend_from_slice(suffix.as_bytes());
-        let pairs = names.iter().zip(values).map(|(n, v)| (*n, *v)).chain(le.map(|le| ("le", le)));
+        let tenant = self.tenant.map(|t| ("tenant", t));
+        let pairs =
+            tenant.into_iter().chain(names.iter().zip(values).map(|(n, v)| (*n, *v))).chain(le.map(|le| ("le", le)));
         let mut first = true;
         for (name, v) in pairs {
             out.push(if first { b'{' } else { b',' });
@@ -553,5 +605,58 @@ mod tests {
                 assert!(samples.iter().any(|(g, _)| std::ptr::eq(*g, f)), "{format:?}: no sample of {}", f.name);
             }
         }
+    }
+
+    /// Several tenants: each family once, in the table's order; every sample of a tenant family
+    /// carries `tenant` first and then exactly the declared labels; the process-wide families come
+    /// once, without a tenant; and each tenant's numbers are its own.
+    #[test]
+    fn tenants_share_each_family_and_carry_their_label_first() {
+        let (a, ta) = golden_state();
+        let (b, mut tb) = sample_state();
+        tb.up = false;
+        tb.accept_errors = 99; // a tenant's copy of a process counter is never shown
+        let process = TelemetryData { accept_errors: 3, web_config_reloads: 2, ..Default::default() };
+        let tenants = [
+            TenantView { name: "brand-a", published: &a, telemetry: &ta },
+            TenantView { name: "brand-b", published: &b, telemetry: &tb },
+        ];
+        for format in [Format::OpenMetrics, Format::Text] {
+            let mut out = Vec::new();
+            render_tenants(&mut out, format, &tenants, &process, &build());
+            let text = String::from_utf8(out).unwrap();
+            let om = format == Format::OpenMetrics;
+            let typed: Vec<String> =
+                text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(str::to_owned).collect();
+            let want: Vec<String> =
+                families::ALL.iter().map(|f| format!("{} {}", f.header_name(om), f.kind.type_name())).collect();
+            assert_eq!(typed, want, "{format:?}");
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let process_wide = families::PROCESS.iter().any(|f| line.starts_with(f.name));
+                assert_eq!(line.contains("tenant="), !process_wide, "{line}");
+                if !process_wide {
+                    assert!(line.contains("{tenant=\"brand-a\"") || line.contains("{tenant=\"brand-b\""), "{line}");
+                }
+            }
+            for line in [
+                "cec_up{tenant=\"brand-a\"} 1",
+                "cec_up{tenant=\"brand-b\"} 0",
+                "cec_calls_total{tenant=\"brand-b\",task_type=\"cec_bidirectional\",outcome=\"answered\"} 1",
+                "cec_exporter_remembered_calls{tenant=\"brand-b\"} 2",
+                "cec_exporter_build_info{version=\"1.2.3\",revision=\"abc\"} 1",
+                "cec_exporter_http_accept_errors_total 3",
+            ] {
+                assert!(text.lines().any(|l| l == line), "{format:?}: missing {line}\n{text}");
+            }
+            assert_eq!(text.matches("cec_exporter_build_info{").count(), 1);
+        }
+        // A replica with no tenant: headers only, and the process families.
+        let mut out = Vec::new();
+        render_tenants(&mut out, Format::Text, &[], &process, &build());
+        let text = String::from_utf8(out).unwrap();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.iter().all(|l| families::PROCESS.iter().any(|f| l.starts_with(f.name))), "{samples:?}");
+        assert!(samples.contains(&"cec_exporter_build_info{version=\"1.2.3\",revision=\"abc\"} 1"), "{samples:?}");
+        assert!(samples.contains(&"cec_exporter_http_accept_errors_total 3"), "{samples:?}");
     }
 }

@@ -310,6 +310,20 @@ pub static WEB_CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
     None,
     &[],
 );
+pub static CONFIG_RELOADS: Family = family(
+    "cec_exporter_config_reloads_total",
+    Kind::Counter,
+    "Re-reads of --config.file on SIGHUP, by result: success (in force) or failure (the previous tenants stay, or a tenant could not start).",
+    None,
+    &["result"],
+);
+pub static CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
+    "cec_exporter_config_last_reload_successful",
+    Kind::Gauge,
+    "Whether the last re-read of --config.file succeeded (1 without a file or before any SIGHUP).",
+    None,
+    &[],
+);
 pub static CATCHUP_REMAINING: Family = family(
     "cec_exporter_catchup_remaining_seconds",
     Kind::Gauge,
@@ -326,7 +340,7 @@ pub static LOOKBACK: Family = family(
 );
 
 /// Every family, in exposition order: the call metrics, then the exporter's own.
-pub static ALL: [&Family; 36] = [
+pub static ALL: [&Family; 38] = [
     &CALLS,
     &CALL_END_REASONS,
     &CALL_TALK_DURATION,
@@ -363,7 +377,25 @@ pub static ALL: [&Family; 36] = [
     &WEB_CONFIG_RELOADS,
     &WEB_CONFIG_LAST_RELOAD_SUCCESSFUL,
     &LOOKBACK,
+    &CONFIG_RELOADS,
+    &CONFIG_LAST_RELOAD_SUCCESSFUL,
 ];
+
+/// The families that describe the process rather than a tenant: with `--config.file` they are written
+/// once, without a `tenant` label; every other family is written per tenant with one.
+pub static PROCESS: [&Family; 6] = [
+    &BUILD_INFO,
+    &HTTP_ACCEPT_ERRORS,
+    &WEB_CONFIG_RELOADS,
+    &WEB_CONFIG_LAST_RELOAD_SUCCESSFUL,
+    &CONFIG_RELOADS,
+    &CONFIG_LAST_RELOAD_SUCCESSFUL,
+];
+
+/// Whether `family` is one of [`PROCESS`].
+pub fn is_process_wide(family: &Family) -> bool {
+    PROCESS.iter().any(|p| std::ptr::eq(*p, family))
+}
 
 #[cfg(test)]
 mod tests {

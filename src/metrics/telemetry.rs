@@ -69,6 +69,12 @@ pub struct TelemetryData {
     /// The last re-read of `--web.config.file` found it unusable (the gauge reads 0 while this holds).
     /// Stored inverted so that the default, with no file or no failure, is "successful".
     pub web_config_last_reload_failed: bool,
+    /// Re-reads of `--config.file` put in force, and those refused or with a tenant that could not start
+    /// (`cec_exporter_config_reloads_total{result}`).
+    pub config_reloads: u64,
+    pub config_reload_failures: u64,
+    /// The last re-read of `--config.file` failed (the gauge reads 0 while this holds).
+    pub config_last_reload_failed: bool,
 }
 
 /// The last failed poll, as the landing page shows it.

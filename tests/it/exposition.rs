@@ -28,6 +28,42 @@ async fn promtool_finds_no_problem_in_a_live_scrape() {
         .await;
     assert!(m.sum("cec_call_talk_duration_seconds_count", &[]) > 0.0, "{}", m.text);
 
+    let body = text_scrape(&exp).await;
+    assert!(body.contains("\ncec_calls_total{task_type=\""), "{body}");
+    promtool_check(&body);
+}
+
+/// The same with two tenants (`--config.file`): every family once, each tenant's samples labelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool (scripts/test.sh installs it and runs this test)"]
+async fn promtool_finds_no_problem_in_a_live_multi_tenant_scrape() {
+    let t0 = now();
+    let mut rng = Rng::new(12);
+    let a =
+        Sim::scripted((0..30).map(|i| random_call(&mut rng, SERIAL0 + 1 + i, t0 - 60_000 + i as i64 * 500)).collect())
+            .await;
+    let b = Sim::scripted(
+        (0..20).map(|i| random_call(&mut rng, SERIAL0 + 100 + i, t0 - 60_000 + i as i64 * 500)).collect(),
+    )
+    .await;
+    let yaml = format!(
+        "global:\n  cec: {{app_key: it-app-key, app_secret_file: SECRET}}\n  poll: {{interval: 1s, backfill: 2m, lookback: 30s}}\n\
+         tenants:\n  - name: brand-a\n    cec: {{url: '{}'}}\n  - name: brand-b\n    cec: {{url: '{}'}}\n",
+        a.url, b.url
+    );
+    let exp = Exporter::start_tenants(&yaml, &[]);
+    exp.wait_for("both tenants counted", Duration::from_secs(30), |m| {
+        m.tenant("brand-a").calls_total() == 30 && m.tenant("brand-b").calls_total() == 20
+    })
+    .await;
+    let body = text_scrape(&exp).await;
+    assert!(body.contains("\ncec_calls_total{tenant=\"brand-a\",task_type=\""), "{body}");
+    assert_eq!(body.matches("# TYPE cec_calls_total counter").count(), 1, "{body}");
+    promtool_check(&body);
+}
+
+/// A classic-text scrape of `/metrics`.
+async fn text_scrape(exp: &Exporter) -> String {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let resp = client
         .get(exp.url("/metrics"))
@@ -36,9 +72,11 @@ async fn promtool_finds_no_problem_in_a_live_scrape() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
-    let body = resp.text().await.unwrap();
-    assert!(body.contains("\ncec_calls_total{task_type=\""), "{body}");
+    resp.text().await.unwrap()
+}
 
+/// `promtool check metrics` on `body`: no problem reported.
+fn promtool_check(body: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -68,6 +68,39 @@ impl Exporter {
         Exporter::start_wrapped(sim_url, extra, &[])
     }
 
+    /// Starts the exporter with `--config.file` holding `yaml` (where `SECRET` stands for the path of a
+    /// file holding the simulators' app secret), the test defaults for the process, and `extra`.
+    pub fn start_tenants(yaml: &str, extra: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, format!("{APP_SECRET}\n")).unwrap();
+        let config = dir.path().join("tenants.yml");
+        std::fs::write(&config, yaml.replace("SECRET", secret_file.to_str().unwrap())).unwrap();
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = bin()
+            .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &listen, "--log.level", "debug"])
+            .args(extra)
+            .env_remove("CEC_APP_SECRET")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("exporter binary starts");
+        let e = Exporter { child, port, _dir: dir, stderr_path };
+        e.wait_listening();
+        e
+    }
+
+    /// Replaces the `--config.file` of [`Exporter::start_tenants`] (`SECRET` as there) and sends SIGHUP.
+    pub fn reload_tenants(&self, yaml: &str) {
+        let secret = self._dir.path().join("secret");
+        std::fs::write(self._dir.path().join("tenants.yml"), yaml.replace("SECRET", secret.to_str().unwrap())).unwrap();
+        let ok = Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "SIGHUP sent");
+    }
+
     /// Like [`Exporter::start`], the binary run by `wrap` (a command that ends by running its
     /// remaining arguments, such as `unshare … sh -c '…; exec "$@"'`).
     pub fn start_wrapped(sim_url: &str, extra: &[&str], wrap: &[&str]) -> Exporter {
@@ -228,6 +261,35 @@ impl Metrics {
 
     pub fn calls_total(&self) -> u64 {
         self.sum("cec_calls_total", &[]) as u64
+    }
+
+    /// The series of one tenant, its `tenant` label removed (so [`assert_matches_truth`] reads them as a
+    /// single tenant's), and nothing else.
+    pub fn tenant(&self, name: &str) -> Metrics {
+        let first = format!("tenant=\"{name}\"");
+        let series = self
+            .series
+            .iter()
+            .filter_map(|(k, v)| {
+                let (family, labels) = k.split_once('{')?;
+                let rest = labels.strip_suffix('}')?.strip_prefix(&first)?;
+                let key = match rest.strip_prefix(',') {
+                    Some(others) => format!("{family}{{{others}}}"),
+                    None if rest.is_empty() => family.to_owned(),
+                    None => return None,
+                };
+                Some((key, *v))
+            })
+            .collect();
+        Metrics { text: String::new(), series }
+    }
+
+    /// The names of the tenants with a `cec_up` series.
+    pub fn tenants(&self) -> Vec<String> {
+        self.series
+            .keys()
+            .filter_map(|k| k.strip_prefix("cec_up{tenant=\"")?.strip_suffix("\"}").map(str::to_owned))
+            .collect()
     }
 }
 

@@ -11,4 +11,5 @@ mod faults;
 mod harness;
 mod model;
 mod observability;
+mod tenants;
 mod web;
