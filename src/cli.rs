@@ -139,6 +139,11 @@ pub struct RunArgs {
     #[arg(long = "metrics.max-unknown-reason-codes", env = "CEC_METRICS_MAX_UNKNOWN_REASON_CODES", global = true)]
     #[arg(default_value = "32", value_name = "N", value_parser = whole_number_in(0, 65535))]
     pub metrics_max_unknown_reason_codes: u32,
+    /// Calling numbers (the records' `caller`) that get their own `caller` label on cec_calls_total, comma
+    /// separated, at most 100 of up to 32 characters; every other call is caller="other". Off when empty.
+    #[arg(long = "metrics.callers", env = "CEC_METRICS_CALLERS", global = true)]
+    #[arg(default_value = "", value_name = "NUMBERS", value_parser = callers, hide_default_value = true)]
+    pub metrics_callers: Callers,
     /// Web configuration file in the Prometheus exporter-toolkit format: TLS and basic auth (re-read
     /// every few seconds while running).
     #[arg(long = "web.config.file", env = "CEC_WEB_CONFIG_FILE", global = true, value_name = "FILE")]
@@ -178,6 +183,32 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long = "log.format", env = "CEC_LOG_FORMAT", default_value = "logfmt", global = true, value_name = "FORMAT")]
     pub log_format: LogFormat,
+}
+
+/// The calling numbers of `--metrics.callers`, in the order given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Callers(pub Vec<String>);
+
+/// Parses `--metrics.callers`: comma-separated calling numbers, each 1 to 32 visible characters
+/// (`+`, digits, `-`, `*`, `#`, letters for SIP users), no duplicates, at most 100, none called "other".
+pub fn callers(s: &str) -> Result<Callers, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part.chars().count() > 32 || !part.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
+            return Err(format!("{part:?} is not a calling number of 1 to 32 visible ASCII characters"));
+        }
+        if part == crate::metrics::aggregate::OTHER_CALLER {
+            return Err("\"other\" is the label of every number not listed".into());
+        }
+        if out.iter().any(|o| o == part) {
+            return Err(format!("{part:?} is listed twice"));
+        }
+        out.push(part.to_owned());
+    }
+    if out.len() > 100 {
+        return Err(format!("at most 100 numbers (each is a series per task type and outcome); {} given", out.len()));
+    }
+    Ok(Callers(out))
 }
 
 /// Flags of the simulator.
@@ -653,5 +684,24 @@ mod tests {
     fn the_command_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn callers_are_checked_number_by_number() {
+        assert_eq!(callers("4001, +86-4002,").unwrap().0, ["4001", "+86-4002"]);
+        assert!(callers("").unwrap().0.is_empty());
+        assert_eq!(callers("1,1").unwrap_err(), "\"1\" is listed twice");
+        assert_eq!(callers("other").unwrap_err(), "\"other\" is the label of every number not listed");
+        let long = "9".repeat(33);
+        assert_eq!(
+            callers(&long).unwrap_err(),
+            format!("{long:?} is not a calling number of 1 to 32 visible ASCII characters")
+        );
+        assert!(callers("a b").is_err() && callers("4001\"").is_err() && callers("café").is_err());
+        let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        assert_eq!(
+            callers(&many.join(",")).unwrap_err(),
+            "at most 100 numbers (each is a series per task type and outcome); 101 given"
+        );
     }
 }

@@ -299,6 +299,7 @@ impl Config {
             },
             poller: PollerConfig {
                 read_capacity: u64::from(args.cec_max_pages_per_window) * u64::from(page_size),
+                callers: args.metrics_callers.0.clone(),
                 interval,
                 plan: PlanConfig {
                     backfill_ms: ms(args.poll_backfill),

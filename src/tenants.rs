@@ -14,6 +14,7 @@
 //!       # optional: token_url, task_types: [0, 4], page_size, token_expire, timeout
 //!     poll:              # optional: interval, backfill, lookback, max_call_duration, max_catchup
 //!       interval: 30s
+//!     callers: ["4008001000"]  # optional: numbers that split cec_calls_total by `caller`
 //! ```
 //!
 //! A key means exactly what the flag of the same name means (`cec.app_key` is `--cec.app-key`): each
@@ -160,6 +161,8 @@ struct Entry {
     cec: CecKeys,
     #[serde(default)]
     poll: PollKeys,
+    /// Calling numbers that get their own `caller` label (`--metrics.callers`).
+    callers: Option<Vec<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,7 +260,17 @@ pub fn parse(path: &Path, text: &str, base: &[OsString]) -> Result<Vec<Tenant>, 
         seen.push(&t.name);
     }
     let global = given(&file.global.cec, &file.global.poll);
-    file.tenants.iter().map(|t| tenant(path, &t.name, base, &global, &given(&t.cec, &t.poll))).collect()
+    file.tenants
+        .iter()
+        .map(|t| {
+            let mut own = given(&t.cec, &t.poll);
+            if let Some(callers) = &t.callers {
+                let list: Vec<&str> = callers.iter().map(|c| c.0.as_str()).collect();
+                own.push(("callers", "--metrics.callers", list.join(",")));
+            }
+            tenant(path, &t.name, base, &global, &own)
+        })
+        .collect()
 }
 
 /// One tenant's configuration: the base command line, then `global`'s keys, then its own, as flags.
@@ -345,6 +358,7 @@ tenants:
       app_secret_file: DIR/b.secret
       task_types: \"0,4\"
       page_size: 50
+    callers: [\"+8640001\", 4008001000]
 ";
 
     #[test]
@@ -373,6 +387,10 @@ tenants:
         assert_eq!(a.poller.queries, [crate::cec::record::TaskQuery::ITA]);
         assert_eq!(b.poller.queries, [crate::cec::record::TaskQuery::ALL_BUT_ITA, crate::cec::record::TaskQuery::ITA]);
         assert_eq!((a.client.page_size, b.client.page_size), (100, 50));
+        assert_eq!(
+            (a.poller.callers.len(), b.poller.callers.clone()),
+            (0, vec!["+8640001".to_owned(), "4008001000".to_owned()])
+        );
     }
 
     #[test]
@@ -404,6 +422,10 @@ tenants:
             (
                 "tenants:\n  - name: a\n    cec: {url: https://gw.example, app_key: k, app_secret_file: DIR/a.secret, page_size: 101}\n",
                 "--config.file tenants.yml: tenant \"a\": cec.page_size: invalid value '101' for '--cec.page-size <N>': must be a whole number from 1 to 100",
+            ),
+            (
+                "tenants:\n  - name: a\n    cec: {url: https://gw.example, app_key: k, app_secret_file: DIR/a.secret}\n    callers: [\"1\", \"1\"]\n",
+                "--config.file tenants.yml: tenant \"a\": callers: invalid value '1,1' for '--metrics.callers <NUMBERS>': \"1\" is listed twice",
             ),
             (
                 "tenants:\n  - name: a\n    cec: {url: https://gw.example, app_key: k, app_secret_file: DIR/missing.secret}\n",

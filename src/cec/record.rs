@@ -167,6 +167,26 @@ pub struct CallRecord {
     pub talk_s: Option<f64>,
     /// `agentTalkDuration`, seconds.
     pub agent_talk_s: Option<f64>,
+    /// `caller`, the calling (presented) number, as its key: only compared with the numbers a tenant
+    /// lists (`--metrics.callers`), never kept or shown.
+    pub caller: Option<CallerKey>,
+}
+
+/// A calling number as a 64-bit FNV-1a hash of its text (surrounding whitespace removed): what the
+/// parser keeps of a record's `caller`, without allocating, to compare with the numbers a tenant lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallerKey(pub u64);
+
+impl CallerKey {
+    /// The key of `number`.
+    pub fn of(number: &str) -> CallerKey {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in number.trim().as_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        CallerKey(h)
+    }
 }
 
 impl CallRecord {

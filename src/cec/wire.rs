@@ -706,6 +706,19 @@ fn short_digits(s: &str) -> Option<u64> {
 }
 
 impl Scalar<'_> {
+    /// A calling number: a string (or a number, as its digits) of 1 to 32 characters once trimmed.
+    fn as_caller(&self) -> Option<crate::cec::record::CallerKey> {
+        use crate::cec::record::CallerKey;
+        match self {
+            Scalar::Str(s) => {
+                let t = s.trim();
+                (!t.is_empty() && t.chars().count() <= 32).then(|| CallerKey::of(t))
+            }
+            Scalar::U(n) => Some(CallerKey::of(itoa::Buffer::new().format(*n))),
+            _ => None,
+        }
+    }
+
     /// A non-negative integer: a JSON integer, an integral float, or a decimal string. Empty string is
     /// absent.
     fn as_u64(&self) -> Result<Option<u64>, Bad> {
@@ -897,6 +910,7 @@ enum Key {
     AgentRelease,
     Talk,
     AgentTalk,
+    Caller,
     Other,
 }
 
@@ -918,6 +932,7 @@ impl Key {
             b"agentReleaseTime" => Key::AgentRelease,
             b"talkDuration" => Key::Talk,
             b"agentTalkDuration" => Key::AgentTalk,
+            b"caller" => Key::Caller,
             _ => Key::Other,
         }
     }
@@ -1014,6 +1029,9 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 Key::AgentRelease => take(v.as_time(), &mut rec.agent_release_ms, b, Field::AgentReleaseTime),
                 Key::Talk => take(v.as_seconds(), &mut rec.talk_s, b, Field::TalkDuration),
                 Key::AgentTalk => take(v.as_seconds(), &mut rec.agent_talk_s, b, Field::AgentTalkDuration),
+                // Only ever compared with a tenant's own list: an unusable one reads as absent (the call
+                // counts under caller="other"), not worth a counter of its own.
+                Key::Caller => rec.caller = v.as_caller(),
                 Key::Other => unreachable!("skipped above"),
             }
         }
@@ -1151,8 +1169,24 @@ mod tests {
                 agent_release_ms: Some(1_621_577_022_000),
                 talk_s: Some(26.0),
                 agent_talk_s: Some(27.0),
+                caller: Some(crate::cec::record::CallerKey::of("88889050")),
             }
         );
+    }
+
+    #[test]
+    fn a_caller_is_kept_as_its_key_and_an_unusable_one_reads_as_absent() {
+        use crate::cec::record::CallerKey;
+        let caller = |v: &str| {
+            one(&format!(r#"{{"callSerialNo":"9007199254740993","state":3,"caller":{v}}}"#)).unwrap().record.caller
+        };
+        assert_eq!(caller(r#""88889050""#), Some(CallerKey::of("88889050")));
+        assert_eq!(caller(r#"" +8610 ""#), Some(CallerKey::of("+8610")), "surrounding spaces are not part of it");
+        assert_eq!(caller("88889050"), Some(CallerKey::of("88889050")), "a number is its digits");
+        assert_ne!(CallerKey::of("88889050"), CallerKey::of("88889051"));
+        for bad in [r#""""#, r#""   ""#, "null", "true", "[1]", "-5", &format!("\"{}\"", "9".repeat(33))] {
+            assert_eq!(caller(bad), None, "{bad}");
+        }
     }
 
     #[test]

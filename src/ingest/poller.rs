@@ -49,6 +49,8 @@ pub struct PollerConfig {
     /// Codes outside the known tables that get their own series, per task type
     /// (`--metrics.max-unknown-reason-codes`); later ones fold into `reason_code="other"`.
     pub max_unknown_reason_codes: usize,
+    /// Calling numbers that split `cec_calls_total` by `caller` (`--metrics.callers`; empty: none).
+    pub callers: Vec<String>,
     /// The most records one read takes on: `--cec.max-pages-per-window` × `--cec.page-size`. A main
     /// window whose first page says CEC holds more is shrunk before it is paged
     /// ([`WindowBudget::too_big`]).
@@ -196,6 +198,7 @@ impl<S: Source> Poller<S> {
         if evicted > 0 {
             OpenCallsEvicted { count: evicted, cap }.emit(&shared.telemetry);
         }
+        state.aggregates.set_callers(&cfg.callers);
         let refolded = state.aggregates.set_reason_cap(cfg.max_unknown_reason_codes);
         if refolded > 0 {
             ReasonCodesRefolded { codes: refolded, cap: cfg.max_unknown_reason_codes }.emit(&shared.telemetry);
@@ -373,6 +376,7 @@ impl<S: Source> Poller<S> {
                 // comparing: the store holds what the file held, which a lowered reason-code cap or
                 // open-call cap had already narrowed in memory. Without this the cap would be lost until
                 // a restart, and reason_code="other" could go down.
+                stored.aggregates.set_callers(&self.cfg.callers);
                 stored.aggregates.set_reason_cap(self.cfg.max_unknown_reason_codes);
                 stored.ledger.cap_open(self.cfg.retention.max_open_calls);
                 let poll_was_durable = stored != self.state;
@@ -782,6 +786,7 @@ mod tests {
             deadline: Duration::from_secs(300),
             max_unknown_reason_codes: 32,
             read_capacity: 100_000,
+            callers: Vec::new(),
         }
     }
 

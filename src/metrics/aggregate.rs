@@ -144,6 +144,26 @@ pub struct Aggregates {
     /// `end_reasons`), so the choice survives a restart whatever the cap is then.
     #[serde(skip, default = "default_reason_cap")]
     reason_cap: usize,
+    /// `cec_calls_total{task_type, outcome, caller}` when the tenant lists calling numbers
+    /// (`--metrics.callers`): one entry per listed number, then [`OTHER_CALLER`] for every other call
+    /// (and every call counted before the list was given). Empty without a list. Always adds up to
+    /// `calls` ([`Aggregates::set_callers`] keeps it so).
+    #[serde(default)]
+    pub by_caller: Vec<CallerCounts>,
+    /// The keys of the listed numbers, in the order of `by_caller` (not stored: rebuilt from the list).
+    #[serde(skip)]
+    caller_keys: Vec<crate::cec::record::CallerKey>,
+}
+
+/// The `caller` label of the calls whose calling number is not listed (or unknown).
+pub const OTHER_CALLER: &str = "other";
+
+/// Ended calls of one calling number, by task type and outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerCounts {
+    /// The listed number, or [`OTHER_CALLER`].
+    pub caller: String,
+    pub calls: [[u64; Outcome::COUNT]; TaskType::COUNT],
 }
 
 fn default_reason_cap() -> usize {
@@ -161,11 +181,45 @@ impl Default for Aggregates {
             answer_delay: std::array::from_fn(|_| std::array::from_fn(|_| Histogram::new(DELAY_BUCKETS))),
             last_call_end_ms: [None; TaskType::COUNT],
             reason_cap: DEFAULT_MAX_UNKNOWN_REASON_CODES,
+            by_caller: Vec::new(),
+            caller_keys: Vec::new(),
         }
     }
 }
 
 impl Aggregates {
+    /// Splits `cec_calls_total` by the calling numbers `callers` (`--metrics.callers`; empty: no split).
+    /// A number listed before keeps its counts; a new one starts at 0; a number no longer listed is
+    /// folded into [`OTHER_CALLER`], which holds every call not counted under a listed number (so the
+    /// calls counted before the list was given are "other", and the split always adds up to the
+    /// totals, whatever a restored store held).
+    pub fn set_callers(&mut self, callers: &[String]) {
+        if callers.is_empty() {
+            self.by_caller.clear();
+            self.caller_keys.clear();
+            return;
+        }
+        let zero = [[0u64; Outcome::COUNT]; TaskType::COUNT];
+        let mut next: Vec<CallerCounts> = callers
+            .iter()
+            .map(|c| {
+                let kept = self.by_caller.iter().find(|e| e.caller == *c && c != OTHER_CALLER);
+                CallerCounts { caller: c.clone(), calls: kept.map_or(zero, |e| e.calls) }
+            })
+            .collect();
+        let mut other = self.calls;
+        for e in &next {
+            for (t, row) in e.calls.iter().enumerate() {
+                for (o, n) in row.iter().enumerate() {
+                    other[t][o] = other[t][o].saturating_sub(*n);
+                }
+            }
+        }
+        next.push(CallerCounts { caller: OTHER_CALLER.to_owned(), calls: other });
+        self.caller_keys = callers.iter().map(|c| crate::cec::record::CallerKey::of(c)).collect();
+        self.by_caller = next;
+    }
+
     /// Counts one ended call. Called exactly once per call, by the ledger's admission.
     pub fn observe(&mut self, id: CallId, task_type: TaskType, record: &CallRecord) {
         // The parser reads a non-finite duration as absent; `Histogram::observe` would skip one anyway.
@@ -177,7 +231,12 @@ impl Aggregates {
         let ended = record.ended_at_ms();
         let ex = |value| Exemplar { call: id, value, ts_ms: ended };
 
-        self.calls[t][outcome(task_type, record).index()] += 1;
+        let o = outcome(task_type, record).index();
+        self.calls[t][o] += 1;
+        if let Some(other) = self.by_caller.len().checked_sub(1) {
+            let slot = record.caller.and_then(|k| self.caller_keys.iter().position(|&c| c == k)).unwrap_or(other);
+            self.by_caller[slot].calls[t][o] += 1;
+        }
 
         let key = match record.reason_code {
             None => NO_REASON,
@@ -539,5 +598,45 @@ mod tests {
         assert_eq!(a.end_reasons[t.index()][&OTHER_REASON].exemplar.unwrap().call, CallId(4), "the newest");
         a.observe(CallId(6), t, &ended_with(800, 60));
         assert_eq!(a.folded(t), 4, "a folded code stays folded");
+    }
+
+    #[test]
+    fn listed_callers_split_the_calls_and_always_add_up_to_the_totals() {
+        use crate::cec::record::CallerKey;
+        let ita = TaskType::ItaBidirectional;
+        let (t, answered) = (ita.index(), Outcome::Answered.index());
+        let from = |n: Option<&str>| CallRecord { caller: n.map(CallerKey::of), ..answered_ita() };
+        let split = |a: &Aggregates| -> Vec<(String, u64)> {
+            a.by_caller.iter().map(|e| (e.caller.clone(), e.calls[t][answered])).collect()
+        };
+        let mut a = Aggregates::default();
+        // Two calls before any list: no split.
+        a.observe(CallId(1), ita, &from(Some("4001")));
+        a.observe(CallId(2), ita, &from(None));
+        assert!(a.by_caller.is_empty());
+        // Listing 4001 and 4002: the earlier calls are "other" (which number they came from was not kept).
+        a.set_callers(&["4001".into(), "4002".into()]);
+        assert_eq!(split(&a), [("4001".into(), 0), ("4002".into(), 0), ("other".into(), 2)]);
+        a.observe(CallId(3), ita, &from(Some(" 4001")));
+        a.observe(CallId(4), ita, &from(Some("4002")));
+        a.observe(CallId(5), ita, &from(Some("4003")));
+        a.observe(CallId(6), ita, &from(None));
+        assert_eq!(split(&a), [("4001".into(), 1), ("4002".into(), 1), ("other".into(), 4)]);
+        // Through the store and back with 4002 dropped and 4004 added: 4001 keeps its count, 4002's
+        // goes to "other", 4004 starts at 0.
+        let mut b: Aggregates = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        b.set_callers(&["4001".into(), "4004".into()]);
+        assert_eq!(split(&b), [("4001".into(), 1), ("4004".into(), 0), ("other".into(), 5)]);
+        b.observe(CallId(7), ita, &from(Some("4004")));
+        assert_eq!(split(&b), [("4001".into(), 1), ("4004".into(), 1), ("other".into(), 5)]);
+        assert_eq!(b.calls[t][answered], 7);
+        // A store whose split does not add up (edited by hand) is brought back to the totals.
+        b.by_caller[2].calls[t][answered] = 100;
+        b.set_callers(&["4001".into(), "4004".into()]);
+        assert_eq!(split(&b), [("4001".into(), 1), ("4004".into(), 1), ("other".into(), 5)]);
+        // No list: no split, the totals as they were.
+        b.set_callers(&[]);
+        assert!(b.by_caller.is_empty());
+        assert_eq!(b.calls[t][answered], 7);
     }
 }

@@ -34,7 +34,14 @@ impl Collector for Calls {
         (&f::CALLS, |c, s| {
             for t in TaskType::ALL {
                 for o in Outcome::ALL {
-                    s.sample(&[t.label(), o.label()], Value::U(c.aggregates.calls[t.index()][o.index()]));
+                    let labels = [t.label(), o.label()];
+                    if c.aggregates.by_caller.is_empty() {
+                        s.sample(&labels, Value::U(c.aggregates.calls[t.index()][o.index()]));
+                    }
+                    // With --metrics.callers, each listed number and "other": they add up to the totals.
+                    for e in &c.aggregates.by_caller {
+                        s.sample_split(&labels, ("caller", &e.caller), Value::U(e.calls[t.index()][o.index()]));
+                    }
                 }
             }
         }),

@@ -141,7 +141,12 @@ pub struct Samples<'a> {
 impl Samples<'_> {
     /// One sample of a counter or gauge.
     pub fn sample(&mut self, labels: &[&str], value: Value) {
-        self.write("", labels, None, value, None);
+        self.write_with("", labels, None, None, value, None);
+    }
+
+    /// One sample with an opt-in label after the declared ones (`caller`, with `--metrics.callers`).
+    pub fn sample_split(&mut self, labels: &[&str], split: (&'static str, &str), value: Value) {
+        self.write_with("", labels, Some(split), None, value, None);
     }
 
     /// One sample with the call behind it (an exemplar, written in OpenMetrics only).
@@ -170,6 +175,18 @@ impl Samples<'_> {
     }
 
     fn write(&mut self, suffix: &str, values: &[&str], le: Option<&str>, value: Value, ex: Option<&Exemplar>) {
+        self.write_with(suffix, values, None, le, value, ex);
+    }
+
+    fn write_with(
+        &mut self,
+        suffix: &str,
+        values: &[&str],
+        split: Option<(&'static str, &str)>,
+        le: Option<&str>,
+        value: Value,
+        ex: Option<&Exemplar>,
+    ) {
         let names = self.family.labels;
         // Names come from the table; a collector that passes another number of values is a bug.
         debug_assert_eq!(values.len(), names.len(), "{}: label values for {names:?}", self.family.name);
@@ -177,8 +194,11 @@ impl Samples<'_> {
         out.extend_from_slice(self.family.name.as_bytes());
         out.extend_from_slice(suffix.as_bytes());
         let tenant = self.tenant.map(|t| ("tenant", t));
-        let pairs =
-            tenant.into_iter().chain(names.iter().zip(values).map(|(n, v)| (*n, *v))).chain(le.map(|le| ("le", le)));
+        let pairs = tenant
+            .into_iter()
+            .chain(names.iter().zip(values).map(|(n, v)| (*n, *v)))
+            .chain(split)
+            .chain(le.map(|le| ("le", le)));
         let mut first = true;
         for (name, v) in pairs {
             out.push(if first { b'{' } else { b',' });

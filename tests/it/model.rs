@@ -251,6 +251,7 @@ async fn run(seed: u64, quirks: Quirks) -> (State, Vec<(u64, u16, bool)>, u64) {
         // Each call carries its own reason code, and the check reads each code's series.
         max_unknown_reason_codes: usize::MAX,
         read_capacity: quirks.read_capacity,
+        callers: Vec::new(),
     };
     let mut poller = Poller::new(cec, cfg, State::default(), Arc::new(Shared::default()), None);
     let mut now = T0;

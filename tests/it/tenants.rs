@@ -215,3 +215,43 @@ fn config_check_says_valid_or_exits_2_naming_the_problem() {
         "cec-exporter: --shard.index: must be less than --shard.count (2)\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_callers_split_a_tenants_calls_exactly_and_add_up_to_the_truth() {
+    let t0 = now();
+    let mut rng = Rng::new(77);
+    let callers = ["4001", "+86-4002", "", "4003"];
+    let calls: Vec<CallSpec> = (0..40)
+        .map(|i| {
+            let mut c = random_call(&mut rng, SERIAL0 + 30_000 + i, t0 - 60_000 + i as i64 * 200);
+            c.caller = callers[i as usize % 4].to_owned();
+            c
+        })
+        .collect();
+    let sim = Sim::scripted(calls.clone()).await;
+    // 4003 is not listed: its calls, and those without a caller, are "other".
+    let yaml = file(&[("brand-a", &sim)]) + "    callers: [\"4001\", \"+86-4002\"]\n";
+    let exp = Exporter::start_tenants(&yaml, &[]);
+    let m = exp.wait_for("40 calls", Duration::from_secs(20), |m| m.tenant("brand-a").calls_total() == 40).await;
+    let m = m.tenant("brand-a");
+    let task = ["", "cec_bidirectional", "anonymous_outbound", "voice_notification", "ita_bidirectional"];
+    for (caller, listed) in [("4001", vec!["4001"]), ("+86-4002", vec!["+86-4002"]), ("other", vec!["", "4003"])] {
+        let mine: Vec<&CallSpec> = calls.iter().filter(|c| listed.contains(&c.caller.as_str())).collect();
+        assert_eq!(m.sum("cec_calls_total", &[("caller", caller)]) as usize, mine.len(), "caller {caller}");
+        for c in &mine {
+            let labels =
+                [("task_type", task[c.task_type as usize]), ("outcome", c.outcome().label()), ("caller", caller)];
+            let want = mine.iter().filter(|d| d.task_type == c.task_type && d.outcome() == c.outcome()).count();
+            assert_eq!(m.value("cec_calls_total", &labels) as usize, want, "{labels:?}");
+        }
+    }
+    // No series without a caller: summed over callers they are the truth.
+    assert!(m.series.keys().filter(|k| k.starts_with("cec_calls_total{")).all(|k| k.contains(",caller=\"")));
+    let t = sim.sim.truth();
+    for tt in TASK_TYPES {
+        for o in cec_sim::Outcome::ALL {
+            let got = m.sum("cec_calls_total", &[("task_type", tt), ("outcome", o.label())]);
+            assert_eq!(got as u64, t.calls_of(tt, o.label()), "{tt} {}", o.label());
+        }
+    }
+}
