@@ -585,11 +585,11 @@ groups:
         "CECConfigReloadFailing",
         f"{c.sel('cec_exporter_config_last_reload_successful')} == 0",
         "5m", ticket, "cec-exporter " + where + " cannot apply its changed --config.file",
-        "cec-exporter " + where + " refused its changed --config.file on SIGHUP and still polls the tenants\n"
-        "of the previous one.",
+        "cec-exporter " + where + " could not apply its changed --config.file on SIGHUP (its log says why);\n"
+        "the tenants in force keep polling.",
         rb("CECConfigReloadFailing"), health_dash,
-        "The last re-read of --config.file (SIGHUP) failed: the file is invalid or a tenant could not start.\n"
-        "The tenants in force keep polling; an added tenant is not polled and a removed one still is.\n"
+        "The last re-read of --config.file (SIGHUP) failed: an invalid file changes nothing (an added tenant\n"
+        "is not polled, a removed one still is); a tenant of a valid file that could not start is not polled.\n"
         "Process-wide (no tenant label). Resolves when a re-read succeeds."))
 
     def event(metric, cond):
