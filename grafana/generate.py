@@ -14,8 +14,10 @@ The SDK build is pinned in grafana/requirements.txt: another build may write oth
 refuses to run with any other (`python3 -m pip install -r grafana/requirements.txt`).
 
 Conventions the tests hold the dashboards to: every selector carries `job=~"$job"`, the exporter's
-own metrics also `instance=~"$instance"`, the call metrics also `task_type=~"$task_type"`; rates use
-`$__rate_interval`, "in the selected range" panels `increase(...[$__range])`; no `offset`.
+own metrics also `instance=~"$instance"`, its per-tenant ones (all but the process-wide build, web
+server and reload families, and Prometheus' `up`) also `tenant=~"$tenant"`, the call metrics also
+`task_type=~"$task_type"`; wherever a query keeps `instance` (`sum by`, legend) it keeps `tenant` too;
+rates use `$__rate_interval`, "in the selected range" panels `increase(...[$__range])`; no `offset`.
 Panel ids are part of operators' links (`viewPanel=N`): never renumber, give a new panel the next free
 id of its dashboard. Rows have ids from 100 up.
 """
@@ -116,11 +118,18 @@ from grafana_foundation_sdk.models import prometheus as pm  # noqa: E402
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 # Selector fragments: the configured selector, then the dashboard's variables. Recorded series carry
-# the instance like raw ones (the rules never sum instances away), so every query honours $instance.
+# the instance and tenant like raw ones (the rules never sum them away), so every query honours
+# $instance and $tenant. A single-tenant exporter has no tenant label: the variable's All (`.*`) also
+# matches the empty value, so its series show. PROC is for the series that are never per tenant
+# (Prometheus' up, the process-wide build family): a tenant selection must not hide them.
 _SEL = CFG.selector + ", " if CFG.selector else ""
-RAW = _SEL + 'job=~"$job", instance=~"$instance"'
-RAW_TT = _SEL + 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
-RR_TT = 'job=~"$job", instance=~"$instance", task_type=~"$task_type"'
+PROC = _SEL + 'job=~"$job", instance=~"$instance"'
+RAW = PROC + ', tenant=~"$tenant"'
+RAW_TT = RAW + ', task_type=~"$task_type"'
+RR_TT = 'job=~"$job", instance=~"$instance", tenant=~"$tenant", task_type=~"$task_type"'
+# Firing alerts of the selected tenants, and those without a tenant (a down target, a refused reload):
+# they concern every tenant of their exporter.
+ALERTS_TENANT = 'tenant=~"${tenant}|"'
 
 OUTCOME_COLORS = {
     "answered": "green",
@@ -341,8 +350,15 @@ def instance_variable():
                           dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
 
+def tenant_variable():
+    """The CEC tenants of a multi-tenant exporter (`--config.file`), from cec_up's `tenant` label. A
+    single-tenant exporter has none: the variable then offers only All, whose `.*` matches it."""
+    return query_variable("tenant", "Tenant", f'label_values(cec_up{{{PROC}}}, tenant)', True, True,
+                          dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+
+
 def task_type_variable():
-    return query_variable("task_type", "Task type", f'label_values(cec_calls_total{{{_SEL}job=~"$job"}}, task_type)',
+    return query_variable("task_type", "Task type", f'label_values(cec_calls_total{{{RAW}}}, task_type)',
                           True, True, dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
 
 
@@ -355,18 +371,18 @@ ANSWER_PAGE_WINDOWS = f"{_PAGE['long']} and {_PAGE['short']} windows"
 
 
 def ratio_panel(id_, title, desc, outcome, baseline, threshold=None, steps=None):
-    """outcome's share of the calls per instance and task type over $__rate_interval, with the recorded
+    """outcome's share of the calls per instance, tenant and task type over $__rate_interval, with the recorded
     baseline (dashed) and threshold (dotted) of the alert rules, or fixed threshold lines (steps)."""
     calls = f"cec_calls_total{{{RAW_TT}}}"
     part = f'cec_calls_total{{{RAW_TT}, outcome="{outcome}"}}'
     targets = [
-        query(f"sum by (instance, task_type) (rate({part}[$__rate_interval]))\n"
-              f"  / (sum by (instance, task_type) (rate({calls}[$__rate_interval])) > 0)",
-              legend="{{instance}} {{task_type}}", ref="A"),
-        query(f"{baseline}{{{RR_TT}}}", legend="usual {{instance}} {{task_type}}", ref="B"),
+        query(f"sum by (instance, tenant, task_type) (rate({part}[$__rate_interval]))\n"
+              f"  / (sum by (instance, tenant, task_type) (rate({calls}[$__rate_interval])) > 0)",
+              legend="{{instance}} {{tenant}} {{task_type}}", ref="A"),
+        query(f"{baseline}{{{RR_TT}}}", legend="usual {{instance}} {{tenant}} {{task_type}}", ref="B"),
     ]
     if threshold:
-        targets.append(query(f"{threshold}{{{RR_TT}}}", legend="alert above {{instance}} {{task_type}}", ref="C"))
+        targets.append(query(f"{threshold}{{{RR_TT}}}", legend="alert above {{instance}} {{tenant}} {{task_type}}", ref="C"))
     p = timeseries_panel(id_, title, desc, targets, "percentunit", min_=0, max_=1)
     p = p.override_by_query("B", [
         dm.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
@@ -469,11 +485,11 @@ def calls_dashboard():
                    legend="{{task_type}} {{outcome}}")],
             "cps", stack=True, min_=0), 12, 9),
         (by_outcome, 12, 9),
-        # Ratios computed over $__rate_interval per instance and task type (never summed across
-        # instances), overlaid with the alert rules' recorded baseline and threshold.
+        # Ratios computed over $__rate_interval per instance, tenant and task type (never summed across
+        # them), overlaid with the alert rules' recorded baseline and threshold.
         (ratio_panel(
             8, "Answer ratio by task type",
-            "Answered calls / all calls per instance and task type over $__rate_interval (solid), the usual "
+            "Answered calls / all calls per instance, tenant and task type over $__rate_interval (solid), the usual "
             "answered share (dashed: instance_task_type:cec_calls_answered:ratio_baseline, yesterday's day) "
             f"and, as lines, the objective ({ANSWER_OBJECTIVE:.0%}) and the share under which "
             f"CECAnswerRatioBurnRate pages ({ANSWER_PAGE_BELOW:.0%}, over its {ANSWER_PAGE_WINDOWS}). No line "
@@ -482,7 +498,7 @@ def calls_dashboard():
             steps=((None, "red"), (ANSWER_PAGE_BELOW, "orange"), (ANSWER_OBJECTIVE, "green"))), 12, 8),
         (ratio_panel(
             9, "Failure ratio by task type",
-            "Calls with outcome failed / all calls per instance and task type over $__rate_interval (solid; busy, "
+            "Calls with outcome failed / all calls per instance, tenant and task type over $__rate_interval (solid; busy, "
             "rejected, no answer and cancelled are outcomes of their own), the usual failed share (dashed: "
             "instance_task_type:cec_calls_failed:ratio_baseline, yesterday's day) and the share above which "
             "CECCallFailureRatioSpike fires (dotted: instance_task_type:cec_calls_failed:ratio_threshold, "
@@ -512,14 +528,14 @@ def calls_dashboard():
     end_reasons = [
         (timeseries_panel(
             10, "End reasons per second",
-            "Ended calls per second by instance, task type and end reason "
+            "Ended calls per second by instance, tenant, task type and end reason "
             "(rate(cec_call_end_reasons_total[$__rate_interval])), every reason (no per-point top 10). "
             "reason_code is CEC's reasonCode: page codes 0-6 for task types 1-3, Q.850 causes for ITA; none "
             "when a record has no reasonCode. The dots are exemplars: each carries the call_serial_no of a "
             "recent call with that reason; click one to look the call up in CEC (the data source's "
             "call_serial_no link).",
-            [query(f"sum by (instance, task_type, reason_code, reason) (rate({reasons}[$__rate_interval]))",
-                   legend="{{instance}} {{task_type}} {{reason}} ({{reason_code}})", exemplar=True)],
+            [query(f"sum by (instance, tenant, task_type, reason_code, reason) (rate({reasons}[$__rate_interval]))",
+                   legend="{{instance}} {{tenant}} {{task_type}} {{reason}} ({{reason_code}})", exemplar=True)],
             "cps", min_=0), 12, 9),
         (timeseries_panel(
             20, "End reason share against its usual share",
@@ -528,12 +544,12 @@ def calls_dashboard():
             f"CECCallEndReasonSpike opens a ticket at {CFG.reasons['relative_rise']}x (the line) with at least "
             f"{CFG.reasons['min_calls']} such calls and {CFG.reasons['absolute_rise']:.0%} above the usual share. "
             "A reason without a usual share (new) has no line here: see the table.",
-            [query(f"{share}\n  / {usual}", legend="{{instance}} {{task_type}} {{reason}}")],
+            [query(f"{share}\n  / {usual}", legend="{{instance}} {{tenant}} {{task_type}} {{reason}}")],
             "x", min_=0).thresholds(thresholds((None, "green"), (CFG.reasons["relative_rise"], "red")))
             .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)), 12, 9),
         (table_panel(
             21, "End reason anomalies",
-            f"Per instance, task type and end reason, now (the last {rw}): calls with that reason, their "
+            f"Per instance, tenant, task type and end reason, now (the last {rw}): calls with that reason, their "
             "share of the task type's calls, the usual share (yesterday's day) and share / usual, largest "
             "first. A reason never seen before shows an empty usual share and an infinite ratio.",
             [query(count, legend="calls", ref="A", instant=True, fmt=pm.PromQueryFormat.TABLE),
@@ -544,9 +560,9 @@ def calls_dashboard():
             dm.DataTransformerConfig(id_val="merge", options={}),
             decimals=2)
          .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
-             "excludeByName": {"Time": True, "job": True, "tenant": True},
-             "indexByName": {"instance": 0, "task_type": 1, "reason": 2, "reason_code": 3, "Value #A": 4,
-                             "Value #B": 5, "Value #C": 6, "Value #D": 7},
+             "excludeByName": {"Time": True, "job": True},
+             "indexByName": {"instance": 0, "tenant": 1, "task_type": 2, "reason": 3, "reason_code": 4,
+                             "Value #A": 5, "Value #B": 6, "Value #C": 7, "Value #D": 8},
              "renameByName": {"Value #A": f"calls ({rw})", "Value #B": "share", "Value #C": "usual share",
                               "Value #D": "share / usual"},
          }))
@@ -683,7 +699,7 @@ def calls_dashboard():
         "CEC call traffic",
         "Huawei Cloud CEC call-detail records as counted by cec-exporter: calls by task type and outcome, "
         "end reasons, talk and answer-delay distributions, calls in progress.",
-        [datasource_variable(), job_variable(), instance_variable(), task_type_variable()],
+        [datasource_variable(), job_variable(), instance_variable(), tenant_variable(), task_type_variable()],
         [
             (row(100, "Overview"), overview),
             (row(101, "Calls and outcomes"), traffic),
@@ -693,7 +709,7 @@ def calls_dashboard():
             (row(105, "Calls in progress and freshness"), in_progress),
         ],
         time_from="now-6h",
-        annotation_queries=annotations('job=~"$job", instance=~"$instance", task_type=~"$task_type"'),
+        annotation_queries=annotations(f'job=~"$job", instance=~"$instance", {ALERTS_TENANT}, task_type=~"$task_type"'),
     )
 
 
@@ -710,8 +726,8 @@ def health_dashboard():
         return query(f"sum(increase({m(counter)}[$__range]))", legend=legend, instant=True)
 
     def rate_by_instance(counter, legend, ref="A"):
-        """Per-second rate of one of the exporter's counters, per exporter instance."""
-        return query(f"sum by (instance) (rate({m(counter)}[$__rate_interval]))", legend=legend, ref=ref)
+        """Per-second rate of one of the exporter's counters, per exporter instance and tenant."""
+        return query(f"sum by (instance, tenant) (rate({m(counter)}[$__rate_interval]))", legend=legend, ref=ref)
 
     up_mappings = [dm.ValueMap(options={
         "0": dm.ValueMappingResult(color="red", index=0, text="DOWN"),
@@ -724,8 +740,8 @@ def health_dashboard():
             "scrape: Prometheus' up for the exporter's target (1 when /metrics answered). poll: cec_up, 1 when "
             "the exporter's last background poll of CEC succeeded (0 after a failed poll or a failed state "
             "commit; the counters then keep their last committed values).",
-            [query(f"up{{{RAW}}}", legend="scrape {{instance}}", ref="A"),
-             query(f"cec_up{{{RAW}}}", legend="poll {{instance}}", ref="B")],
+            [query(f"up{{{PROC}}}", legend="scrape {{instance}}", ref="A"),
+             query(f"cec_up{{{RAW}}}", legend="poll {{instance}} {{tenant}}", ref="B")],
             "none", steps=((None, "red"), (1, "green")), mappings=up_mappings,
             color_mode=cm.BigValueColorMode.BACKGROUND, text_mode=cm.BigValueTextMode.VALUE_AND_NAME), 6, 4),
         (stat_panel(
@@ -734,7 +750,7 @@ def health_dashboard():
             "(30 s by default); after a failure the exporter backs off, doubling up to 5 minutes. Orange after "
             "2 minutes, red after 5.",
             [query(f"time() - {m('cec_exporter_last_successful_poll_timestamp_seconds')}",
-                   legend="{{instance}}", instant=True)],
+                   legend="{{instance}} {{tenant}}", instant=True)],
             "s", steps=((None, "green"), (120, "orange"), (300, "red")), decimals=0,
             color_mode=cm.BigValueColorMode.BACKGROUND), 4, 4),
         (stat_panel(
@@ -770,22 +786,22 @@ def health_dashboard():
             7, "Poll duration",
             "How long the last background poll took (cec_exporter_poll_duration_seconds, a gauge updated "
             "after each poll). Backfill and catch-up polls read many windows and take longer.",
-            [query(m("cec_exporter_poll_duration_seconds"), legend="{{instance}}")],
+            [query(m("cec_exporter_poll_duration_seconds"), legend="{{instance}} {{tenant}}")],
             "s", min_=0), 8, 8),
         (timeseries_panel(
             8, "Polls and poll failures",
             "Polls attempted and polls failed per second (rate of cec_exporter_polls_total and "
             "cec_exporter_poll_failures_total). With the default 30 s interval a healthy exporter polls "
             "about 0.033 times a second.",
-            [rate_by_instance("cec_exporter_polls_total", "polls {{instance}}", ref="A"),
-             rate_by_instance("cec_exporter_poll_failures_total", "failures {{instance}}", ref="B")],
+            [rate_by_instance("cec_exporter_polls_total", "polls {{instance}} {{tenant}}", ref="A"),
+             rate_by_instance("cec_exporter_poll_failures_total", "failures {{instance}} {{tenant}}", ref="B")],
             "cps", min_=0).override_by_regexp("failures .*", fixed_color("red")), 8, 8),
         (timeseries_panel(
             9, "API requests of the last poll",
             "queryCallDetailRecord requests the last successful poll made "
             "(cec_exporter_last_poll_api_requests): the cost of a poll. In a steady state about one per 100 "
             "records in the window per task-type query, plus targeted re-reads of long calls.",
-            [query(m("cec_exporter_last_poll_api_requests"), legend="{{instance}}")],
+            [query(m("cec_exporter_last_poll_api_requests"), legend="{{instance}} {{tenant}}")],
             "short", min_=0, decimals=0), 8, 8),
     ]
 
@@ -818,7 +834,7 @@ def health_dashboard():
             12, "Records fetched",
             "Call records fetched from CEC per second, re-reads of the lookback included "
             "(rate of cec_exporter_records_fetched_total).",
-            [rate_by_instance("cec_exporter_records_fetched_total", "{{instance}}")],
+            [rate_by_instance("cec_exporter_records_fetched_total", "{{instance}} {{tenant}}")],
             "cps", min_=0), 8, 8),
         (timeseries_panel(
             13, "Rejected records by reason",
@@ -846,9 +862,9 @@ def health_dashboard():
             "second (rate of cec_exporter_late_records_total). Right axis: the largest such lateness since "
             "start (cec_exporter_max_record_lateness_seconds). When max lateness nears --poll.lookback (5 m "
             "by default), later records would be missed: raise the lookback.",
-            [rate_by_instance("cec_exporter_late_records_total", "late records {{instance}}", ref="A"),
-             query(f"max by (instance) ({m('cec_exporter_max_record_lateness_seconds')})",
-                   legend="max lateness {{instance}}", ref="B")],
+            [rate_by_instance("cec_exporter_late_records_total", "late records {{instance}} {{tenant}}", ref="A"),
+             query(f"max by (instance, tenant) ({m('cec_exporter_max_record_lateness_seconds')})",
+                   legend="max lateness {{instance}} {{tenant}}", ref="B")],
             "cps", min_=0).override_by_query("B", [
                 dm.DynamicConfigValue(id_val="unit", value="s"),
                 dm.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
@@ -860,29 +876,30 @@ def health_dashboard():
             "Bearer tokens fetched from tokenByAkSk per second (rate of cec_exporter_token_refreshes_total). "
             "Expect one per --cec.token-expire less the refresh margin (about one every 9 minutes with the "
             "default 600 s), plus one after an HTTP 401. Much more often points at a token rejected by CEC.",
-            [rate_by_instance("cec_exporter_token_refreshes_total", "{{instance}}")],
+            [rate_by_instance("cec_exporter_token_refreshes_total", "{{instance}} {{tenant}}")],
             "cps", min_=0), 8, 8),
         (timeseries_panel(
             17, "Remembered calls",
             "Counted calls the exporter keeps so re-reads are not counted twice "
             "(cec_exporter_remembered_calls): about a lookback's worth of calls plus the open ones. Steady "
             "growth means the floor is not rising (e.g. long open calls).",
-            [query(m("cec_exporter_remembered_calls"), legend="{{instance}}")],
+            [query(m("cec_exporter_remembered_calls"), legend="{{instance}} {{tenant}}")],
             "short", min_=0, decimals=0), 8, 8),
     ]
 
     status = [
         (timeseries_panel(
             18, "Scrape and poll status over time",
-            "up (scrape) and cec_up (last poll succeeded) per instance over time: 1 is good.",
-            [query(f"up{{{RAW}}}", legend="scrape {{instance}}", ref="A"),
-             query(f"cec_up{{{RAW}}}", legend="poll {{instance}}", ref="B")],
+            "up (scrape, per target) and cec_up (last poll succeeded, per instance and tenant) over time: 1 "
+            "is good.",
+            [query(f"up{{{PROC}}}", legend="scrape {{instance}}", ref="A"),
+             query(f"cec_up{{{RAW}}}", legend="poll {{instance}} {{tenant}}", ref="B")],
             "short", min_=0, max_=1, decimals=0, interpolation=cm.LineInterpolation.STEP_AFTER,
             legend_calcs=("min", "lastNotNull")), 12, 7),
         (table_panel(
             19, "Build info",
             "Version and revision of each running exporter (cec_exporter_build_info).",
-            [query(m("cec_exporter_build_info"), legend="{{version}}", instant=True,
+            [query(f"cec_exporter_build_info{{{PROC}}}", legend="{{version}}", instant=True,
                    fmt=pm.PromQueryFormat.TABLE)],
             dm.DataTransformerConfig(id_val="organize", options={
                 "excludeByName": {"Time": True, "Value": True, "__name__": True},
@@ -897,15 +914,15 @@ def health_dashboard():
             "Size of the --state.path store after the last commit (cec_exporter_state_bytes): about a "
             "lookback's worth of calls plus the open ones, some 18 bytes per remembered call. Absent without "
             "--state.path.",
-            [query(m("cec_exporter_state_bytes"), legend="{{instance}}")],
+            [query(m("cec_exporter_state_bytes"), legend="{{instance}} {{tenant}}")],
             "bytes", min_=0), 8, 8),
         (timeseries_panel(
             21, "State commits",
             "Polls committed to the state store per second (rate of cec_exporter_state_commits_total) and the "
             "commits that failed (cec_exporter_state_commit_failures_total): a failed commit undoes its poll, "
             "which is retried; while commits fail no call is counted.",
-            [rate_by_instance("cec_exporter_state_commits_total", "commits {{instance}}", ref="A"),
-             rate_by_instance("cec_exporter_state_commit_failures_total", "failures {{instance}}", ref="B")],
+            [rate_by_instance("cec_exporter_state_commits_total", "commits {{instance}} {{tenant}}", ref="A"),
+             rate_by_instance("cec_exporter_state_commit_failures_total", "failures {{instance}} {{tenant}}", ref="B")],
             "cps", min_=0), 8, 8),
         (stat_panel(
             22, "Open calls given up in range",
@@ -920,7 +937,7 @@ def health_dashboard():
         "CEC exporter health",
         "Health of cec-exporter itself: polls, CEC API requests and errors, records fetched, rejected and "
         "late, token refreshes, state store commits, memory, build info.",
-        [datasource_variable(), job_variable(), instance_variable()],
+        [datasource_variable(), job_variable(), instance_variable(), tenant_variable()],
         [
             (row(100, "Overview"), overview),
             (row(101, "Polls"), polls),
@@ -931,7 +948,7 @@ def health_dashboard():
             (row(106, "State store"), durability),
         ],
         time_from="now-3h",
-        annotation_queries=annotations('job=~"$job", instance=~"$instance"'),
+        annotation_queries=annotations(f'job=~"$job", instance=~"$instance", {ALERTS_TENANT}'),
     )
 
 

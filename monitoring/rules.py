@@ -172,11 +172,14 @@ def rules_file(c: Config):
     def rb(alertname):
         return f"{c.runbook_url}#{alertname.lower()}"
 
+    # The dashboards' tenant variable is selected only where the alert has a tenant (a multi-tenant
+    # exporter's, or a target label): an alert of a single-tenant exporter leaves it at All.
+    tenant_var = "{{ with $labels.tenant }}&var-tenant={{ . }}{{ end }}"
     calls_dash = (f"{c.grafana_url}/d/cec-calls/cec-call-traffic?var-job={{{{ $labels.job }}}}"
-                  f"&var-instance={{{{ $labels.instance }}}}")
+                  f"&var-instance={{{{ $labels.instance }}}}{tenant_var}")
     calls_dash_tt = calls_dash + "&var-task_type={{ $labels.task_type }}"
     health_dash = (f"{c.grafana_url}/d/cec-exporter-health/cec-exporter-health?var-job={{{{ $labels.job }}}}"
-                   f"&var-instance={{{{ $labels.instance }}}}")
+                   f"&var-instance={{{{ $labels.instance }}}}{tenant_var}")
     where = "{{ $labels.instance }}{{ with $labels.tenant }} (tenant {{ . }}){{ end }}"
 
     def query_value(metric, labels, fmt):
@@ -468,17 +471,26 @@ groups:
     out.append("""
       # --- The exporter ---------------------------------------------------------------------------
 """)
+    # The tenants a down target polled: its `up` has no exporter labels, so the description reads the
+    # tenants of its last cec_up series (none for a single-tenant exporter, and a target with its own
+    # `tenant` label names it already: the sentence is left out).
+    blind_tenants = (
+        '{{ if not $labels.tenant }}{{ with printf "group by (tenant) (last_over_time(cec_up{job=%q,instance=%q,tenant!=\\"\\"}['
+        + ex["remember"] + ']))" $labels.job $labels.instance | query }} Its tenants:'
+        '{{ range sortByLabel "tenant" . }} {{ .Labels.tenant }}{{ end }}.{{ end }}{{ end }}')
     out.append(alert(
         "CECExporterDown",
         f"{c.sel('up')} == 0 and on (job, instance) job_instance:cec_exporter_build_info:known",
         ex["down_for"], page,
         "Prometheus cannot scrape cec-exporter " + where,
         "The cec-exporter target " + where + " of job {{ $labels.job }} has been down for "
-        + f"{ex['down_for']}; call metrics\nand call alerts for it are blind.",
+        + f"{ex['down_for']}; call metrics\nand call alerts for it are blind." + blind_tenants,
         rb("CECExporterDown"), health_dash,
         f"A target that served cec_exporter_build_info (any job name) answers no scrape for {ex['down_for']}. Every\n"
         f"call alert of that exporter is blind, hence a page. A Prometheus without any cec-exporter never\n"
-        f"fires it (no absent()); a target that never served the exporter's metrics is not known."))
+        f"fires it (no absent()); a target that never served the exporter's metrics is not known. One alert\n"
+        f"per target, not per tenant (a down process blinds all its tenants at once): the description lists\n"
+        f"the tenants it served (its cec_up series of the last {ex['remember']})."))
     stale = seconds(ex["stale_after"])
     out.append(alert(
         "CECExporterStale",
@@ -568,6 +580,17 @@ groups:
         rb("CECWebConfigReloadFailing"), health_dash,
         "The last re-read of --web.config.file failed: the previous configuration stays in force (a rotated\n"
         "certificate or a new password is not in use yet). Resolves when a re-read succeeds."))
+
+    out.append(alert(
+        "CECConfigReloadFailing",
+        f"{c.sel('cec_exporter_config_last_reload_successful')} == 0",
+        "5m", ticket, "cec-exporter " + where + " cannot apply its changed --config.file",
+        "cec-exporter " + where + " could not apply its changed --config.file on SIGHUP (its log says why);\n"
+        "the tenants in force keep polling.",
+        rb("CECConfigReloadFailing"), health_dash,
+        "The last re-read of --config.file (SIGHUP) failed: an invalid file changes nothing (an added tenant\n"
+        "is not polled, a removed one still is); a tenant of a valid file that could not start is not polled.\n"
+        "Process-wide (no tenant label). Resolves when a re-read succeeds."))
 
     def event(metric, cond):
         """`cond` on the metric, when it rose in the last event window or its series is younger than it.
