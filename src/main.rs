@@ -82,6 +82,14 @@ async fn bind(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpLis
 
 async fn run_exporter(cfg: Config) -> anyhow::Result<()> {
     let listener = bind(cfg.listen).await?;
+    // SIGHUP would otherwise end the process (a closed terminal, a `systemctl reload`): without
+    // --config.file there is nothing to re-read, so it is only logged.
+    let mut hups = hangups();
+    tokio::spawn(async move {
+        while hups.recv().await.is_some() {
+            tracing::info!("SIGHUP: nothing to reload without --config.file (the flags are read at start-up)");
+        }
+    });
     cec_exporter::run(cfg, listener, shutdown_signal()).await
 }
 

@@ -255,3 +255,20 @@ async fn listed_callers_split_a_tenants_calls_exactly_and_add_up_to_the_truth() 
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_file_sighup_is_logged_and_the_exporter_keeps_counting() {
+    let sim = sim_with(5, 40_000).await;
+    let exp = Exporter::start(&sim.url, &[]);
+    exp.wait_for("5 calls", Duration::from_secs(10), |m| m.calls_total() == 5).await;
+    let ok = std::process::Command::new("kill").args(["-HUP", &exp.pid().to_string()]).status().unwrap().success();
+    assert!(ok);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !exp.stderr().contains("SIGHUP: nothing to reload without --config.file") {
+        assert!(std::time::Instant::now() < deadline, "{}", exp.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut rng = Rng::new(5);
+    sim.sim.add_calls(vec![random_call(&mut rng, SERIAL0 + 40_100, now() - 2_000)]);
+    exp.wait_for("6 calls after SIGHUP", Duration::from_secs(10), |m| m.calls_total() == 6).await;
+}
