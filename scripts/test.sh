@@ -37,8 +37,8 @@ fi
 tool_skips=()
 missing_tools=()
 if ! command -v kubectl >/dev/null 2>&1; then
-  tool_skips+=(--skip kubectl_kustomize_renders_the_base_wired_together)
-  missing_tools+=("kubectl: deploy::kubectl_kustomize_renders_the_base_wired_together")
+  tool_skips+=(--skip kubectl_kustomize_renders_the_base_wired_together --skip kubectl_kustomize_renders_the_multi_tenant_overlay)
+  missing_tools+=("kubectl: deploy::kubectl_kustomize_renders_the_base_wired_together, deploy::kubectl_kustomize_renders_the_multi_tenant_overlay_with_one_shard_per_replica")
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   tool_skips+=(--skip systemd_analyze_verifies_the_unit)

@@ -852,3 +852,78 @@ fn the_prometheus_rule_is_what_its_generator_writes() {
          prometheus/rules/cec-exporter.rules.yml\n"
     );
 }
+
+/// The multi-tenant overlay renders: the StatefulSet's replicas are the shards (`CEC_SHARD_COUNT`),
+/// each pod's shard is its ordinal, `--config.file` is the generated ConfigMap's tenants.yml, every
+/// tenant's `app_secret_file` is a key of the Secret mounted where the file says, every flag and
+/// variable passed is in `--help`, and the file itself passes `--config.check` once its paths point at
+/// copies of those files.
+#[test]
+#[ignore = "needs kubectl (scripts/test.sh installs it and runs this test)"]
+fn kubectl_kustomize_renders_the_multi_tenant_overlay_with_one_shard_per_replica() {
+    let out = Command::new("kubectl")
+        .args(["kustomize", "deploy/kubernetes-multi-tenant"])
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl: {e} (needs kubectl)"));
+    assert!(out.status.success(), "kubectl kustomize: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let docs = yaml_docs(&String::from_utf8(out.stdout).unwrap());
+    let (sts, cm, secret) =
+        (one_of_kind(&docs, "StatefulSet"), one_of_kind(&docs, "ConfigMap"), one_of_kind(&docs, "Secret"));
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &seq(&pod["containers"])[0];
+    let args: Vec<&str> = seq(&c["args"]).iter().map(s).collect();
+    let env = seq(&c["env"]);
+    let var = |name: &str| env.iter().find(|e| s(&e["name"]) == name).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(s(&var("CEC_SHARD_COUNT")["value"]), sts["spec"]["replicas"].as_i64().unwrap().to_string());
+    assert_eq!(
+        s(&var("CEC_SHARD_INDEX")["valueFrom"]["fieldRef"]["fieldPath"]),
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let h = help();
+    for a in &args {
+        let flag = flag_of(a).unwrap_or_else(|| panic!("{a} is a flag"));
+        assert!(h.flags.contains(flag), "--{flag} is in --help");
+    }
+    for e in env {
+        assert!(h.vars.contains(s(&e["name"])), "{} is in --help", s(&e["name"]));
+    }
+    // --config.file is the ConfigMap's file, mounted.
+    let file = args.iter().find_map(|a| a.strip_prefix("--config.file=")).expect("--config.file");
+    let (dir, name) = file.rsplit_once('/').unwrap();
+    let mount = seq(&c["volumeMounts"])
+        .iter()
+        .find(|m| s(&m["mountPath"]) == dir)
+        .expect("the config file's directory is mounted");
+    let vol = seq(&pod["volumes"]).iter().find(|v| s(&v["name"]) == s(&mount["name"])).unwrap();
+    assert_eq!(s(&vol["configMap"]["name"]), s(&cm["metadata"]["name"]));
+    let yaml = s(&cm["data"][name]);
+    // Each tenant's secret file is an item of the mounted Secret, which holds a value for it.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_mount = seq(&c["volumeMounts"]).iter().find(|m| s(&m["name"]) == "secret").unwrap();
+    let secret_vol = seq(&pod["volumes"]).iter().find(|v| s(&v["name"]) == "secret").unwrap();
+    let tenants: Value = serde_yaml::from_str(yaml).unwrap();
+    let mut local = yaml.to_owned();
+    for t in seq(&tenants["tenants"]) {
+        let path = s(&t["cec"]["app_secret_file"]);
+        let (mdir, item) = path.rsplit_once('/').unwrap();
+        assert_eq!(mdir, s(&secret_mount["mountPath"]), "{path} is in the Secret's mount");
+        let key = seq(&secret_vol["secret"]["items"])
+            .iter()
+            .find(|i| s(&i["path"]) == item)
+            .unwrap_or_else(|| panic!("{item} mounted"));
+        let value = secret_value(secret, s(&key["key"]));
+        assert!(!value.is_empty());
+        let copy = dir.path().join(item);
+        std::fs::write(&copy, value).unwrap();
+        local = local.replace(path, copy.to_str().unwrap());
+    }
+    let file = dir.path().join(name);
+    std::fs::write(&file, local).unwrap();
+    let out = bin().args(["--config.file", file.to_str().unwrap(), "--config.check"]).env_clear().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: valid, 2 tenants: brand-a, brand-b\n", file.display())
+    );
+}
