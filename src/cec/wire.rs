@@ -1128,6 +1128,20 @@ mod fast {
     /// has its own recursion limit, 128).
     pub(super) const MAX_DEPTH: u32 = 64;
 
+    /// Bytes that end a fast scan of a key or a string read as a value: the closing quote, and what
+    /// only the serde path reads (an escape, a control character, which is a grammar error, and
+    /// non-ASCII text, whose UTF-8 serde_json checks). A string read as a value may hold non-ASCII
+    /// text (checked with `from_utf8` once its end is found): its scan stops at ASCII bytes only.
+    static STOP: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = c < 0x20 || c >= 0x80 || c == b'"' as usize || c == b'\\' as usize;
+            c += 1;
+        }
+        t
+    };
+
     /// The page, or `None` where the serde path must read it.
     pub(super) fn page(bytes: &[u8], max_entries: usize) -> Option<Page> {
         let mut p = Cursor { b: bytes, i: 0 };
@@ -1222,12 +1236,12 @@ mod fast {
                 return None;
             }
             let from = self.i + 1;
-            let len = self.b[from..].iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))?;
-            if self.b[from + len] != b'"' {
+            let end = from + self.b[from..].iter().position(|&c| STOP[usize::from(c)])?;
+            if self.b[end] != b'"' {
                 return None;
             }
-            self.i = from + len + 1;
-            Some(&self.b[from..from + len])
+            self.i = end + 1;
+            Some(&self.b[from..end])
         }
 
         /// `result`: `null`, or an object whose first `total` and first `callInfo` count.
@@ -1306,41 +1320,35 @@ mod fast {
             match self.peek()? {
                 b'"' => {
                     let from = self.i + 1;
-                    let mut digits = true;
-                    let mut j = from;
-                    loop {
-                        let c = *self.b.get(j)?;
-                        match c {
-                            b'"' => break,
-                            b'\\' | 0..=0x1F => return None,
-                            b'0'..=b'9' => {}
-                            _ => digits = false,
-                        }
-                        j += 1;
+                    // The leading digits and their value in one pass (wrapping: a run longer than 19
+                    // digits is not read as a number).
+                    let (end, n) = self.digits(from);
+                    if digits_as_number && (1..=19).contains(&(end - from)) && self.b.get(end) == Some(&b'"') {
+                        self.i = end + 1;
+                        return Some(Scalar::U(n));
                     }
-                    self.i = j + 1;
-                    let raw = &self.b[from..j];
-                    if digits_as_number && digits && (1..=19).contains(&raw.len()) {
-                        return Some(Scalar::U(raw.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))));
+                    let close = end + self.b[end..].iter().position(|&c| c < 0x80 && STOP[usize::from(c)])?;
+                    if self.b[close] != b'"' {
+                        return None;
                     }
+                    self.i = close + 1;
                     // serde_json checks the UTF-8 of a string it hands over as `&str`, and the serde
                     // path repairs what fails: that page is its to read.
-                    Some(Scalar::Str(Cow::Borrowed(std::str::from_utf8(raw).ok()?)))
+                    Some(Scalar::Str(Cow::Borrowed(std::str::from_utf8(&self.b[from..close]).ok()?)))
                 }
                 b'0'..=b'9' => {
                     let from = self.i;
-                    let len = self.b[from..].iter().position(|c| !c.is_ascii_digit()).unwrap_or(self.b.len() - from);
-                    let digits = &self.b[from..from + len];
+                    let (end, n) = self.digits(from);
                     // A leading zero before more digits is a grammar error; a fraction or an exponent
                     // is a float, and more than 19 digits may overflow: the serde path's to read.
-                    if len > 19 || (len > 1 && digits[0] == b'0') {
+                    if end - from > 19 || (end - from > 1 && self.b[from] == b'0') {
                         return None;
                     }
-                    if let Some(b'.' | b'e' | b'E') = self.b.get(from + len) {
+                    if let Some(b'.' | b'e' | b'E') = self.b.get(end) {
                         return None;
                     }
-                    self.i = from + len;
-                    Some(Scalar::U(digits.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))))
+                    self.i = end;
+                    Some(Scalar::U(n))
                 }
                 b'n' => self.lit(b"null").map(|()| Scalar::Absent),
                 b't' => self.lit(b"true").map(|()| Scalar::Wrong),
@@ -1351,6 +1359,21 @@ mod fast {
             }
         }
 
+        /// Where the run of ASCII digits starting at `from` ends, and its value (wrapped past 19
+        /// digits: the callers read no longer run as a number).
+        fn digits(&self, from: usize) -> (usize, u64) {
+            let (mut i, mut n) = (from, 0u64);
+            while let Some(&c) = self.b.get(i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+                i += 1;
+            }
+            (i, n)
+        }
+
         /// Skips one value, checking its grammar as serde_json's `IgnoredAny` does (string
         /// contents are not checked for UTF-8 there either).
         fn skip(&mut self, depth: u32) -> Option<()> {
@@ -1358,9 +1381,9 @@ mod fast {
                 b'"' => {
                     let mut j = self.i + 1;
                     loop {
-                        match *self.b.get(j)? {
+                        j += self.b.get(j..)?.iter().position(|&c| c < 0x80 && STOP[usize::from(c)])?;
+                        match self.b[j] {
                             b'"' => break,
-                            0..=0x1F => return None,
                             b'\\' => match *self.b.get(j + 1)? {
                                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
                                 b'u' => {
@@ -1371,7 +1394,8 @@ mod fast {
                                 }
                                 _ => return None,
                             },
-                            _ => j += 1,
+                            // A control character: a grammar error.
+                            _ => return None,
                         }
                     }
                     self.i = j + 1;
