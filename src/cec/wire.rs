@@ -16,7 +16,9 @@
 //! (not an object, `result` or `callInfo` of the wrong type) fails the page. serde_json refuses the
 //! out-of-range numbers and unreadable strings of a value it reads, so a page it refuses is read a
 //! second time from a copy with exactly those values blanked ([`parse_page`]); a good page costs one
-//! pass.
+//! pass. That pass is a hand-written one (`fast`) for a page in CEC's usual shape (integers and
+//! unescaped strings where values are read): it applies the same record rules and hands every page it
+//! is not sure to read exactly as serde_json would to the serde path, from the start.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -286,6 +288,16 @@ thread_local! {
 /// (an 8 MiB body holds some 290 000 tiny records, 53 MB parsed) costs no more memory than a full
 /// page. The entries beyond are the next offset's; a client that advances by what it kept skips none.
 pub fn parse_page_at_most(bytes: &[u8], max_entries: usize) -> Result<Page, WireError> {
+    // Nearly every page CEC sends takes the fast path; the serde path reads the rest (and repairs).
+    if let Some(page) = fast::page(bytes, max_entries) {
+        return Ok(page);
+    }
+    parse_page_serde(bytes, max_entries)
+}
+
+/// [`parse_page_at_most`] through serde_json alone: every page the fast path leaves, and the
+/// reference the fast path is tested against.
+fn parse_page_serde(bytes: &[u8], max_entries: usize) -> Result<Page, WireError> {
     /// Puts the previous limit back however the parse ends.
     struct Restore(usize);
     impl Drop for Restore {
@@ -961,6 +973,105 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// One record as its keys and values arrive, in the order they come: the rules of [`parse_page`] for a
+/// record (which keys are read, which occurrence of a repeated key counts, what makes a value
+/// unusable or the record rejected) in one place, for the serde visitor and the fast path alike.
+struct RecordBuilder {
+    rec: CallRecord,
+    serial: Result<Option<CallId>, Bad>,
+    state: Result<Option<u64>, Bad>,
+    invalid: FieldSet,
+    /// Keys already read, as bits of [`Key`]: a key that repeats keeps its first value (as at the
+    /// top level of a page), and the repeat is skipped unread, valid or not.
+    seen: u32,
+}
+
+impl RecordBuilder {
+    fn new() -> Self {
+        RecordBuilder {
+            rec: CallRecord::default(),
+            serial: Ok(None),
+            state: Ok(None),
+            invalid: FieldSet::default(),
+            seen: 0,
+        }
+    }
+
+    /// Whether the value of `key` is to be read: a key the exporter reads, the first time it comes.
+    /// Marks it read.
+    fn wants(&mut self, key: Key) -> bool {
+        if let Key::Other = key {
+            return false;
+        }
+        let bit = 1u32 << key as u32;
+        let first = self.seen & bit == 0;
+        self.seen |= bit;
+        first
+    }
+
+    /// Takes the value of `key` (one [`RecordBuilder::wants`] said to read).
+    fn set(&mut self, key: Key, v: Scalar<'_>) {
+        fn take<T>(r: Result<Option<T>, Bad>, slot: &mut Option<T>, invalid: &mut FieldSet, f: Field) {
+            match r {
+                Ok(v) => *slot = v,
+                Err(Bad) => invalid.insert(f),
+            }
+        }
+        let rec = &mut self.rec;
+        let b = &mut self.invalid;
+        match key {
+            Key::Serial => self.serial = v.as_serial(),
+            Key::State => self.state = v.as_u64(),
+            Key::TaskType => match v.as_u64() {
+                // 0 ("all types") on a record says nothing about the call: treated as absent.
+                Ok(Some(0)) | Ok(None) => rec.task_type = None,
+                Ok(Some(n)) => match TaskType::from_code(n) {
+                    Some(t) => rec.task_type = Some(t),
+                    None => b.insert(Field::TaskType),
+                },
+                Err(Bad) => b.insert(Field::TaskType),
+            },
+            Key::ReasonCode => match v.as_u64().map(|n| n.map(u16::try_from).transpose()) {
+                Ok(Ok(n)) => rec.reason_code = n,
+                _ => b.insert(Field::ReasonCode),
+            },
+            Key::Start => take(v.as_time(), &mut rec.start_ms, b, Field::StartTime),
+            Key::End => take(v.as_time(), &mut rec.end_ms, b, Field::EndTime),
+            Key::Alerting => take(v.as_time(), &mut rec.alerting_ms, b, Field::AlertingTime),
+            Key::Talking => take(v.as_time(), &mut rec.talking_ms, b, Field::TalkingTime),
+            Key::Release => take(v.as_time(), &mut rec.release_ms, b, Field::ReleaseTime),
+            Key::AgentAlerting => take(v.as_time(), &mut rec.agent_alerting_ms, b, Field::AgentAlertingTime),
+            Key::AgentTalking => take(v.as_time(), &mut rec.agent_talking_ms, b, Field::AgentTalkingTime),
+            Key::AgentRelease => take(v.as_time(), &mut rec.agent_release_ms, b, Field::AgentReleaseTime),
+            Key::Talk => take(v.as_seconds(), &mut rec.talk_s, b, Field::TalkDuration),
+            Key::AgentTalk => take(v.as_seconds(), &mut rec.agent_talk_s, b, Field::AgentTalkDuration),
+            // Only ever compared with a tenant's own list: an unusable one reads as absent (the call
+            // counts under caller="other"), not worth a counter of its own.
+            Key::Caller => rec.caller = v.as_caller(),
+            Key::Other => {}
+        }
+    }
+
+    /// The record, or why it is rejected.
+    fn finish(self) -> Result<ParsedRecord, Rejection> {
+        let reject = |reason, field, serial| Err(Rejection { reason, field, serial });
+        let id = match self.serial {
+            Ok(Some(id)) => id,
+            Ok(None) => return reject(RejectReason::MissingSerialNo, Some("callSerialNo"), None),
+            Err(Bad) => return reject(RejectReason::InvalidSerialNo, Some("callSerialNo"), None),
+        };
+        let state = match self.state {
+            Ok(Some(n)) => match CallState::from_code(n) {
+                Some(s) => s,
+                None => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
+            },
+            Ok(None) => return reject(RejectReason::MissingState, Some("state"), Some(id)),
+            Err(Bad) => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
+        };
+        Ok(ParsedRecord { id, state, record: self.rec, invalid: self.invalid })
+    }
+}
+
 struct RecordVisitor;
 
 impl RecordVisitor {
@@ -977,79 +1088,15 @@ impl<'de> Visitor<'de> for RecordVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut rec = CallRecord::default();
-        let mut serial: Result<Option<CallId>, Bad> = Ok(None);
-        let mut state: Result<Option<u64>, Bad> = Ok(None);
-        let mut invalid = FieldSet::default();
-        fn take<T>(r: Result<Option<T>, Bad>, slot: &mut Option<T>, invalid: &mut FieldSet, f: Field) {
-            match r {
-                Ok(v) => *slot = v,
-                Err(Bad) => invalid.insert(f),
-            }
-        }
-        // Keys already read: a key that repeats keeps its first value (as at the top level of a
-        // page), and the repeat is skipped unread, valid or not.
-        let mut seen: u32 = 0;
+        let mut b = RecordBuilder::new();
         while let Some(key) = map.next_key::<Key>()? {
-            let bit = 1u32 << key as u32;
-            if let Key::Other = key {
+            if b.wants(key) {
+                b.set(key, map.next_value()?);
+            } else {
                 map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            if seen & bit != 0 {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            seen |= bit;
-            let v: Scalar<'de> = map.next_value()?;
-            let b = &mut invalid;
-            match key {
-                Key::Serial => serial = v.as_serial(),
-                Key::State => state = v.as_u64(),
-                Key::TaskType => match v.as_u64() {
-                    // 0 ("all types") on a record says nothing about the call: treated as absent.
-                    Ok(Some(0)) | Ok(None) => rec.task_type = None,
-                    Ok(Some(n)) => match TaskType::from_code(n) {
-                        Some(t) => rec.task_type = Some(t),
-                        None => b.insert(Field::TaskType),
-                    },
-                    Err(Bad) => b.insert(Field::TaskType),
-                },
-                Key::ReasonCode => match v.as_u64().map(|n| n.map(u16::try_from).transpose()) {
-                    Ok(Ok(n)) => rec.reason_code = n,
-                    _ => b.insert(Field::ReasonCode),
-                },
-                Key::Start => take(v.as_time(), &mut rec.start_ms, b, Field::StartTime),
-                Key::End => take(v.as_time(), &mut rec.end_ms, b, Field::EndTime),
-                Key::Alerting => take(v.as_time(), &mut rec.alerting_ms, b, Field::AlertingTime),
-                Key::Talking => take(v.as_time(), &mut rec.talking_ms, b, Field::TalkingTime),
-                Key::Release => take(v.as_time(), &mut rec.release_ms, b, Field::ReleaseTime),
-                Key::AgentAlerting => take(v.as_time(), &mut rec.agent_alerting_ms, b, Field::AgentAlertingTime),
-                Key::AgentTalking => take(v.as_time(), &mut rec.agent_talking_ms, b, Field::AgentTalkingTime),
-                Key::AgentRelease => take(v.as_time(), &mut rec.agent_release_ms, b, Field::AgentReleaseTime),
-                Key::Talk => take(v.as_seconds(), &mut rec.talk_s, b, Field::TalkDuration),
-                Key::AgentTalk => take(v.as_seconds(), &mut rec.agent_talk_s, b, Field::AgentTalkDuration),
-                // Only ever compared with a tenant's own list: an unusable one reads as absent (the call
-                // counts under caller="other"), not worth a counter of its own.
-                Key::Caller => rec.caller = v.as_caller(),
-                Key::Other => unreachable!("skipped above"),
             }
         }
-        let reject = |reason, field, serial| Ok(Err(Rejection { reason, field, serial }));
-        let id = match serial {
-            Ok(Some(id)) => id,
-            Ok(None) => return reject(RejectReason::MissingSerialNo, Some("callSerialNo"), None),
-            Err(Bad) => return reject(RejectReason::InvalidSerialNo, Some("callSerialNo"), None),
-        };
-        let state = match state {
-            Ok(Some(n)) => match CallState::from_code(n) {
-                Some(s) => s,
-                None => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
-            },
-            Ok(None) => return reject(RejectReason::MissingState, Some("state"), Some(id)),
-            Err(Bad) => return reject(RejectReason::InvalidState, Some("state"), Some(id)),
-        };
-        Ok(Ok(ParsedRecord { id, state, record: rec, invalid }))
+        Ok(b.finish())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -1073,6 +1120,405 @@ impl<'de> Visitor<'de> for RecordVisitor {
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
         Self::not_an_object()
+    }
+}
+
+/// The fast path of [`parse_page_at_most`]: one hand-written pass over a page in the shape CEC sends
+/// (integers, and strings without escapes, for the values the exporter reads), with the same
+/// [`RecordBuilder`] rules as the serde path. serde_json spends most of a page's parse on what this
+/// path needs not do: checking the UTF-8 of every key and quoted value it hands over as `&str`, and
+/// going through `deserialize_any` for each scalar.
+///
+/// It answers only where it is sure to read exactly what the serde path reads, and gives up (`None`)
+/// at anything else, which the serde path then reads from the start, errors and repairs included:
+/// any escape in a key or in a value it reads, a non-ASCII key, a negative, fractional or exponent
+/// number or one of more than 19 digits where a value is read, an object or array where a scalar
+/// belongs, a `callInfo` entry that is not an object, a `callInfo` or `result` of the wrong type,
+/// nesting deeper than [`fast::MAX_DEPTH`], and any grammar error. Values it skips (keys the
+/// exporter does not read, repeats, entries past the limit) are checked for grammar only, as
+/// serde_json's `IgnoredAny` checks them.
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{Key, Page, PageWire, RecordBuilder, Scalar};
+
+    /// Containers nested deeper than this in a skipped value send the page to the serde path (which
+    /// has its own recursion limit, 128).
+    pub(super) const MAX_DEPTH: u32 = 64;
+
+    /// Bytes that end a fast scan of a key or a string read as a value: the closing quote, and what
+    /// only the serde path reads (an escape, a control character, which is a grammar error, and
+    /// non-ASCII text, whose UTF-8 serde_json checks). A string read as a value may hold non-ASCII
+    /// text (checked with `from_utf8` once its end is found): its scan stops at ASCII bytes only.
+    static STOP: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = c < 0x20 || c >= 0x80 || c == b'"' as usize || c == b'\\' as usize;
+            c += 1;
+        }
+        t
+    };
+
+    /// The page, or `None` where the serde path must read it.
+    pub(super) fn page(bytes: &[u8], max_entries: usize) -> Option<Page> {
+        let mut p = Cursor { b: bytes, i: 0 };
+        let (mut ret_code, mut ret_msg, mut result) = (None, None, None);
+        p.object(|p, key| {
+            match key {
+                b"retCode" if ret_code.is_none() => ret_code = Some(p.scalar(false)?),
+                b"retMsg" if ret_msg.is_none() => ret_msg = Some(p.scalar(false)?),
+                b"result" if result.is_none() => result = Some(p.result(max_entries)?),
+                _ => p.skip(0)?,
+            }
+            Some(())
+        })?;
+        p.ws();
+        if p.i != bytes.len() {
+            return None;
+        }
+        let (total, records) = result.unwrap_or_default();
+        let wire = PageWire {
+            ret_code: ret_code.unwrap_or_default(),
+            ret_msg: ret_msg.unwrap_or_default(),
+            total: total.unwrap_or_default(),
+            records,
+        };
+        Some(wire.into_page())
+    }
+
+    type Entries = Vec<Result<super::ParsedRecord, super::Rejection>>;
+
+    struct Cursor<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        /// Skips JSON whitespace (the four bytes serde_json skips).
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+                self.i += 1;
+            }
+        }
+
+        /// The next byte after whitespace, not consumed.
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        /// Consumes `lit` exactly.
+        fn lit(&mut self, lit: &[u8]) -> Option<()> {
+            if self.b.get(self.i..self.i + lit.len())? == lit {
+                self.i += lit.len();
+                Some(())
+            } else {
+                None
+            }
+        }
+
+        /// An object: `f` is called with each key (at its value, which it must consume).
+        fn object(&mut self, mut f: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+            if self.peek()? != b'{' {
+                return None;
+            }
+            self.i += 1;
+            if self.peek()? == b'}' {
+                self.i += 1;
+                return Some(());
+            }
+            loop {
+                let key = self.key()?;
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                f(self, key)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// A key: printable ASCII without escapes (anything else takes the serde path, which reads
+        /// top-level keys as checked UTF-8 and resolves escapes).
+        fn key(&mut self) -> Option<&'a [u8]> {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let from = self.i + 1;
+            let end = from + self.b[from..].iter().position(|&c| STOP[usize::from(c)])?;
+            if self.b[end] != b'"' {
+                return None;
+            }
+            self.i = end + 1;
+            Some(&self.b[from..end])
+        }
+
+        /// `result`: `null`, or an object whose first `total` and first `callInfo` count.
+        fn result(&mut self, max_entries: usize) -> Option<(Option<Scalar<'a>>, Entries)> {
+            if self.peek()? == b'n' {
+                self.lit(b"null")?;
+                return Some((None, Vec::new()));
+            }
+            let (mut total, mut records, mut seen_records) = (None, Vec::new(), false);
+            self.object(|p, key| {
+                match key {
+                    b"total" if total.is_none() => total = Some(p.scalar(false)?),
+                    b"callInfo" if !seen_records => {
+                        seen_records = true;
+                        if p.peek()? == b'n' {
+                            p.lit(b"null")?;
+                        } else {
+                            records = p.records(max_entries)?;
+                        }
+                    }
+                    _ => p.skip(0)?,
+                }
+                Some(())
+            })?;
+            Some((total, records))
+        }
+
+        /// `callInfo`: an array of record objects, the first `max_entries` kept, the rest skipped.
+        fn records(&mut self, max_entries: usize) -> Option<Entries> {
+            if self.peek()? != b'[' {
+                return None;
+            }
+            self.i += 1;
+            let mut out = Vec::with_capacity(max_entries.min(128));
+            if self.peek()? == b']' {
+                self.i += 1;
+                return Some(out);
+            }
+            loop {
+                if out.len() < max_entries {
+                    out.push(self.record()?);
+                } else {
+                    self.skip(0)?;
+                }
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Some(out);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// One `callInfo` entry, which must be an object here.
+        fn record(&mut self) -> Option<Result<super::ParsedRecord, super::Rejection>> {
+            let mut b = RecordBuilder::new();
+            self.object(|p, key| {
+                let key = Key::from_bytes(key);
+                if b.wants(key) {
+                    // A calling number is text: "0123" must not become 123.
+                    b.set(key, p.scalar(!matches!(key, Key::Caller))?);
+                } else {
+                    p.skip(0)?;
+                }
+                Some(())
+            })?;
+            Some(b.finish())
+        }
+
+        /// A scalar as the serde path's `Scalar` reads it. With `digits_as_number` (record fields
+        /// but `caller`), a quoted string of 1 to 19 ASCII digits is read as the number it spells, which
+        /// those fields read exactly as they read the string (`as_u64`, `as_serial`, `as_time` and
+        /// `as_seconds` agree on both), without a UTF-8 check; `retCode` and `retMsg` need the text.
+        fn scalar(&mut self, digits_as_number: bool) -> Option<Scalar<'a>> {
+            match self.peek()? {
+                b'"' => {
+                    let from = self.i + 1;
+                    // The leading digits and their value in one pass (wrapping: a run longer than 19
+                    // digits is not read as a number).
+                    let (end, n) = self.digits(from);
+                    if digits_as_number && (1..=19).contains(&(end - from)) && self.b.get(end) == Some(&b'"') {
+                        self.i = end + 1;
+                        return Some(Scalar::U(n));
+                    }
+                    let close = end + self.b[end..].iter().position(|&c| c < 0x80 && STOP[usize::from(c)])?;
+                    if self.b[close] != b'"' {
+                        return None;
+                    }
+                    self.i = close + 1;
+                    // serde_json checks the UTF-8 of a string it hands over as `&str`, and the serde
+                    // path repairs what fails: that page is its to read.
+                    Some(Scalar::Str(Cow::Borrowed(std::str::from_utf8(&self.b[from..close]).ok()?)))
+                }
+                b'0'..=b'9' => {
+                    let from = self.i;
+                    let (end, n) = self.digits(from);
+                    // A leading zero before more digits is a grammar error; a fraction or an exponent
+                    // is a float, and more than 19 digits may overflow: the serde path's to read.
+                    if end - from > 19 || (end - from > 1 && self.b[from] == b'0') {
+                        return None;
+                    }
+                    if let Some(b'.' | b'e' | b'E') = self.b.get(end) {
+                        return None;
+                    }
+                    self.i = end;
+                    Some(Scalar::U(n))
+                }
+                b'n' => self.lit(b"null").map(|()| Scalar::Absent),
+                b't' => self.lit(b"true").map(|()| Scalar::Wrong),
+                b'f' => self.lit(b"false").map(|()| Scalar::Wrong),
+                // Negative numbers, containers (whose keys serde_json reads as checked UTF-8 there)
+                // and anything not JSON: the serde path's.
+                _ => None,
+            }
+        }
+
+        /// Where the run of ASCII digits starting at `from` ends, and its value (wrapped past 19
+        /// digits: the callers read no longer run as a number).
+        fn digits(&self, from: usize) -> (usize, u64) {
+            let (mut i, mut n) = (from, 0u64);
+            while let Some(&c) = self.b.get(i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+                i += 1;
+            }
+            (i, n)
+        }
+
+        /// Skips one value, checking its grammar as serde_json's `IgnoredAny` does (string
+        /// contents are not checked for UTF-8 there either).
+        fn skip(&mut self, depth: u32) -> Option<()> {
+            match self.peek()? {
+                b'"' => {
+                    let mut j = self.i + 1;
+                    loop {
+                        j += self.b.get(j..)?.iter().position(|&c| c < 0x80 && STOP[usize::from(c)])?;
+                        match self.b[j] {
+                            b'"' => break,
+                            b'\\' => match *self.b.get(j + 1)? {
+                                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                                b'u' => {
+                                    if !self.b.get(j + 2..j + 6)?.iter().all(u8::is_ascii_hexdigit) {
+                                        return None;
+                                    }
+                                    j += 6;
+                                }
+                                _ => return None,
+                            },
+                            // A control character: a grammar error.
+                            _ => return None,
+                        }
+                    }
+                    self.i = j + 1;
+                    Some(())
+                }
+                b'-' | b'0'..=b'9' => self.number(),
+                b'n' => self.lit(b"null"),
+                b't' => self.lit(b"true"),
+                b'f' => self.lit(b"false"),
+                b'[' if depth < MAX_DEPTH => {
+                    self.i += 1;
+                    if self.peek()? == b']' {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    loop {
+                        self.skip(depth + 1)?;
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                b'{' if depth < MAX_DEPTH => {
+                    // Keys of a skipped object are skipped as strings (no UTF-8 check), as
+                    // serde_json's `IgnoredAny` does.
+                    self.i += 1;
+                    if self.peek()? == b'}' {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    loop {
+                        if self.peek()? != b'"' {
+                            return None;
+                        }
+                        self.skip(depth + 1)?;
+                        if self.peek()? != b':' {
+                            return None;
+                        }
+                        self.i += 1;
+                        self.skip(depth + 1)?;
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b'}' => {
+                                self.i += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+
+        /// A number's grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; its value is not
+        /// read (serde_json's `IgnoredAny` does not read it either, so `1e400` passes).
+        fn number(&mut self) -> Option<()> {
+            let b = self.b;
+            let digits = |i: &mut usize| {
+                let from = *i;
+                while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                    *i += 1;
+                }
+                *i - from
+            };
+            let mut i = self.i;
+            if b[i] == b'-' {
+                i += 1;
+            }
+            match b.get(i)? {
+                b'0' => {
+                    i += 1;
+                    if b.get(i).is_some_and(u8::is_ascii_digit) {
+                        return None;
+                    }
+                }
+                b'1'..=b'9' => {
+                    digits(&mut i);
+                }
+                _ => return None,
+            }
+            if b.get(i) == Some(&b'.') {
+                i += 1;
+                if digits(&mut i) == 0 {
+                    return None;
+                }
+            }
+            if let Some(b'e' | b'E') = b.get(i) {
+                i += 1;
+                if let Some(b'+' | b'-') = b.get(i) {
+                    i += 1;
+                }
+                if digits(&mut i) == 0 {
+                    return None;
+                }
+            }
+            self.i = i;
+            Some(())
+        }
     }
 }
 
@@ -1108,6 +1554,145 @@ mod tests {
         assert_eq!(rec.id, CallId(42));
         assert_eq!(rec.state, CallState::Ended);
         assert!(rec.invalid.is_empty(), "nothing unusable");
+    }
+
+    /// Reads `bytes` through both paths: where the fast path answers, the serde path must read the
+    /// very same page. Whether the fast path answered.
+    fn both_paths(bytes: &[u8], max: usize) -> bool {
+        let Some(fast) = fast::page(bytes, max) else { return false };
+        let serde = parse_page_serde(bytes, max);
+        assert_eq!(
+            format!("{:?}", Ok::<_, String>(&fast)),
+            format!("{:?}", serde.as_ref().map_err(|e| e.to_string())),
+            "fast path and serde path differ on {:?} (max {max})",
+            String::from_utf8_lossy(bytes)
+        );
+        true
+    }
+
+    /// A page in CEC's usual shape and then some: numbers and numeric strings mixed, `null`s and empty
+    /// strings, padded and fractional strings, repeated keys, unknown keys holding every kind of JSON
+    /// (escapes and non-ASCII text included), rejected entries, a non-ASCII `retMsg`.
+    const MIXED_PAGE: &str = r#" {"result": {"callInfo": [
+        {"callSerialNo":"1037058396480550572","state":3,"startTime":"1795953123328","endTime":1795953124556,
+         "talkDuration":1,"agentTalkDuration":"26.5","reasonCode":"16","taskType":2,"callData":"campaign=c2\n\u00e9",
+         "called":"19844318250","caller":"0123","x":{"a":[1,-2.5e3,true,null,{"b\"":"\ud800"}]},"alertingTime":null,"talkingTime":"",
+         "releaseTime":" 1795953124556 ","agentReleaseTime":"0001795953124556","state":9,"agentTalkingTime":"1e3"},
+        {"callSerialNo":2,"state":"3","taskType":"0","reasonCode":70000,"talkDuration":"abc","agentAlertingTime":true,
+         "endTime":"18446744073709551615","caller":"电话","startTime":9999999999999999999},
+        {"state":3},{"callSerialNo":"3"},{"callSerialNo":"x","state":3},{"callSerialNo":"4","state":"7"},
+        {"callSerialNo":"00","state":0,"taskType":9},{}
+      ], "total": "8", "callInfo": 5, "total": 9}, "retCode":"0", "retMsg":"查询成功", "retCode":"1", "extra":[[],{}]} "#;
+
+    #[test]
+    fn the_fast_path_reads_exactly_what_the_serde_path_reads() {
+        for page in [MIXED_PAGE, VENDOR_SAMPLE, r#"{"retCode":"1","retMsg":"no data","result":null}"#, "{}"] {
+            for max in [usize::MAX, 3, 1, 0] {
+                assert!(both_paths(page.as_bytes(), max), "the fast path reads {page}");
+            }
+        }
+        let sim = &*page_of(1_037_058_396_471_308_289);
+        assert!(both_paths(sim, 100));
+        assert_eq!(fast::page(sim, 100).unwrap().records.len(), 100);
+        // Every single-byte change of the mixed page (deleted, replaced or inserted, by bytes that make
+        // or break JSON), read by both paths; the fast path must give up or agree.
+        let (answered, tried) = one_byte_changes(MIXED_PAGE.as_bytes());
+        // Most changes leave the page readable by the fast path (inside a skipped string, a digit for
+        // a digit): the comparison is not vacuous.
+        assert!(answered * 4 > tried, "the fast path answered {answered} of {tried}");
+        // The fuzz target's seeds, and every one-byte change of them.
+        for seed in [
+            &include_bytes!("../../fuzz/seeds/parse_page/lenient")[..],
+            include_bytes!("../../fuzz/seeds/parse_page/no_data"),
+            include_bytes!("../../fuzz/seeds/parse_page/own_words"),
+            include_bytes!("../../fuzz/seeds/parse_page/rejections"),
+            include_bytes!("../../fuzz/seeds/parse_page/success"),
+            include_bytes!("../../fuzz/seeds/parse_page/wrong_shape"),
+        ] {
+            both_paths(seed, usize::MAX);
+            one_byte_changes(seed);
+        }
+    }
+
+    /// Reads every one-byte change of `base` (deleted, replaced or inserted, by bytes that make or
+    /// break JSON, and `base` cut there) through both paths. How many the fast path answered, of how
+    /// many.
+    fn one_byte_changes(base: &[u8]) -> (usize, usize) {
+        let bytes: &[u8] = b" \\\"{}[],:019-.eEntfu\x00\x7f\xff\xc3a";
+        let (mut answered, mut tried) = (0, 0);
+        for at in 0..base.len() {
+            let mut deleted = base.to_vec();
+            deleted.remove(at);
+            let mut variants = vec![deleted];
+            for &b in bytes {
+                let mut replaced = base.to_vec();
+                replaced[at] = b;
+                let mut inserted = base.to_vec();
+                inserted.insert(at, b);
+                variants.extend([replaced, inserted]);
+            }
+            variants.push(base[..at].to_vec());
+            for v in variants {
+                tried += 1;
+                answered += usize::from(both_paths(&v, usize::MAX));
+                both_paths(&v, 2);
+            }
+        }
+        (answered, tried)
+    }
+
+    #[test]
+    fn the_fast_path_leaves_escapes_negatives_floats_containers_and_bad_utf8_to_the_serde_path() {
+        let wrap = |rec: &str| format!(r#"{{"retCode":"0","result":{{"total":1,"callInfo":[{rec}]}}}}"#);
+        for rec in [
+            r#"{"callSerialNo":"\u0031","state":3}"#,
+            r#"{"call\u0053erialNo":"1","state":3}"#,
+            r#"{"callSerialNo":"1","state":3,"talkDuration":-1}"#,
+            r#"{"callSerialNo":"1","state":3,"talkDuration":2.5}"#,
+            r#"{"callSerialNo":"1","state":3,"talkDuration":2e1}"#,
+            r#"{"callSerialNo":"1","state":3,"talkDuration":{"a":1}}"#,
+            r#"{"callSerialNo":"1","state":3,"startTime":12345678901234567890}"#,
+            "[1]",
+            "7",
+        ] {
+            let page = wrap(rec);
+            assert!(fast::page(page.as_bytes(), usize::MAX).is_none(), "{page}");
+            assert_eq!(parse_page(page.as_bytes()).unwrap().records.len(), 1, "{page}");
+        }
+        // Not JSON: the serde path says where.
+        let page = wrap(r#"{"callSerialNo":"1","state":3,"startTime":01}"#);
+        assert!(fast::page(page.as_bytes(), usize::MAX).is_none());
+        assert_eq!(parse_page(page.as_bytes()).unwrap_err().to_string(), "syntax error at line 1 column 91");
+        let bad_utf8 = b"{\"retCode\":\"0\",\"result\":{\"callInfo\":[{\"callSerialNo\":\"1\",\"state\":3,\"endTime\":\"\xff\"}]}}";
+        assert!(fast::page(bad_utf8, usize::MAX).is_none());
+        let rec = parse_page(bad_utf8).unwrap().records.remove(0).unwrap();
+        assert_eq!(rec.invalid.iter().collect::<Vec<_>>(), [Field::EndTime]);
+    }
+
+    /// A page as the simulator serves it (`cec-sim`): 100 records, values alternately numbers and
+    /// numeric strings.
+    fn page_of(first_serial: u64) -> Vec<u8> {
+        let recs: Vec<String> = (0..100u64)
+            .map(|i| {
+                let q = |v: u64| if (i + v).is_multiple_of(2) { v.to_string() } else { format!("\"{v}\"") };
+                let start = 1_795_953_123_328 + i * 1_000;
+                format!(
+                    r#"{{"agentAlertingTime":{},"agentPresent":"640066","agentReleaseTime":{},"agentTalkDuration":{},"callData":"campaign=c2","callSerialNo":"{}","called":"19844318250","caller":"88889012","endTime":{},"reasonCode":{},"startTime":{},"state":{},"talkDuration":{},"talkingTime":{}}}"#,
+                    q(start + 21),
+                    q(start + 1228),
+                    q(1),
+                    first_serial + i,
+                    q(start + 1228),
+                    q(16),
+                    q(start),
+                    q(3),
+                    q(1),
+                    q(start + 228),
+                )
+            })
+            .collect();
+        format!(r#"{{"result":{{"callInfo":[{}],"total":4662}},"retCode":"0","retMsg":"Query call detail record successfully"}}"#, recs.join(","))
+            .into_bytes()
     }
 
     /// The vendor's own sample answer, verbatim.
@@ -1183,6 +1768,8 @@ mod tests {
         assert_eq!(caller(r#""88889050""#), Some(CallerKey::of("88889050")));
         assert_eq!(caller(r#"" +8610 ""#), Some(CallerKey::of("+8610")), "surrounding spaces are not part of it");
         assert_eq!(caller("88889050"), Some(CallerKey::of("88889050")), "a number is its digits");
+        assert_eq!(caller(r#""0123""#), Some(CallerKey::of("0123")), "quoted digits stay text: the zero counts");
+        assert_ne!(CallerKey::of("0123"), CallerKey::of("123"));
         assert_ne!(CallerKey::of("88889050"), CallerKey::of("88889051"));
         for bad in [r#""""#, r#""   ""#, "null", "true", "[1]", "-5", &format!("\"{}\"", "9".repeat(33))] {
             assert_eq!(caller(bad), None, "{bad}");
