@@ -35,7 +35,7 @@ pub enum ConfigError {
     Missing { flag: &'static str, hint: &'static str },
     #[error("--cec.app-secret-file: both the secret file and CEC_APP_SECRET are set; keep one")]
     SecretTwice,
-    #[error("--cec.app-secret-file: cannot read {}: {error}", path.display())]
+    #[error("--cec.app-secret-file: cannot read {}: {error}", shown_path(path))]
     SecretUnreadable { path: PathBuf, error: std::io::Error },
     #[error("--cec.app-secret-file: the app secret is empty")]
     SecretEmpty,
@@ -66,6 +66,17 @@ pub enum ConfigError {
     ShardIndex { count: u32 },
     #[error("--shard.count: shards split the tenants of --config.file; give one, or leave --shard.count at 1")]
     ShardWithoutFile,
+}
+
+/// A secret file's path for a message, unless it has no directory part and no dot: then it may well
+/// be the secret itself, pasted where its file belongs, and is not repeated into a log.
+fn shown_path(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    if s.contains('/') || s.contains('.') {
+        s.into_owned()
+    } else {
+        "the name given (not shown: with no directory it may be the secret itself)".to_owned()
+    }
 }
 
 impl ConfigError {

@@ -754,6 +754,36 @@ impl InternalEvent for WebConfigReloadFailed<'_> {
     }
 }
 
+/// A tenant of `--config.file` could not start (its state store locked or unreadable, its HTTP client
+/// not built). The others run; this one is retried at every reload and every 30 s. Counted as one of
+/// its failed polls (`cec_exporter_poll_failures_total{tenant}`, `cec_up{tenant}` 0, the landing page's
+/// `state_store` kind), with an error line naming the tenant and the problem (a path, never a secret).
+#[derive(Clone, Copy, Debug)]
+pub struct TenantStartFailed<'a> {
+    pub tenant: &'a str,
+    pub error: &'a str,
+    /// Whether the store refused (else the client).
+    pub store: bool,
+    pub at_ms: i64,
+}
+
+impl InternalEvent for TenantStartFailed<'_> {
+    fn emit(&self, t: &Telemetry) {
+        t.update(|d| {
+            d.up = false;
+            d.polls += 1;
+            d.poll_failures += 1;
+            let kind = if self.store {
+                FailureKind::Store
+            } else {
+                FailureKind::Api(crate::cec::Endpoint::QueryCallDetailRecord, crate::cec::ErrorKind::Transport)
+            };
+            d.last_failure = Some(LastFailure { kind, at_ms: self.at_ms });
+        });
+        tracing::error!(tenant = self.tenant, error = %self.error, "tenant not started; the other tenants run, and it is retried");
+    }
+}
+
 /// SIGHUP re-read `--config.file` and its tenants are in force: the added started, the removed
 /// stopped (their state kept on disk), the changed restarted, the rest left polling. Counts
 /// `cec_exporter_config_reloads_total{result="success"}` and sets

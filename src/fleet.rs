@@ -28,6 +28,9 @@ pub struct RunningTenant {
     secret: crate::secret::Secret,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// It could not start: no poller runs; its telemetry says so (`cec_up` 0, one failed poll), and
+    /// every [`Fleet::apply`] tries again.
+    failed: bool,
 }
 
 /// Why a tenant could not be started.
@@ -35,8 +38,12 @@ pub struct RunningTenant {
 pub enum StartError {
     #[error("tenant {tenant:?}: cannot build the HTTP client: {detail}")]
     Client { tenant: String, detail: String },
-    #[error("tenant {tenant:?}: {error}")]
-    Store { tenant: String, error: crate::store::StoreError },
+    #[error(
+        "tenant {tenant:?}: {error} (with --config.file, --state.reset moves every tenant's store aside; to \
+         start this tenant alone afresh, move {} aside instead)",
+        dir.display()
+    )]
+    Store { tenant: String, dir: PathBuf, error: crate::store::StoreError },
 }
 
 /// What applying a file changed.
@@ -75,9 +82,9 @@ fn fingerprint(c: &Config) -> String {
     )
 }
 
-/// Whether `running` was started with `t`'s configuration.
+/// Whether `running` was started with `t`'s configuration (and did start).
 fn unchanged(running: &RunningTenant, t: &Tenant) -> bool {
-    fingerprint(&t.config) == running.fingerprint && t.config.client.app_secret == running.secret
+    !running.failed && fingerprint(&t.config) == running.fingerprint && t.config.client.app_secret == running.secret
 }
 
 impl Fleet {
@@ -87,45 +94,71 @@ impl Fleet {
     }
 
     /// Starts one tenant's poller: its client, its state store (restored if there is one), its poller
-    /// in a `tenant` span.
-    pub fn start(t: &Tenant) -> Result<RunningTenant, StartError> {
+    /// in a `tenant` span. A tenant that cannot start is returned as such (see [`RunningTenant`]),
+    /// with the error, so that it shows and is retried instead of stopping the others.
+    pub fn start(t: &Tenant) -> (RunningTenant, Option<StartError>) {
         let shared = Arc::new(Shared::default());
         let cfg = &t.config;
-        let client = crate::cec::client::CecClient::new(cfg.client.clone(), shared.telemetry.clone())
-            .map_err(|e| StartError::Client { tenant: t.name.clone(), detail: e.to_string() })?;
-        let (store, state) = match &cfg.state_path {
-            Some(root) => {
-                let dir = state_dir(root, &t.name);
-                let (store, restored) = crate::store::Store::open(&dir, cfg.state_reset)
-                    .map_err(|error| StartError::Store { tenant: t.name.clone(), error })?;
-                (Some(store), restored.unwrap_or_default())
-            }
-            None => (None, State::default()),
-        };
-        let span = tracing::info_span!("tenant", tenant = %t.name);
-        let _entered = span.enter();
-        tracing::info!(
-            counted_calls = state.aggregates.total_calls(),
-            cursor = %state.ledger.cursor_ms().map(crate::logging::rfc3339_ms).unwrap_or_default(),
-            "tenant started"
-        );
-        let poller = Poller::new(client, cfg.poller.clone(), state, shared.clone(), store);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(poller.run(stop_rx).instrument(span.clone()));
-        Ok(RunningTenant {
+        let running = |task, failed, shared| RunningTenant {
             name: t.name.clone(),
             shared,
             fingerprint: fingerprint(cfg),
             secret: cfg.client.app_secret.clone(),
-            stop,
+            stop: stop.clone(),
             task,
-        })
+            failed,
+        };
+        let started = (|| -> Result<_, StartError> {
+            let client = crate::cec::client::CecClient::new(cfg.client.clone(), shared.telemetry.clone())
+                .map_err(|e| StartError::Client { tenant: t.name.clone(), detail: e.to_string() })?;
+            let (store, state) = match &cfg.state_path {
+                Some(root) => {
+                    let dir = state_dir(root, &t.name);
+                    let (store, restored) = crate::store::Store::open(&dir, cfg.state_reset)
+                        .map_err(|error| StartError::Store { tenant: t.name.clone(), dir: dir.clone(), error })?;
+                    (Some(store), restored.unwrap_or_default())
+                }
+                None => (None, State::default()),
+            };
+            Ok((client, store, state))
+        })();
+        let (client, store, state) = match started {
+            Ok(parts) => parts,
+            Err(e) => {
+                let failed = crate::events::TenantStartFailed {
+                    tenant: &t.name,
+                    error: &e.to_string(),
+                    store: matches!(e, StartError::Store { .. }),
+                    at_ms: crate::ingest::poller::now_ms(),
+                };
+                crate::events::InternalEvent::emit(&failed, &shared.telemetry);
+                return (running(tokio::spawn(async {}), true, shared), Some(e));
+            }
+        };
+        let span = tracing::info_span!("tenant", tenant = %t.name);
+        let task = {
+            let _entered = span.enter();
+            tracing::info!(
+                counted_calls = state.aggregates.total_calls(),
+                cursor = %state.ledger.cursor_ms().map(crate::logging::rfc3339_ms).unwrap_or_default(),
+                "tenant started"
+            );
+            let poller = Poller::new(client, cfg.poller.clone(), state, shared.clone(), store);
+            tokio::spawn(poller.run(stop_rx).instrument(span.clone()))
+        };
+        (running(task, false, shared), None)
+    }
+
+    /// Whether a tenant could not start (and waits for a retry).
+    pub fn has_failed(&self) -> bool {
+        self.tenants().iter().any(|t| t.failed)
     }
 
     /// Makes the running tenants those of `wanted`: stops the tenants no longer wanted (their state
-    /// stays on disk and their series go), starts the new ones, restarts those whose keys changed, and
-    /// leaves the others polling with their counts. A tenant that cannot start is left out, with its
-    /// error; the others still apply.
+    /// stays on disk and their series go), starts the new ones, restarts those whose keys changed (and
+    /// those that could not start before), and leaves the others polling with their counts. A tenant
+    /// that cannot start stays listed as failed (`cec_up` 0), with its error; the others still apply.
     pub async fn apply(&self, wanted: &[Tenant]) -> (Applied, Vec<StartError>) {
         let mut applied = Applied::default();
         let mut errors = Vec::new();
@@ -148,7 +181,11 @@ impl Fleet {
                 }
             }
         }
-        // Stopped (and their stores closed) before a restarted tenant opens its store again.
+        // Stopped (and their stores closed) before a restarted tenant opens its store again; all told
+        // at once, then awaited, so that a reload of many tenants takes one poll's drop, not many.
+        for t in &to_stop {
+            let _ = t.stop.send(true);
+        }
         for t in &to_stop {
             stop(t).await;
         }
@@ -159,10 +196,9 @@ impl Fleet {
             if !applied.restarted.contains(&t.name) {
                 applied.added.push(t.name.clone());
             }
-            match Fleet::start(t) {
-                Ok(r) => next.push(Arc::new(r)),
-                Err(e) => errors.push(e),
-            }
+            let (r, error) = Fleet::start(t);
+            next.push(Arc::new(r));
+            errors.extend(error);
         }
         next.sort_by(|a, b| a.name.cmp(&b.name));
         *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = next;
@@ -179,7 +215,7 @@ impl Fleet {
 
     /// A tenant whose poller ended on its own (it panicked), if any.
     pub fn crashed(&self) -> Option<String> {
-        self.tenants().iter().find(|t| t.task.is_finished() && !*t.stop.borrow()).map(|t| t.name.clone())
+        self.tenants().iter().find(|t| !t.failed && t.task.is_finished() && !*t.stop.borrow()).map(|t| t.name.clone())
     }
 }
 
@@ -189,5 +225,92 @@ async fn stop(t: &RunningTenant) {
     let _ = t.stop.send(true);
     while !t.task.is_finished() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    /// Tenants `names` of a file whose gateway is unreachable (nothing is counted; the fleet's own
+    /// behaviour is what matters), with `page_size` as a key to change, state under `state`.
+    fn tenants(dir: &Path, state: &Path, page_size: u32, names: &[&str]) -> Vec<Tenant> {
+        let mut yaml = String::from("tenants:\n");
+        for n in names {
+            let secret = dir.join(format!("{n}.secret"));
+            if !secret.exists() {
+                std::fs::write(&secret, format!("secret-{n}\n")).unwrap();
+            }
+            yaml.push_str(&format!(
+                "  - name: {n}\n    cec: {{url: 'http://127.0.0.1:9', app_key: 'k-{n}', app_secret_file: '{}', page_size: {page_size}}}\n",
+                secret.display()
+            ));
+        }
+        let base: Vec<OsString> = vec![
+            "cec-exporter".into(),
+            format!("--state.path={}", state.display()).into(),
+            "--poll.interval=1s".into(),
+        ];
+        crate::tenants::parse(Path::new("t.yml"), &yaml, &base).unwrap()
+    }
+
+    fn names(f: &Fleet) -> Vec<(String, bool)> {
+        f.tenants().iter().map(|t| (t.name.clone(), t.failed)).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_key_or_secret_restarts_only_that_tenant_and_its_store_is_closed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let fleet = Fleet::default();
+        let (a, e) = fleet.apply(&tenants(dir.path(), &state, 100, &["a", "b"])).await;
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(a.added, ["a", "b"]);
+        // Restarting reopens each store: it was closed when the old poller stopped (else Locked).
+        for page_size in [50, 100, 50] {
+            let (a, e) = fleet.apply(&tenants(dir.path(), &state, page_size, &["a", "b"])).await;
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!((a.restarted, a.kept), (vec!["a".to_owned(), "b".to_owned()], 0));
+        }
+        std::fs::write(dir.path().join("a.secret"), "rotated\n").unwrap();
+        let (a, e) = fleet.apply(&tenants(dir.path(), &state, 50, &["a", "b"])).await;
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!((a.restarted, a.kept), (vec!["a".to_owned()], 1), "a rotated secret restarts its tenant");
+        fleet.stop_all().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_whose_store_is_unreadable_shows_failed_the_others_run_and_it_comes_back_when_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let fleet = Fleet::default();
+        assert!(fleet.apply(&tenants(dir.path(), &state, 100, &["a", "b"])).await.1.is_empty());
+        fleet.stop_all().await;
+        let store = state_dir(&state, "b").join(crate::store::FILE);
+        std::fs::write(&store, b"not a redb file at all").unwrap();
+        // Start-up with b broken: a runs, b is listed as failed with one failed poll and cec_up 0.
+        let fleet = Fleet::default();
+        let (_, errors) = fleet.apply(&tenants(dir.path(), &state, 100, &["a", "b"])).await;
+        assert_eq!(errors.len(), 1);
+        let msg = errors[0].to_string();
+        assert!(
+            msg.starts_with("tenant \"b\": state store ") && msg.contains("move ") && msg.ends_with(" aside instead)"),
+            "{msg}"
+        );
+        assert_eq!(names(&fleet), [("a".to_owned(), false), ("b".to_owned(), true)]);
+        let b = fleet.tenants()[1].shared.telemetry.snapshot();
+        assert_eq!((b.up, b.poll_failures), (false, 1));
+        assert_eq!(b.last_failure.map(|f| f.kind.to_string()), Some("state_store".to_owned()));
+        assert_eq!(fleet.crashed(), None, "a tenant that never started is not a crashed poller");
+        // A reload with b unchanged tries it again: still broken, still listed; a keeps polling untouched.
+        let (a, errors) = fleet.apply(&tenants(dir.path(), &state, 100, &["a", "b"])).await;
+        assert_eq!((errors.len(), a.kept, a.restarted), (1, 1, vec!["b".to_owned()]));
+        // Fixed (moved aside by hand), the next apply starts it.
+        std::fs::rename(&store, dir.path().join("aside.redb")).unwrap();
+        let (_, errors) = fleet.apply(&tenants(dir.path(), &state, 100, &["a", "b"])).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(names(&fleet), [("a".to_owned(), false), ("b".to_owned(), false)]);
+        fleet.stop_all().await;
     }
 }

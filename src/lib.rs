@@ -76,8 +76,13 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let poll_task = tokio::spawn(poller.run(stop_rx));
     let telemetry = shared.telemetry.clone();
-    let site =
-        Arc::new(server::Site { shared, fleet: None, telemetry_path: cfg.telemetry_path.clone(), build: build_info() });
+    let site = Arc::new(server::Site {
+        shared,
+        fleet: None,
+        telemetry_path: cfg.telemetry_path.clone(),
+        build: build_info(),
+        ready: Default::default(),
+    });
     let web = cfg.web_config.clone().map(|(path, c)| Arc::new(server::ActiveWebConfig::new(path, c)));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -113,7 +118,8 @@ pub async fn run(
 /// tenants start, removed ones stop and their series go, changed ones restart, the rest keep polling);
 /// an invalid one is refused with a line and a counter, the tenants in force staying. `tenants` is the
 /// file as read at start-up; a tenant of it that cannot start (its state store locked or unreadable)
-/// stops start-up.
+/// is reported (`cec_up` 0, an error line) and retried every 30 s and at every reload, the others
+/// running meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_tenants(
     serving: config::Serving,
@@ -121,7 +127,7 @@ pub async fn run_tenants(
     argv: Vec<std::ffi::OsString>,
     tenants: Vec<tenants::Tenant>,
     listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
     mut reload: tokio::sync::mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
     let (count, index) = serving.shard;
@@ -131,16 +137,15 @@ pub async fn run_tenants(
     let process = Arc::new(ingest::poller::Shared::default());
     let fleet = Arc::new(fleet::Fleet::default());
     let total = tenants.len();
-    let (_, errors) = fleet.apply(&mine(tenants)).await;
-    if let Some(e) = errors.into_iter().next() {
-        fleet.stop_all().await;
-        return Err(e.into());
-    }
+    let mut wanted = mine(tenants);
+    // A tenant that cannot start (its store locked or unreadable) is reported and retried; the others run.
+    fleet.apply(&wanted).await;
     let site = Arc::new(server::Site {
         shared: process.clone(),
         fleet: Some(fleet.clone()),
         telemetry_path: serving.telemetry_path.clone(),
         build: build_info(),
+        ready: Default::default(),
     });
     let web = serving.web_config.clone().map(|(path, c)| Arc::new(server::ActiveWebConfig::new(path, c)));
     tracing::info!(
@@ -154,9 +159,11 @@ pub async fn run_tenants(
         shard = %format!("{index}/{count}"),
         "cec-exporter started"
     );
-    let serve = server::serve(listener, site, serving.limits.clone(), web, shutdown);
-    tokio::pin!(serve);
+    // The server in its own task: a reload (reading the file, stopping and starting pollers, opening
+    // stores) never holds up a scrape or the shutdown.
+    let mut serve = tokio::spawn(server::serve(listener, site, serving.limits.clone(), web, shutdown));
     let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut last_retry = tokio::time::Instant::now();
     let result = loop {
         tokio::select! {
             _ = &mut serve => break Ok(()),
@@ -167,7 +174,8 @@ pub async fn run_tenants(
                     Ok(mut all) => {
                         // --state.reset is for start-up: a tenant started by a reload opens its store as it is.
                         all.iter_mut().for_each(|t| t.config.state_reset = false);
-                        let (applied, errors) = fleet.apply(&mine(all)).await;
+                        wanted = mine(all);
+                        let (applied, errors) = fleet.apply(&wanted).await;
                         match errors.first() {
                             None => events::ConfigReloaded { path: &path, applied: &applied }.emit(telemetry),
                             Some(_) => {
@@ -185,10 +193,19 @@ pub async fn run_tenants(
                     events::PollerStopped { why: "it panicked" }.emit(&process.telemetry);
                     break Err(anyhow::anyhow!("the poller of tenant {tenant:?} stopped unexpectedly"));
                 }
+                // A tenant that could not start is tried again every 30 s (each try is one error line).
+                if fleet.has_failed() && last_retry.elapsed() >= std::time::Duration::from_secs(30) {
+                    last_retry = tokio::time::Instant::now();
+                    wanted.iter_mut().for_each(|t| t.config.state_reset = false);
+                    fleet.apply(&wanted).await;
+                }
             }
         }
     };
     fleet.stop_all().await;
+    if !serve.is_finished() {
+        serve.abort();
+    }
     result
 }
 

@@ -30,30 +30,41 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     logging::init(cli.run.log_level.into(), cli.run.log_format);
     match cli.command {
-        None | Some(Command::Run) => match cli.run.config_file.clone() {
-            Some(path) => {
-                let serving = Serving::from_args(&cli.run)?;
-                let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-                let tenants = cec_exporter::tenants::load(&path, &argv)?;
-                if cli.run.config_check {
-                    let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
-                    println!("{}: valid, {} tenants: {}", path.display(), names.len(), names.join(", "));
-                    return Ok(());
-                }
-                let listener = bind(serving.listen).await?;
-                cec_exporter::run_tenants(serving, path, argv, tenants, listener, shutdown_signal(), hangups()).await
-            }
-            None => {
-                let cfg = Config::from_args(&cli.run, std::env::var("CEC_APP_SECRET").ok())?;
-                if cli.run.config_check {
-                    println!("the command line is a valid configuration");
-                    return Ok(());
-                }
-                run_exporter(cfg).await
-            }
-        },
+        None | Some(Command::Run) => {
+            // First: until a handler is installed, a SIGHUP (a `systemctl reload` just after a start)
+            // would end the process while it reads its tenants or restores their stores.
+            let hups = (!cli.run.config_check).then(hangups);
+            run_command(cli, hups).await
+        }
         Some(Command::Simulate(args)) => simulate::run(args, shutdown_signal()).await,
         Some(Command::Demo(args)) => demo::run(args, &cli.run, shutdown_signal()).await,
+    }
+}
+
+/// The exporter itself (`run`, the default command), with the SIGHUPs received from its start.
+async fn run_command(cli: Cli, hups: Option<tokio::sync::mpsc::Receiver<()>>) -> anyhow::Result<()> {
+    let hups = hups.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
+    match cli.run.config_file.clone() {
+        Some(path) => {
+            let serving = Serving::from_args(&cli.run)?;
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let tenants = cec_exporter::tenants::load(&path, &argv)?;
+            if cli.run.config_check {
+                let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+                println!("{}: valid, {} tenants: {}", path.display(), names.len(), names.join(", "));
+                return Ok(());
+            }
+            let listener = bind(serving.listen).await?;
+            cec_exporter::run_tenants(serving, path, argv, tenants, listener, shutdown_signal(), hups).await
+        }
+        None => {
+            let cfg = Config::from_args(&cli.run, std::env::var("CEC_APP_SECRET").ok())?;
+            if cli.run.config_check {
+                println!("the command line is a valid configuration");
+                return Ok(());
+            }
+            run_exporter(cfg, hups).await
+        }
     }
 }
 
@@ -80,11 +91,10 @@ async fn bind(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpLis
         .with_context(|| format!("--web.listen-address: cannot listen on {listen}"))
 }
 
-async fn run_exporter(cfg: Config) -> anyhow::Result<()> {
+async fn run_exporter(cfg: Config, mut hups: tokio::sync::mpsc::Receiver<()>) -> anyhow::Result<()> {
     let listener = bind(cfg.listen).await?;
     // SIGHUP would otherwise end the process (a closed terminal, a `systemctl reload`): without
     // --config.file there is nothing to re-read, so it is only logged.
-    let mut hups = hangups();
     tokio::spawn(async move {
         while hups.recv().await.is_some() {
             tracing::info!("SIGHUP: nothing to reload without --config.file (the flags are read at start-up)");

@@ -39,6 +39,9 @@ pub struct Site {
     pub shared: Arc<Shared>,
     /// The tenants of `--config.file`, when the exporter runs with one.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// With tenants: set once every tenant had finished a poll, and kept (a tenant added by a reload
+    /// does not take a serving replica out of service).
+    pub ready: std::sync::atomic::AtomicBool,
     pub telemetry_path: String,
     pub build: BuildInfo,
 }
@@ -473,6 +476,7 @@ mod tests {
         Site {
             shared: Arc::new(Shared::default()),
             fleet: None,
+            ready: Default::default(),
             telemetry_path: "/metrics".into(),
             build: BuildInfo { version: "0.1.0", revision: "r1" },
         }

@@ -102,6 +102,46 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// A key whose value is text (a URL, a key, a path, a calling number): only a YAML string is taken, so
+/// that `+8610…` keeps its `+` and `0x1F` is not read as 31; anything else asks to be quoted, without
+/// repeating the value.
+#[derive(Debug, Clone)]
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a quoted string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text, E> {
+                Err(E::custom("a number where text belongs: quote it (\"…\"), as YAML reads 0x1F as 31 and drops a +"))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                self.visit_u64(v.unsigned_abs())
+            }
+            fn visit_u128<E: de::Error>(self, _: u128) -> Result<Text, E> {
+                self.visit_u64(0)
+            }
+            fn visit_i128<E: de::Error>(self, _: i128) -> Result<Text, E> {
+                self.visit_u64(0)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text, E> {
+                self.visit_u64(0)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text, E> {
+                Err(E::custom("true or false where text belongs: quote it"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `task_types`: a list (`[0, 4]`) or the flag's comma-separated text (`"0,4"`).
 #[derive(Debug, Clone)]
 struct TaskTypesValue(String);
@@ -124,10 +164,10 @@ impl<'de> Deserialize<'de> for TaskTypesValue {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CecKeys {
-    url: Option<Scalar>,
-    app_key: Option<Scalar>,
-    app_secret_file: Option<Scalar>,
-    token_url: Option<Scalar>,
+    url: Option<Text>,
+    app_key: Option<Text>,
+    app_secret_file: Option<Text>,
+    token_url: Option<Text>,
     task_types: Option<TaskTypesValue>,
     page_size: Option<Scalar>,
     token_expire: Option<Scalar>,
@@ -162,7 +202,7 @@ struct Entry {
     #[serde(default)]
     poll: PollKeys,
     /// Calling numbers that get their own `caller` label (`--metrics.callers`).
-    callers: Option<Vec<Scalar>>,
+    callers: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,7 +341,11 @@ fn tenant(
     }
     let cli = Cli::try_parse_from(&argv).map_err(|e| value_error("command line", clap_message(&e)))?;
     // A tenant's secret comes from its file only: CEC_APP_SECRET is the single-tenant way.
-    let config = Config::from_args(&cli.run, None).map_err(|error| TenantsError::Rule {
+    // The web server is the process's, built once from the command line: a tenant does not read
+    // --web.config.file again (a file being edited must not refuse a tenant's reload).
+    let mut run = cli.run;
+    run.web_config_file = None;
+    let config = Config::from_args(&run, None).map_err(|error| TenantsError::Rule {
         path: path.into(),
         tenant: name.to_owned(),
         key: key_of(error.flag()),
@@ -358,7 +402,7 @@ tenants:
       app_secret_file: DIR/b.secret
       task_types: \"0,4\"
       page_size: 50
-    callers: [\"+8640001\", 4008001000]
+    callers: [\"+8640001\", \"4008001000\"]
 ";
 
     #[test]
@@ -436,11 +480,29 @@ tenants:
                 "--config.file tenants.yml: tenant \"a\": poll.max_call_duration: --poll.max-call-duration: must be longer than --poll.lookback plus --poll.interval (5m 45s)",
             ),
         ];
-        for (text, want) in cases {
+        let cases: Vec<(&str, &str)> = cases
+            .iter()
+            .copied()
+            .chain([
+                (
+                    "tenants:\n  - name: a\n    cec: {url: https://gw.example, app_key: 0x1F, app_secret_file: DIR/a.secret}\n",
+                    "--config.file tenants.yml: tenants[0].cec.app_key: a number where text belongs: quote it (\"…\"), as YAML reads 0x1F as 31 and drops a + at line 3 column 45",
+                ),
+                (
+                    "tenants:\n  - name: a\n    callers: [+8613800138000]\n",
+                    "--config.file tenants.yml: tenants[0].callers[0]: a number where text belongs: quote it (\"…\"), as YAML reads 0x1F as 31 and drops a + at line 3 column 15",
+                ),
+                (
+                    "tenants:\n  - name: a\n    cec: {url: https://gw.example, app_key: k, app_secret_file: Zx9s3cr3tVALUE}\n",
+                    "--config.file tenants.yml: tenant \"a\": cec.app_secret_file: --cec.app-secret-file: cannot read the name given (not shown: with no directory it may be the secret itself): No such file or directory (os error 2)",
+                ),
+            ])
+            .collect();
+        for (text, want) in &cases {
             let (dir, base) = setup(&["a"]);
             let d = dir.path().to_str().unwrap();
             let got = parse(Path::new("tenants.yml"), &text.replace("DIR", d), &base).unwrap_err().to_string();
-            assert_eq!(got.replace(d, "DIR"), *want, "for:\n{text}");
+            assert_eq!(got.replace(d, "DIR"), **want, "for:\n{text}");
         }
     }
 

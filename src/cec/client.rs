@@ -502,7 +502,9 @@ impl CecClient {
         if e.is_timeout() {
             ApiError::Timeout { endpoint, timeout: self.cfg.timeout }
         } else {
-            // reqwest's message names the URL, never headers or bodies: no secret in it.
+            // Without the URL: a gateway's URL may carry a signed query (`?sig=…`), and the endpoint
+            // says which request it was. reqwest's message has no header or body.
+            let e = e.without_url();
             let mut message = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
@@ -783,6 +785,17 @@ mod tests {
         assert_eq!((read.requests, read.total, read.stopped, read.complete()), (1, Some(2), None, true));
         let offsets: Vec<_> = script.bodies.lock().unwrap().iter().map(|b| b["offset"].clone()).collect();
         assert_eq!(offsets, ["0", "0"]);
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_never_quotes_the_url_and_its_signed_query() {
+        let (c, _) = client_with("http://127.0.0.1:9", 100, 0, |cfg| {
+            cfg.token_url = "http://127.0.0.1:9/token?sig=s3cr3t".parse().unwrap();
+        });
+        let e = c.read_window(TaskQuery::ITA, W).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("token_by_ak_sk: "), "{text}");
+        assert!(!text.contains("s3cr3t") && !text.contains("127.0.0.1:9"), "{text}");
     }
 
     #[tokio::test]
