@@ -14,9 +14,10 @@
 //!
 //! Scenarios (fixed seeds, so runs repeat): `backfill` — 200 000 calls at 600 calls/min read by the
 //! first poll's backfill; `catchup` — 10 days at 20.83 calls/min (300 000 calls), which CEC's seven-day
-//! limit splits into two windows. Medians of `E2E_RUNS` runs (default 3).
+//! limit splits into two windows; `catchup30d` — the same calls over 30 days, for peak memory against
+//! the catch-up's length. Medians of `E2E_RUNS` runs (default 3).
 //!
-//! `cargo bench --bench e2e_process [-- backfill|catchup]`; `E2E_EXPORTER=PATH` runs another build. With `E2E_PERF=DIR`, each run's exporter is
+//! `cargo bench --bench e2e_process [-- backfill|catchup|catchup30d]`; `E2E_EXPORTER=PATH` runs another build. With `E2E_PERF=DIR`, each run's exporter is
 //! also recorded with `perf record -g` into `DIR/<scenario>-<run>.perf.data`.
 
 use std::io::{Read as _, Write as _};
@@ -37,11 +38,14 @@ struct Scenario {
     backfill: &'static str,
 }
 
-const SCENARIOS: [Scenario; 2] = [
+const SCENARIOS: [Scenario; 3] = [
     // 600 calls/min for 333 min 20 s: 200 000 calls expected.
     Scenario { name: "backfill", calls_per_minute: "600", history: "20000s", backfill: "6h" },
     // 300 000 calls over 10 days.
     Scenario { name: "catchup", calls_per_minute: "20.8333", history: "10d", backfill: "10d" },
+    // The same 300 000 calls over 30 days (five 7-day windows and a rest): peak memory must not grow
+    // with the catch-up's length.
+    Scenario { name: "catchup30d", calls_per_minute: "6.9444", history: "30d", backfill: "30d" },
 ];
 
 /// One run's figures.
