@@ -131,8 +131,9 @@ pub struct Serving {
 }
 
 impl Serving {
-    /// The process's part of the flags, checked; reads the web config file, if one is given.
-    pub fn from_args(args: &RunArgs) -> Result<Serving, ConfigError> {
+    /// The process's rules, without reading anything: [`Config::from_args`] checks them before it reads
+    /// a file, so a file is never opened while a rule fails.
+    pub fn check(args: &RunArgs) -> Result<(), ConfigError> {
         if args.state_reset && args.state_path.is_none() {
             return Err(ConfigError::ResetWithoutStatePath);
         }
@@ -142,6 +143,12 @@ impl Serving {
         if args.shard_count > 1 && args.config_file.is_none() {
             return Err(ConfigError::ShardWithoutFile);
         }
+        Ok(())
+    }
+
+    /// The process's part of the flags, checked; reads the web config file, if one is given.
+    pub fn from_args(args: &RunArgs) -> Result<Serving, ConfigError> {
+        Serving::check(args)?;
         let web_config = match &args.web_config_file {
             Some(path) => {
                 Some((path.clone(), crate::web_config::WebConfig::load(path).map_err(ConfigError::WebConfig)?))
@@ -277,21 +284,17 @@ impl Config {
         if args.poll_deadline < args.cec_timeout {
             return Err(ConfigError::DeadlineShorterThanTimeout { timeout: args.cec_timeout });
         }
-        if args.state_reset && args.state_path.is_none() {
-            return Err(ConfigError::ResetWithoutStatePath);
-        }
+        Serving::check(args)?;
         // Last, once everything else holds: the edge where a file is read.
         let app_secret = secret.read()?;
         let extra_roots = match &args.cec_ca_file {
             Some(path) => ca_certificates(path)?,
             None => Vec::new(),
         };
-        let web_config = match &args.web_config_file {
-            Some(path) => {
-                Some((path.clone(), crate::web_config::WebConfig::load(path).map_err(ConfigError::WebConfig)?))
-            }
-            None => None,
-        };
+        // The process's part (state root, web server, shards; it reads the web config file): the same
+        // rules with or without --config.file.
+        let Serving { state_path, state_reset, listen, telemetry_path, limits, web_config, shard: _ } =
+            Serving::from_args(args)?;
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let page_size = args.cec_page_size;
         Ok(Config {
@@ -329,14 +332,11 @@ impl Config {
                 deadline: args.poll_deadline,
                 max_unknown_reason_codes: args.metrics_max_unknown_reason_codes as usize,
             },
-            state_path: args.state_path.clone(),
-            state_reset: args.state_reset,
-            listen: args.web_listen_address.unwrap_or(DEFAULT_LISTEN),
-            telemetry_path: args.web_telemetry_path.clone(),
-            limits: crate::server::Limits {
-                max_connections: args.web_max_connections as usize,
-                ..crate::server::Limits::default()
-            },
+            state_path,
+            state_reset,
+            listen,
+            telemetry_path,
+            limits,
             web_config,
             log_level: args.log_level.into(),
             log_format: args.log_format,
@@ -505,6 +505,16 @@ mod tests {
         // An unreadable file is not reported (so not opened) while another rule fails.
         let a = args(&["--cec.app-secret-file", "/nonexistent/secret", "--state.reset"]);
         assert_eq!(Config::from_args(&a, None).unwrap_err().flag(), "--state.reset");
+    }
+
+    #[test]
+    fn shards_without_a_tenant_file_are_refused() {
+        let a = args(&["--cec.app-secret-file", "/nonexistent/secret", "--shard.count", "2"]);
+        let e = Config::from_args(&a, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--shard.count: shards split the tenants of --config.file; give one, or leave --shard.count at 1"
+        );
     }
 
     #[test]
