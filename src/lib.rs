@@ -140,6 +140,8 @@ pub async fn run_tenants(
     let mut wanted = mine(tenants);
     // A tenant that cannot start (its store locked or unreadable) is reported and retried; the others run.
     fleet.apply(&wanted).await;
+    // --state.reset is for start-up: a tenant started later (a retry, a reload) opens its store as it is.
+    wanted.iter_mut().for_each(|t| t.config.state_reset = false);
     let site = Arc::new(server::Site {
         shared: process.clone(),
         fleet: Some(fleet.clone()),
@@ -172,7 +174,6 @@ pub async fn run_tenants(
                 match tenants::load(&path, &argv) {
                     Err(e) => events::ConfigReloadFailed { error: &e.to_string(), kept_previous: true }.emit(telemetry),
                     Ok(mut all) => {
-                        // --state.reset is for start-up: a tenant started by a reload opens its store as it is.
                         all.iter_mut().for_each(|t| t.config.state_reset = false);
                         wanted = mine(all);
                         let (applied, errors) = fleet.apply(&wanted).await;
@@ -196,7 +197,6 @@ pub async fn run_tenants(
                 // A tenant that could not start is tried again every 30 s (each try is one error line).
                 if fleet.has_failed() && last_retry.elapsed() >= std::time::Duration::from_secs(30) {
                     last_retry = tokio::time::Instant::now();
-                    wanted.iter_mut().for_each(|t| t.config.state_reset = false);
                     fleet.apply(&wanted).await;
                 }
             }

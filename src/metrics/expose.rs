@@ -605,6 +605,15 @@ mod tests {
         }
     }
 
+    /// Every family of the table has its `# TYPE` line, once, in the table's order.
+    fn assert_every_family_once_in_order(text: &str, format: Format) {
+        let om = format == Format::OpenMetrics;
+        let typed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let want: Vec<String> =
+            families::ALL.iter().map(|f| format!("{} {}", f.header_name(om), f.kind.type_name())).collect();
+        assert_eq!(typed, want, "{format:?}");
+    }
+
     /// Every sample of the golden state carries exactly its family's declared label names, and every
     /// family of the table appears (with `# TYPE`) in both formats, in the table's order.
     #[test]
@@ -614,12 +623,7 @@ mod tests {
             let mut out = Vec::new();
             render(&mut out, format, &p, &t, &build());
             let text = String::from_utf8(out).unwrap();
-            let om = format == Format::OpenMetrics;
-            let typed: Vec<String> =
-                text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(str::to_owned).collect();
-            let want: Vec<String> =
-                families::ALL.iter().map(|f| format!("{} {}", f.header_name(om), f.kind.type_name())).collect();
-            assert_eq!(typed, want, "{format:?}");
+            assert_every_family_once_in_order(&text, format);
             let samples = samples(&text);
             for f in families::ALL {
                 assert!(samples.iter().any(|(g, _)| std::ptr::eq(*g, f)), "{format:?}: no sample of {}", f.name);
@@ -645,12 +649,7 @@ mod tests {
             let mut out = Vec::new();
             render_tenants(&mut out, format, &tenants, &process, &build());
             let text = String::from_utf8(out).unwrap();
-            let om = format == Format::OpenMetrics;
-            let typed: Vec<String> =
-                text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(str::to_owned).collect();
-            let want: Vec<String> =
-                families::ALL.iter().map(|f| format!("{} {}", f.header_name(om), f.kind.type_name())).collect();
-            assert_eq!(typed, want, "{format:?}");
+            assert_every_family_once_in_order(&text, format);
             for line in text.lines().filter(|l| !l.starts_with('#')) {
                 let process_wide = families::PROCESS.iter().any(|f| line.starts_with(f.name));
                 assert_eq!(line.contains("tenant="), !process_wide, "{line}");
