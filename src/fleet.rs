@@ -196,7 +196,8 @@ impl Fleet {
             if !applied.restarted.contains(&t.name) {
                 applied.added.push(t.name.clone());
             }
-            let (r, error) = Fleet::start(t);
+            // Opening and restoring a store is blocking file I/O (a large store takes a while).
+            let (r, error) = tokio::task::block_in_place(|| Fleet::start(t));
             next.push(Arc::new(r));
             errors.extend(error);
         }

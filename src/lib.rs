@@ -171,7 +171,13 @@ pub async fn run_tenants(
             _ = &mut serve => break Ok(()),
             Some(()) = reload.recv() => {
                 let telemetry = &process.telemetry;
-                match tenants::load(&path, &argv) {
+                // Reading and parsing the file is blocking work (a pathological YAML nesting takes
+                // seconds): off the runtime's workers, which poll the tenants.
+                let (p, a) = (path.clone(), argv.clone());
+                let loaded = tokio::task::spawn_blocking(move || tenants::load(&p, &a))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                match loaded {
                     Err(e) => events::ConfigReloadFailed { error: &e.to_string(), kept_previous: true }.emit(telemetry),
                     Ok(mut all) => {
                         all.iter_mut().for_each(|t| t.config.state_reset = false);
